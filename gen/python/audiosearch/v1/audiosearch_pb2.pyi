@@ -1,0 +1,418 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    ERROR_REASON_INVALID_AUDIO: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_TOO_LARGE: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_TOO_LONG: _ClassVar[ErrorReason]
+    ERROR_REASON_INVALID_FIELD: _ClassVar[ErrorReason]
+    ERROR_REASON_COLLECTION_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_COLLECTION_EXISTS: _ClassVar[ErrorReason]
+    ERROR_REASON_AUDIO_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_MODEL_MISMATCH: _ClassVar[ErrorReason]
+    ERROR_REASON_DEPENDENCY_UNAVAILABLE: _ClassVar[ErrorReason]
+    ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
+    ERROR_REASON_INGEST_IN_PROGRESS: _ClassVar[ErrorReason]
+    ERROR_REASON_NOT_ENOUGH_DATA: _ClassVar[ErrorReason]
+
+class AudioStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_STATUS_UNSPECIFIED: _ClassVar[AudioStatus]
+    AUDIO_STATUS_PENDING: _ClassVar[AudioStatus]
+    AUDIO_STATUS_READY: _ClassVar[AudioStatus]
+    AUDIO_STATUS_DELETING: _ClassVar[AudioStatus]
+    AUDIO_STATUS_FAILED: _ClassVar[AudioStatus]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_INVALID_AUDIO: ErrorReason
+ERROR_REASON_AUDIO_TOO_LARGE: ErrorReason
+ERROR_REASON_AUDIO_TOO_LONG: ErrorReason
+ERROR_REASON_INVALID_FIELD: ErrorReason
+ERROR_REASON_COLLECTION_NOT_FOUND: ErrorReason
+ERROR_REASON_COLLECTION_EXISTS: ErrorReason
+ERROR_REASON_AUDIO_NOT_FOUND: ErrorReason
+ERROR_REASON_MODEL_MISMATCH: ErrorReason
+ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason
+ERROR_REASON_OVERLOADED: ErrorReason
+ERROR_REASON_INGEST_IN_PROGRESS: ErrorReason
+ERROR_REASON_NOT_ENOUGH_DATA: ErrorReason
+AUDIO_STATUS_UNSPECIFIED: AudioStatus
+AUDIO_STATUS_PENDING: AudioStatus
+AUDIO_STATUS_READY: AudioStatus
+AUDIO_STATUS_DELETING: AudioStatus
+AUDIO_STATUS_FAILED: AudioStatus
+
+class ModelIdentity(_message.Message):
+    __slots__ = ("name", "version", "embedding_dim", "sample_rate_hz", "untrained")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    UNTRAINED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    embedding_dim: int
+    sample_rate_hz: int
+    untrained: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., sample_rate_hz: _Optional[int] = ..., untrained: _Optional[bool] = ...) -> None: ...
+
+class SegmentConfig(_message.Message):
+    __slots__ = ("window_seconds", "hop_seconds")
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HOP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    window_seconds: float
+    hop_seconds: float
+    def __init__(self, window_seconds: _Optional[float] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
+
+class Collection(_message.Message):
+    __slots__ = ("name", "description", "model", "segment_config", "score_threshold", "threshold_source", "audio_count", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    model: ModelIdentity
+    segment_config: SegmentConfig
+    score_threshold: float
+    threshold_source: str
+    audio_count: int
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., audio_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Tag(_message.Message):
+    __slots__ = ("label", "score")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    score: float
+    def __init__(self, label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class TimeRange(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
+
+class AudioRecord(_message.Message):
+    __slots__ = ("id", "collection", "name", "sha256", "duration_seconds", "sample_rate_hz", "channels", "codec", "size_bytes", "metadata", "tags", "status", "segment_count", "create_time", "update_time")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    collection: str
+    name: str
+    sha256: str
+    duration_seconds: float
+    sample_rate_hz: int
+    channels: int
+    codec: str
+    size_bytes: int
+    metadata: _containers.ScalarMap[str, str]
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    status: AudioStatus
+    segment_count: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., codec: _Optional[str] = ..., size_bytes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., status: _Optional[_Union[AudioStatus, str]] = ..., segment_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateCollectionRequest(_message.Message):
+    __slots__ = ("name", "description", "segment_config", "score_threshold")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    segment_config: SegmentConfig
+    score_threshold: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ...) -> None: ...
+
+class CreateCollectionResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class GetCollectionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetCollectionResponse(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ...) -> None: ...
+
+class ListCollectionsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCollectionsResponse(_message.Message):
+    __slots__ = ("collections", "next_page_token")
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedCompositeFieldContainer[Collection]
+    next_page_token: str
+    def __init__(self, collections: _Optional[_Iterable[_Union[Collection, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteCollectionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteCollectionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IngestAudioHeader(_message.Message):
+    __slots__ = ("collection", "name", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    name: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, collection: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class IngestAudioRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: IngestAudioHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[IngestAudioHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class IngestAudioResponse(_message.Message):
+    __slots__ = ("audio", "already_existed")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_EXISTED_FIELD_NUMBER: _ClassVar[int]
+    audio: AudioRecord
+    already_existed: bool
+    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., already_existed: _Optional[bool] = ...) -> None: ...
+
+class AudioFilter(_message.Message):
+    __slots__ = ("tags", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SearchAudioRequest(_message.Message):
+    __slots__ = ("collection", "audio_content", "top_k", "min_score", "filter")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_content: bytes
+    top_k: int
+    min_score: float
+    filter: AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., audio_content: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
+
+class Match(_message.Message):
+    __slots__ = ("audio", "score", "reference_range", "query_range", "matched_segments")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    audio: AudioRecord
+    score: float
+    reference_range: TimeRange
+    query_range: TimeRange
+    matched_segments: int
+    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ...) -> None: ...
+
+class SearchAudioResponse(_message.Message):
+    __slots__ = ("matches", "score_threshold", "query_duration_seconds", "query_tags")
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    QUERY_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_TAGS_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedCompositeFieldContainer[Match]
+    score_threshold: float
+    query_duration_seconds: float
+    query_tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    def __init__(self, matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., score_threshold: _Optional[float] = ..., query_duration_seconds: _Optional[float] = ..., query_tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
+
+class TagAudioRequest(_message.Message):
+    __slots__ = ("audio_content", "top_k")
+    AUDIO_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    audio_content: bytes
+    top_k: int
+    def __init__(self, audio_content: _Optional[bytes] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class SegmentTags(_message.Message):
+    __slots__ = ("range", "tags")
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    range: TimeRange
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
+
+class TagAudioResponse(_message.Message):
+    __slots__ = ("tags", "segments", "duration_seconds")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentTags]
+    duration_seconds: float
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[SegmentTags, _Mapping]]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+
+class GetAudioRequest(_message.Message):
+    __slots__ = ("collection", "audio_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_id: str
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ...) -> None: ...
+
+class GetAudioResponse(_message.Message):
+    __slots__ = ("audio",)
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    audio: AudioRecord
+    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ...) -> None: ...
+
+class ListAudioRequest(_message.Message):
+    __slots__ = ("collection", "page_size", "page_token", "filter")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    page_size: int
+    page_token: str
+    filter: AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
+
+class ListAudioResponse(_message.Message):
+    __slots__ = ("audios", "next_page_token")
+    AUDIOS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    audios: _containers.RepeatedCompositeFieldContainer[AudioRecord]
+    next_page_token: str
+    def __init__(self, audios: _Optional[_Iterable[_Union[AudioRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteAudioRequest(_message.Message):
+    __slots__ = ("collection", "audio_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_id: str
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ...) -> None: ...
+
+class DeleteAudioResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetCollectionStatsRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class TagStatistics(_message.Message):
+    __slots__ = ("label", "audio_count", "total_duration_seconds")
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    label: str
+    audio_count: int
+    total_duration_seconds: float
+    def __init__(self, label: _Optional[str] = ..., audio_count: _Optional[int] = ..., total_duration_seconds: _Optional[float] = ...) -> None: ...
+
+class GetCollectionStatsResponse(_message.Message):
+    __slots__ = ("audio_count", "total_duration_seconds", "segment_count", "tags")
+    AUDIO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    audio_count: int
+    total_duration_seconds: float
+    segment_count: int
+    tags: _containers.RepeatedCompositeFieldContainer[TagStatistics]
+    def __init__(self, audio_count: _Optional[int] = ..., total_duration_seconds: _Optional[float] = ..., segment_count: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[TagStatistics, _Mapping]]] = ...) -> None: ...
+
+class CalibrateCollectionRequest(_message.Message):
+    __slots__ = ("collection", "target_false_positive_rate")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FALSE_POSITIVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    target_false_positive_rate: float
+    def __init__(self, collection: _Optional[str] = ..., target_false_positive_rate: _Optional[float] = ...) -> None: ...
+
+class CalibrateCollectionResponse(_message.Message):
+    __slots__ = ("collection", "negative_queries", "positive_queries", "true_positive_rate", "false_positive_rate")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TRUE_POSITIVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    FALSE_POSITIVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    collection: Collection
+    negative_queries: int
+    positive_queries: int
+    true_positive_rate: float
+    false_positive_rate: float
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., negative_queries: _Optional[int] = ..., positive_queries: _Optional[int] = ..., true_positive_rate: _Optional[float] = ..., false_positive_rate: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,93 @@
+"""The gRPC server bootstrap every service shares: health, reflection, error mapping, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.errors import ErrorMappingInterceptor
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    service_names: list[str]
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set_serving(self, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ["", *self.service_names]:
+            self.health.set(name, status)
+
+    def stop(self, grace: float) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        for callback in self.on_stop:
+            callback()
+
+
+def start_server(
+    settings: ServiceSettings,
+    register: Callable[[grpc.Server], Iterable[str]],
+) -> RunningServer:
+    """Builds and starts a server; `register` adds the servicers and returns their full service names."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers),
+        interceptors=[ErrorMappingInterceptor()],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=settings.max_workers * 4,
+    )
+    service_names = list(register(server))
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    server.start()
+    running = RunningServer(server, health_servicer, port, service_names)
+    running.set_serving(True)
+    log.info("serving", extra={"address": f"{settings.host}:{port}", "services": service_names})
+    return running
+
+
+def serve_until_signalled(running: RunningServer, grace: float) -> None:
+    """Blocks until SIGTERM or SIGINT, then turns health to NOT_SERVING and drains in-flight calls."""
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stop_requested.wait()
+    running.stop(grace)
+    log.info("stopped")
