@@ -103,6 +103,20 @@ class CreateAudioResponse(_message.Message):
     created: bool
     def __init__(self, audio: _Optional[_Union[_audiosearch_pb2.AudioRecord, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., created: _Optional[bool] = ...) -> None: ...
 
+class FindAudioBySha256Request(_message.Message):
+    __slots__ = ("collection", "sha256")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    sha256: str
+    def __init__(self, collection: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class FindAudioBySha256Response(_message.Message):
+    __slots__ = ("audio",)
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    audio: _audiosearch_pb2.AudioRecord
+    def __init__(self, audio: _Optional[_Union[_audiosearch_pb2.AudioRecord, _Mapping]] = ...) -> None: ...
+
 class SetAudioStatusRequest(_message.Message):
     __slots__ = ("collection", "audio_id", "status", "expected_status")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]

@@ -66,6 +66,11 @@ class CatalogServiceStub:
                 request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioResponse.FromString,
                 _registered_method=True)
+        self.FindAudioBySha256 = channel.unary_unary(
+                '/audiosearch.catalog.v1.CatalogService/FindAudioBySha256',
+                request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Request.SerializeToString,
+                response_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Response.FromString,
+                _registered_method=True)
         self.SetAudioStatus = channel.unary_unary(
                 '/audiosearch.catalog.v1.CatalogService/SetAudioStatus',
                 request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.SetAudioStatusRequest.SerializeToString,
@@ -145,6 +150,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindAudioBySha256(self, request, context):
+        """Returns the recording of a collection with this content hash; NOT_FOUND if none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetAudioStatus(self, request, context):
         """Moves a recording between states, optionally only from an expected state.
         """
@@ -219,6 +231,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.CreateAudio,
                     request_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioRequest.FromString,
                     response_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioResponse.SerializeToString,
+            ),
+            'FindAudioBySha256': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindAudioBySha256,
+                    request_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Request.FromString,
+                    response_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Response.SerializeToString,
             ),
             'SetAudioStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.SetAudioStatus,
@@ -415,6 +432,33 @@ class CatalogService:
             '/audiosearch.catalog.v1.CatalogService/CreateAudio',
             audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioRequest.SerializeToString,
             audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.CreateAudioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindAudioBySha256(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audiosearch.catalog.v1.CatalogService/FindAudioBySha256',
+            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Request.SerializeToString,
+            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.FindAudioBySha256Response.FromString,
             options,
             channel_credentials,
             insecure,

@@ -133,3 +133,17 @@ class ListAudioIdsResponse(_message.Message):
     AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
     audio_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetSegmentVectorsRequest(_message.Message):
+    __slots__ = ("collection", "audio_ids")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetSegmentVectorsResponse(_message.Message):
+    __slots__ = ("segments",)
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentVector]
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentVector, _Mapping]]] = ...) -> None: ...

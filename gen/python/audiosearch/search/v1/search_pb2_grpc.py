@@ -66,6 +66,11 @@ class VectorSearchServiceStub:
                 request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsResponse.FromString,
                 _registered_method=True)
+        self.GetSegmentVectors = channel.unary_unary(
+                '/audiosearch.search.v1.VectorSearchService/GetSegmentVectors',
+                request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsResponse.FromString,
+                _registered_method=True)
         self.ListAudioIds = channel.unary_unary(
                 '/audiosearch.search.v1.VectorSearchService/ListAudioIds',
                 request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsRequest.SerializeToString,
@@ -120,6 +125,13 @@ class VectorSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetSegmentVectors(self, request, context):
+        """Returns the stored segment vectors of the given recordings (for calibration).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAudioIds(self, request, context):
         """Lists the distinct recording ids that have vectors, paged (for reconciliation).
         """
@@ -159,6 +171,11 @@ def add_VectorSearchServiceServicer_to_server(servicer, server):
                     servicer.CountSegments,
                     request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsRequest.FromString,
                     response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsResponse.SerializeToString,
+            ),
+            'GetSegmentVectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSegmentVectors,
+                    request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsRequest.FromString,
+                    response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsResponse.SerializeToString,
             ),
             'ListAudioIds': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudioIds,
@@ -330,6 +347,33 @@ class VectorSearchService:
             '/audiosearch.search.v1.VectorSearchService/CountSegments',
             audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsRequest.SerializeToString,
             audiosearch_dot_search_dot_v1_dot_search__pb2.CountSegmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSegmentVectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audiosearch.search.v1.VectorSearchService/GetSegmentVectors',
+            audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsRequest.SerializeToString,
+            audiosearch_dot_search_dot_v1_dot_search__pb2.GetSegmentVectorsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,85 @@
+"""Choosing a collection's score threshold from its own content.
+
+Negatives: each sampled recording queried against the rest of the collection (leave one out), so its best
+score is what a sound that is not in the catalog scores. Positives: each segment against the neighbouring,
+overlapping segment of the same recording, i.e. the score of a time-shifted excerpt. The threshold is the
+negative-score quantile that lets through the target false-positive rate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from audiosearch.search.v1 import search_pb2 as spb
+from audiosearch.v1 import audiosearch_pb2 as pb
+from services.common.errors import FailedPrecondition
+from services.gateway.backends import Backends
+from services.gateway.matching import QuerySegment
+from services.gateway.query import Query
+
+SAMPLE_RECORDINGS = 200
+MIN_RECORDINGS = 5
+READY = pb.AUDIO_STATUS_READY
+
+
+class Calibrator:
+    def __init__(self, backends: Backends, query: Query) -> None:
+        self._backends = backends
+        self._query = query
+
+    def calibrate(self, collection: pb.Collection, target_false_positive_rate: float
+                  ) -> pb.CalibrateCollectionResponse:
+        segments_by_audio = self._sample_segments(collection.name)
+        if len(segments_by_audio) < MIN_RECORDINGS:
+            raise FailedPrecondition(
+                f"calibration needs at least {MIN_RECORDINGS} ready recordings; "
+                f"{collection.name!r} has {len(segments_by_audio)}",
+                reason="NOT_ENOUGH_DATA", collection=collection.name)
+        negatives = np.array([self._leave_one_out_score(collection, audio_id, segments)
+                              for audio_id, segments in segments_by_audio.items()])
+        positives = np.concatenate([_neighbour_scores(segments) for segments in segments_by_audio.values()])
+        threshold = float(min(np.quantile(negatives, 1.0 - target_false_positive_rate) + 1e-4, 1.0))
+        true_positive_rate = float(np.mean(positives >= threshold)) if len(positives) else 0.0
+        false_positive_rate = float(np.mean(negatives >= threshold))
+        source = (f"calibrated for FPR {target_false_positive_rate:g}: {len(negatives)} leave-one-out negatives "
+                  f"(FPR {false_positive_rate:.3f}), {len(positives)} shifted-excerpt positives "
+                  f"(TPR {true_positive_rate:.3f})")
+        updated = self._backends.catalog.UpdateCollectionThreshold(cpb.UpdateCollectionThresholdRequest(
+            name=collection.name, score_threshold=threshold, threshold_source=source)).collection
+        return pb.CalibrateCollectionResponse(
+            collection=updated, negative_queries=len(negatives), positive_queries=len(positives),
+            true_positive_rate=true_positive_rate, false_positive_rate=false_positive_rate)
+
+    def _sample_segments(self, collection: str) -> dict[str, list[spb.SegmentVector]]:
+        page = self._backends.catalog.ListAudio(cpb.ListAudioRequest(
+            collection=collection, page_size=SAMPLE_RECORDINGS, status=READY))
+        audio_ids = [audio.id for audio in page.audios]
+        if not audio_ids:
+            return {}
+        stored = self._backends.search.GetSegmentVectors(
+            spb.GetSegmentVectorsRequest(collection=collection, audio_ids=audio_ids)).segments
+        by_audio: dict[str, list[spb.SegmentVector]] = defaultdict(list)
+        for segment in stored:
+            by_audio[segment.audio_id].append(segment)
+        return {audio_id: sorted(segments, key=lambda s: s.start_seconds) for audio_id, segments in by_audio.items()}
+
+    def _leave_one_out_score(self, collection: pb.Collection, audio_id: str,
+                             segments: list[spb.SegmentVector]) -> float:
+        vectors = _as_matrix(segments)
+        query_segments = [QuerySegment(s.start_seconds, s.end_seconds) for s in segments]
+        others = [m for m in self._query.rank(collection, vectors, query_segments) if m.audio_id != audio_id]
+        return others[0].score if others else -1.0
+
+
+def _as_matrix(segments: list[spb.SegmentVector]) -> np.ndarray:
+    return np.stack([np.frombuffer(segment.vector, dtype="<f4") for segment in segments])
+
+
+def _neighbour_scores(segments: list[spb.SegmentVector]) -> np.ndarray:
+    if len(segments) < 2:
+        return np.empty(0)
+    vectors = _as_matrix(segments)
+    return np.sum(vectors[:-1] * vectors[1:], axis=1)

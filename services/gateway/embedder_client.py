@@ -1,0 +1,97 @@
+"""The gateway's view of the embedder: Triton's KServe v2 gRPC protocol, model `panns_cnn14`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import tritonclient.grpc as triton
+from tritonclient.utils import InferenceServerException
+
+from audiosearch.v1 import audiosearch_pb2 as pb
+from services.common.errors import Unavailable
+
+MODEL_NAME = "panns_cnn14"
+_IDENTITY_TTL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # float32 (n, dim), L2-normalised
+    tag_probabilities: np.ndarray  # float32 (n, 527)
+
+
+class EmbedderClient:
+    def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8) -> None:
+        self._client = triton.InferenceServerClient(url=url.removeprefix("dns:///"))
+        self._timeout_seconds = timeout_seconds
+        self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
+        self._identity: pb.ModelIdentity | None = None
+        self._max_batch_size = 0
+        self._identity_read_at = 0.0
+        self._lock = threading.Lock()
+
+    def model_identity(self) -> pb.ModelIdentity:
+        """The identity of the model Triton serves now (cached briefly; a restarted embedder is noticed)."""
+        with self._lock:
+            if self._identity is None or time.monotonic() - self._identity_read_at > _IDENTITY_TTL_SECONDS:
+                self._identity, self._max_batch_size = self._read_model_config()
+                self._identity_read_at = time.monotonic()
+            return self._identity
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_model_ready(MODEL_NAME, client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    def embed(self, windows: np.ndarray) -> Embeddings:
+        """Embeds (n, samples) windows; large n is split into max-batch requests sent concurrently."""
+        self.model_identity()
+        batches = [windows[start : start + self._max_batch_size]
+                   for start in range(0, len(windows), self._max_batch_size)]
+        results = list(self._pool.map(self._infer, batches))
+        return Embeddings(
+            np.concatenate([vectors for vectors, _ in results]),
+            np.concatenate([tags for _, tags in results]),
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._client.close()
+
+    def _infer(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        waveform = triton.InferInput("waveform", list(windows.shape), "FP32")
+        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
+        try:
+            result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs,
+                                        client_timeout=self._timeout_seconds)
+        except InferenceServerException as error:
+            raise Unavailable(f"the embedder failed: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
+                              dependency="embedder") from error
+        return result.as_numpy("embedding"), result.as_numpy("tags")
+
+    def _read_model_config(self) -> tuple[pb.ModelIdentity, int]:
+        try:
+            config = self._client.get_model_config(MODEL_NAME, as_json=True, client_timeout=5.0)["config"]
+        except InferenceServerException as error:
+            raise Unavailable(f"the embedder is unreachable: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
+                              dependency="embedder") from error
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        identity = pb.ModelIdentity(
+            name=parameters.get("model_name", MODEL_NAME),
+            version=parameters["model_version"],
+            embedding_dim=int(parameters["embedding_dim"]),
+            sample_rate_hz=int(parameters["sample_rate"]),
+            untrained=parameters.get("untrained", "false").lower() == "true",
+        )
+        return identity, int(config.get("max_batch_size", 64))
+
+
+def same_model(left: pb.ModelIdentity, right: pb.ModelIdentity) -> bool:
+    return (left.name, left.version, left.embedding_dim, left.sample_rate_hz) == (
+        right.name, right.version, right.embedding_dim, right.sample_rate_hz)

@@ -1,0 +1,53 @@
+"""Bytes to vectors: decode, cut into windows, embed. Shared by ingest, search, tagging and calibration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from audiosearch.v1 import audiosearch_pb2 as pb
+from services.common.audio import AudioError, AudioLimits, DecodedAudio, decode_audio
+from services.common.errors import InvalidArgument
+from services.common.labels import top_labels
+from services.gateway.embedder_client import EmbedderClient, Embeddings
+from services.gateway.segments import Segments, cut_segments, normalise_loudness
+
+
+@dataclass(frozen=True)
+class EmbeddedAudio:
+    audio: DecodedAudio
+    segments: Segments
+    embeddings: Embeddings
+
+    def clip_tags(self, count: int, floor: float = 0.0) -> list[pb.Tag]:
+        return to_tags(self.embeddings.tag_probabilities.mean(axis=0), count, floor)
+
+    def segment_tags(self, index: int, count: int, floor: float = 0.0) -> list[pb.Tag]:
+        return to_tags(self.embeddings.tag_probabilities[index], count, floor)
+
+
+def to_tags(probabilities: np.ndarray, count: int, floor: float = 0.0) -> list[pb.Tag]:
+    return [pb.Tag(label=label, score=score) for label, score in top_labels(probabilities, count, floor)]
+
+
+class AudioPipeline:
+    def __init__(self, embedder: EmbedderClient, limits: AudioLimits) -> None:
+        self._embedder = embedder
+        self._limits = limits
+
+    def decode(self, data: bytes, sample_rate_hz: int, max_duration_seconds: float | None = None) -> DecodedAudio:
+        limits = self._limits
+        if max_duration_seconds is not None:
+            limits = AudioLimits(min(max_duration_seconds, limits.max_duration_seconds),
+                                 limits.decode_timeout_seconds)
+        try:
+            return decode_audio(data, sample_rate_hz, limits)
+        except AudioError as error:
+            raise InvalidArgument(str(error), reason=error.reason) from error
+
+    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig) -> EmbeddedAudio:
+        segments = cut_segments(audio.samples, audio.sample_rate_hz,
+                                segment_config.window_seconds, segment_config.hop_seconds)
+        embeddings = self._embedder.embed(normalise_loudness(segments.windows))
+        return EmbeddedAudio(audio, segments, embeddings)

@@ -1,0 +1,114 @@
+"""The public API: each RPC validates its request and hands it to the flow that owns it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from audiosearch.v1 import audiosearch_pb2 as pb
+from audiosearch.v1 import audiosearch_pb2_grpc
+from services.common.errors import InvalidArgument, ResourceExhausted
+from services.gateway import validation
+from services.gateway.backends import Backends
+from services.gateway.calibration import Calibrator
+from services.gateway.collections import Collections
+from services.gateway.query import Query
+from services.gateway.records import Records
+from services.gateway.settings import GatewaySettings
+from services.gateway.uploads import read_upload
+
+READY = pb.AUDIO_STATUS_READY
+
+
+class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
+    def __init__(
+        self, settings: GatewaySettings, backends: Backends, collections: Collections, records: Records,
+        query: Query, calibrator: Calibrator,
+    ) -> None:
+        self._settings = settings
+        self._backends = backends
+        self._collections = collections
+        self._records = records
+        self._query = query
+        self._calibrator = calibrator
+        self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
+
+    def CreateCollection(self, request: pb.CreateCollectionRequest, context: grpc.ServicerContext
+                         ) -> pb.CreateCollectionResponse:
+        return pb.CreateCollectionResponse(collection=self._collections.create(request))
+
+    def GetCollection(self, request: pb.GetCollectionRequest, context: grpc.ServicerContext
+                      ) -> pb.GetCollectionResponse:
+        return pb.GetCollectionResponse(collection=self._collections.get(request.name))
+
+    def ListCollections(self, request: pb.ListCollectionsRequest, context: grpc.ServicerContext
+                        ) -> pb.ListCollectionsResponse:
+        page = self._backends.catalog.ListCollections(cpb.ListCollectionsRequest(
+            page_size=validation.page_size(request.page_size), page_token=request.page_token))
+        return pb.ListCollectionsResponse(collections=page.collections, next_page_token=page.next_page_token)
+
+    def DeleteCollection(self, request: pb.DeleteCollectionRequest, context: grpc.ServicerContext
+                         ) -> pb.DeleteCollectionResponse:
+        self._collections.delete(request.name)
+        return pb.DeleteCollectionResponse()
+
+    def IngestAudio(self, request_iterator: Iterator[pb.IngestAudioRequest], context: grpc.ServicerContext
+                    ) -> pb.IngestAudioResponse:
+        if not self._ingest_slots.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"{self._settings.max_concurrent_ingests} ingests are running; retry shortly", reason="OVERLOADED")
+        try:
+            header, data = read_upload(request_iterator, self._settings.max_upload_bytes)
+            collection = self._collections.get_for_model(header.collection)
+            return self._records.ingest(collection, header, data)
+        finally:
+            self._ingest_slots.release()
+
+    def SearchAudio(self, request: pb.SearchAudioRequest, context: grpc.ServicerContext) -> pb.SearchAudioResponse:
+        collection = self._collections.get_for_model(request.collection)
+        return self._query.search(collection, request)
+
+    def TagAudio(self, request: pb.TagAudioRequest, context: grpc.ServicerContext) -> pb.TagAudioResponse:
+        top_k = validation.top_k(request.top_k, default=5, maximum=527)
+        model = self._collections.serving_model()
+        segment_config = pb.SegmentConfig(window_seconds=self._settings.default_window_seconds,
+                                          hop_seconds=self._settings.default_hop_seconds)
+        return self._query.tag(request.audio_content, model.sample_rate_hz, segment_config, top_k)
+
+    def GetAudio(self, request: pb.GetAudioRequest, context: grpc.ServicerContext) -> pb.GetAudioResponse:
+        validation.collection_name(request.collection)
+        return pb.GetAudioResponse(audio=self._records.get_ready(request.collection,
+                                                                 validation.audio_id(request.audio_id)))
+
+    def ListAudio(self, request: pb.ListAudioRequest, context: grpc.ServicerContext) -> pb.ListAudioResponse:
+        self._collections.get(request.collection)
+        page = self._backends.catalog.ListAudio(cpb.ListAudioRequest(
+            collection=request.collection, page_size=validation.page_size(request.page_size),
+            page_token=request.page_token, status=READY, filter=validation.audio_filter(request.filter)))
+        return pb.ListAudioResponse(audios=page.audios, next_page_token=page.next_page_token)
+
+    def DeleteAudio(self, request: pb.DeleteAudioRequest, context: grpc.ServicerContext) -> pb.DeleteAudioResponse:
+        self._collections.get(request.collection)
+        self._records.delete(request.collection, validation.audio_id(request.audio_id))
+        return pb.DeleteAudioResponse()
+
+    def GetCollectionStats(self, request: pb.GetCollectionStatsRequest, context: grpc.ServicerContext
+                           ) -> pb.GetCollectionStatsResponse:
+        validation.collection_name(request.collection)
+        stats = self._backends.catalog.GetCollectionStats(
+            cpb.GetCollectionStatsRequest(collection=request.collection))
+        return pb.GetCollectionStatsResponse(
+            audio_count=stats.audio_count, total_duration_seconds=stats.total_duration_seconds,
+            segment_count=stats.segment_count, tags=stats.tags)
+
+    def CalibrateCollection(self, request: pb.CalibrateCollectionRequest, context: grpc.ServicerContext
+                            ) -> pb.CalibrateCollectionResponse:
+        collection = self._collections.get_for_model(request.collection)
+        target = request.target_false_positive_rate or 0.01
+        if not 0.0 < target < 1.0:
+            raise InvalidArgument(f"target_false_positive_rate {target} is outside (0, 1)",
+                                  field="target_false_positive_rate")
+        return self._calibrator.calibrate(collection, target)
