@@ -1,0 +1,72 @@
+# The project's verbs. `make run` and `make test` are all a newcomer needs (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE_DIR ?= var
+APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grpc-dev golang-google-protobuf-dev \
+	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
+	default-jdk-headless nodejs npm
+BUF := build/tools/node_modules/.bin/buf
+WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
+
+.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images clean
+
+help:
+	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
+	@echo "make up/down  start/stop the suite in the background (up returns when all four are healthy)"
+	@echo "make test     unit + integration tests against real Triton, Milvus server and MySQL"
+	@echo "make lint     ruff + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
+	@echo "make weights  download the PANNs Cnn14 checkpoint (needs internet)"
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+$(BUF):
+	npm install --silent --prefix build/tools @bufbuild/buf@1.50.0
+
+run: install
+	$(PY) -m services.suite run --state-dir $(STATE_DIR)
+
+up: install
+	$(PY) -m services.suite up --state-dir $(STATE_DIR)
+
+down:
+	$(PY) -m services.suite down --state-dir $(STATE_DIR)
+
+status:
+	$(PY) -m services.suite status --state-dir $(STATE_DIR)
+
+test: install
+	$(PY) -m pytest -q -ra --durations=15
+
+test-unit: install
+	$(PY) -m pytest -q -m "not integration"
+
+lint: install $(BUF)
+	$(VENV)/bin/ruff check .
+	cd protos && ../$(BUF) lint
+
+protos: install
+	PYTHON=$(PY) scripts/gen_protos.sh
+
+bench: install
+	$(PY) -m bench.quality
+	$(PY) -m bench.throughput
+
+weights: install
+	$(PY) -m services.embedder.fetch_weights --output $(WEIGHTS)
+
+clean:
+	rm -rf build $(STATE_DIR)/logs
