@@ -1,0 +1,75 @@
+"""Session-wide real servers: MariaDB database, Milvus server, Triton embedder and the four services.
+
+Started once per test run. In CI (CI=true) nothing is skipped: a server that cannot start fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.suite import RunningSuite, SuitePorts, plan_suite, start_suite
+from tests.support.milvus import start_milvus_server
+from tests.support.mysql import require_server, temporary_database
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = start_milvus_server(tmp_path_factory.mktemp("milvus-server"))
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_dsn() -> Iterator[str]:
+    server = require_server()
+    with temporary_database(server, prefix="audiosearch_e2e") as database:
+        yield server.dsn(database)
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory: pytest.TempPathFactory, milvus_server: str, mysql_dsn: str) -> Iterator[RunningSuite]:
+    state_dir: Path = tmp_path_factory.mktemp("suite")
+    ports = SuitePorts(gateway=free_port(), search=free_port(), catalog=free_port(), triton_grpc=free_port(),
+                       triton_http=free_port(), triton_metrics=free_port())
+    overrides = {"CATALOG_DSN": mysql_dsn, "SEARCH_MILVUS_URI": milvus_server, "EMBEDDER_UNTRAINED": "true",
+                 "GATEWAY_RECONCILE_GRACE_SECONDS": "5", "GATEWAY_RECONCILE_INTERVAL_SECONDS": "2"}
+    plans = plan_suite(state_dir, ports, overrides)
+    plans = [plan.__class__(plan.name, plan.module, plan.health_address, {**plan.env, **_only(overrides, plan)})
+             for plan in plans]
+    running = start_suite(plans, state_dir / "logs", timeout_seconds=600)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _only(overrides: dict[str, str], plan) -> dict[str, str]:
+    prefix = plan.name.upper() + "_"
+    return {key: value for key, value in overrides.items() if key.startswith(prefix)}
+
+
+@pytest.fixture(scope="session")
+def gateway_address(suite: RunningSuite) -> str:
+    return suite.gateway_address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in item.nodeid or "gateway_address" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+os.environ.setdefault("AUDIOSEARCH_TESTING", "1")
