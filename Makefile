@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= var
 APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grpc-dev golang-google-protobuf-dev \
 	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
-	default-jdk-headless nodejs npm
+	default-jdk-headless nodejs npm libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
+	libjsr305-java liberror-prone-java libgeronimo-annotation-1.3-spec-java golang-google-genproto-dev \
+	golang-github-gogo-googleapis-dev
 BUF := build/tools/node_modules/.bin/buf
 WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
 
-.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images clean
+.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images clients clean
 
 help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
@@ -67,6 +69,9 @@ bench: install
 
 weights: install
 	$(PY) -m services.embedder.fetch_weights --output $(WEIGHTS)
+
+clients:
+	scripts/build_clients.sh build/clients
 
 clean:
 	rm -rf build $(STATE_DIR)/logs

@@ -104,7 +104,12 @@ go_module=github.com/audiosearch/audiosearch
 rm -rf "$go_path/src" "$out/bin"
 mkdir -p "$go_path/src" "$out/bin"
 export GO111MODULE=off GOPATH=$go_path:/usr/share/gocode GOFLAGS= GOPROXY=off CGO_ENABLED=0
-export GOCACHE=${GOCACHE:-$go_path/cache}
+# Go's own build cache (~/.cache/go-build) makes rebuilds fast; fall back to OUTDIR without a usable one.
+gocache=$(go env GOCACHE 2>/dev/null || true)
+if [[ -z $gocache || $gocache == off ]] || ! mkdir -p "$gocache" 2>/dev/null || [[ ! -w $gocache ]]; then
+  gocache=$go_path/cache
+fi
+export GOCACHE=$gocache
 
 step "building protoc-gen-go (google.golang.org/protobuf, Debian sources)"
 go build -o "$out/bin/protoc-gen-go" google.golang.org/protobuf/cmd/protoc-gen-go
