@@ -1,0 +1,71 @@
+"""The schema: versioned migrations applied once, safely when replicas start together."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from services.catalog.database import Database
+from services.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
+
+EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata"}
+
+
+def table_names(database: Database) -> set[str]:
+    query = (
+        "SELECT name FROM sqlite_master WHERE type = 'table'"
+        if database.dialect.name == "sqlite"
+        else "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+    )
+    with database.transaction() as tx:
+        return {row[0] for row in tx.fetchall(query)} - {"sqlite_sequence"}
+
+
+def test_migrations_apply_once_and_a_second_run_changes_nothing(fresh_dsn: str) -> None:
+    database = Database.open(fresh_dsn)
+    try:
+        every_version = [migration.version for migration in load_migrations(database.dialect.name)]
+
+        first = apply_migrations(database)
+        second = apply_migrations(database)
+
+        assert first == every_version
+        assert second == []
+        assert applied_versions(database) == every_version
+        assert table_names(database) == EXPECTED_TABLES
+    finally:
+        database.close()
+
+
+def test_replicas_starting_together_migrate_once_between_them(fresh_dsn: str) -> None:
+    replicas = [Database.open(fresh_dsn) for _ in range(4)]
+    barrier = threading.Barrier(len(replicas))
+
+    def start(database: Database) -> list[int]:
+        barrier.wait()
+        return apply_migrations(database)
+
+    try:
+        with ThreadPoolExecutor(len(replicas)) as pool:
+            applied = list(pool.map(start, replicas))
+
+        every_version = [migration.version for migration in load_migrations(replicas[0].dialect.name)]
+        assert sorted(version for versions in applied for version in versions) == every_version
+        assert applied_versions(replicas[0]) == every_version
+    finally:
+        for database in replicas:
+            database.close()
+
+
+def test_every_dialect_has_the_same_migration_versions() -> None:
+    def versions(dialect: str) -> list[tuple[int, str]]:
+        return [(migration.version, migration.name) for migration in load_migrations(dialect)]
+
+    assert versions("mysql") == versions("sqlite")
+    assert versions("mysql")[0] == (1, "initial")
+
+
+def test_scripts_split_into_statements_without_their_comments() -> None:
+    script = "-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n\n  -- another\nCREATE TABLE b (y INT);\n"
+
+    assert split_statements(script) == ("CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)")
