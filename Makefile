@@ -11,8 +11,11 @@ APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grp
 	golang-github-gogo-googleapis-dev
 BUF := build/tools/node_modules/.bin/buf
 WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
+IMAGE_REGISTRY ?= audiosearch
+IMAGE_TAG ?= dev
+IMAGE_SERVICES := gateway embedder search catalog
 
-.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images clients clean
+.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients clean
 
 help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
@@ -58,6 +61,7 @@ test-unit: install
 
 lint: install $(BUF)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint --config .hadolint.yaml services/*/Dockerfile
 	cd protos && ../$(BUF) lint
 
 protos: install
@@ -69,6 +73,16 @@ bench: install
 
 weights: install
 	$(PY) -m services.embedder.fetch_weights --output $(WEIGHTS)
+
+images:
+	@command -v docker >/dev/null || { echo "make images needs Docker with BuildKit"; exit 1; }
+	for s in $(IMAGE_SERVICES); do \
+	  DOCKER_BUILDKIT=1 docker build -f services/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
+	done
+
+lint-deploy: install
+	$(VENV)/bin/hadolint --config .hadolint.yaml services/*/Dockerfile
+	$(PY) -m pytest -q tests/deploy
 
 clients:
 	scripts/build_clients.sh build/clients

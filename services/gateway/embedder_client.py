@@ -12,6 +12,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from audiosearch.v1 import audiosearch_pb2 as pb
+from services.common.channels import CHANNEL_OPTIONS
 from services.common.errors import Unavailable
 
 MODEL_NAME = "panns_cnn14"
@@ -26,7 +27,8 @@ class Embeddings:
 
 class EmbedderClient:
     def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8) -> None:
-        self._client = triton.InferenceServerClient(url=url.removeprefix("dns:///"))
+        # `dns:///embedder-headless:8001` spreads requests over every embedder pod.
+        self._client = triton.InferenceServerClient(url=url, channel_args=CHANNEL_OPTIONS)
         self._timeout_seconds = timeout_seconds
         self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
         self._identity: pb.ModelIdentity | None = None

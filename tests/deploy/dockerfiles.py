@@ -1,0 +1,145 @@
+"""Just enough of the Dockerfile and .dockerignore formats to check the images without building them."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case: FROM, RUN, COPY, ...
+    arguments: str  # the rest of the logical line, continuations joined
+    line: int
+
+
+@dataclass
+class Stage:
+    base: str  # the FROM image, or an earlier stage's name
+    name: str | None
+    instructions: list[Instruction] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Copy:
+    sources: tuple[str, ...]
+    destination: str
+    from_stage: str | None
+
+
+def instructions(dockerfile: Path) -> list[Instruction]:
+    """The logical instructions: comments dropped, backslash continuations joined."""
+    result: list[Instruction] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(dockerfile.read_text().splitlines(), start=1):
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue  # a comment line inside a continued instruction
+        if not pending:
+            start = number
+        if stripped.endswith("\\"):
+            pending.append(stripped[:-1])
+            continue
+        pending.append(stripped)
+        text = " ".join(part.strip() for part in pending)
+        pending = []
+        keyword, _, arguments = text.partition(" ")
+        result.append(Instruction(keyword.upper(), arguments.strip(), start))
+    return result
+
+
+def stages(dockerfile: Path) -> list[Stage]:
+    found: list[Stage] = []
+    for instruction in instructions(dockerfile):
+        if instruction.keyword == "FROM":
+            words = [word for word in instruction.arguments.split() if not word.startswith("--")]
+            name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
+            found.append(Stage(base=words[0], name=name))
+        elif found:
+            found[-1].instructions.append(instruction)
+    return found
+
+
+def copies(stage: Stage) -> list[Copy]:
+    result = []
+    for instruction in stage.instructions:
+        if instruction.keyword not in {"COPY", "ADD"}:
+            continue
+        words = shlex.split(instruction.arguments)
+        flags = [word for word in words if word.startswith("--")]
+        paths = [word for word in words if not word.startswith("--")]
+        from_stage = next((flag.split("=", 1)[1] for flag in flags if flag.startswith("--from=")), None)
+        result.append(Copy(tuple(paths[:-1]), paths[-1], from_stage))
+    return result
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regex over slash-separated paths."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = pattern.index("]", i)
+            out.append(pattern[i : end + 1])
+            i = end + 1
+            continue
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out))
+
+
+class DockerIgnore:
+    """Docker's rule: the last pattern that matches a path, or one of its parent folders, decides."""
+
+    def __init__(self, path: Path) -> None:
+        self.rules: list[tuple[bool, re.Pattern[str]]] = []
+        for raw in path.read_text().splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            include = line.startswith("!")
+            pattern = line[1:].strip() if include else line
+            self.rules.append((include, _pattern_regex(pattern.strip("/"))))
+
+    def excludes(self, relative: str) -> bool:
+        parts = relative.strip("/").split("/")
+        candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        excluded = False
+        for include, regex in self.rules:
+            if any(regex.fullmatch(candidate) for candidate in candidates):
+                excluded = not include
+        return excluded
+
+
+def context_files(root: Path, source: str, ignore: DockerIgnore) -> list[str]:
+    """The files a COPY source brings from the build context at `root`, after .dockerignore."""
+    matches = sorted(root.glob(source)) if any(ch in source for ch in "*?[") else [root / source]
+    files: list[str] = []
+    for match in matches:
+        if not match.exists():
+            continue
+        paths = [match] if match.is_file() else sorted(p for p in match.rglob("*") if p.is_file())
+        for path in paths:
+            relative = path.relative_to(root).as_posix()
+            if not ignore.excludes(relative):
+                files.append(relative)
+    return files
