@@ -15,8 +15,9 @@ def stub(address: str) -> audiosearch_pb2_grpc.AudioSearchServiceStub:
     return audiosearch_pb2_grpc.AudioSearchServiceStub(grpc.insecure_channel(address))
 
 
-def ensure_collection(client: audiosearch_pb2_grpc.AudioSearchServiceStub, name: str, **fields: object
-                      ) -> pb.Collection:
+def ensure_collection(
+    client: audiosearch_pb2_grpc.AudioSearchServiceStub, name: str, **fields: object
+) -> pb.Collection:
     try:
         return client.CreateCollection(pb.CreateCollectionRequest(name=name, **fields)).collection
     except grpc.RpcError as error:
@@ -25,22 +26,29 @@ def ensure_collection(client: audiosearch_pb2_grpc.AudioSearchServiceStub, name:
         return client.GetCollection(pb.GetCollectionRequest(name=name)).collection
 
 
-def ingest_messages(collection: str, name: str, data: bytes, metadata: dict[str, str] | None = None
-                    ) -> list[pb.IngestAudioRequest]:
+def ingest_messages(
+    collection: str, name: str, data: bytes, metadata: dict[str, str] | None = None
+) -> list[pb.IngestAudioRequest]:
     header = pb.IngestAudioHeader(collection=collection, name=name, metadata=metadata or {})
     return [pb.IngestAudioRequest(header=header)] + [
-        pb.IngestAudioRequest(chunk=data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+        pb.IngestAudioRequest(chunk=data[i : i + CHUNK]) for i in range(0, len(data), CHUNK)
+    ]
 
 
-def ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, name: str, data: bytes,
-           metadata: dict[str, str] | None = None) -> pb.IngestAudioResponse:
+def ingest(
+    client: audiosearch_pb2_grpc.AudioSearchServiceStub,
+    collection: str,
+    name: str,
+    data: bytes,
+    metadata: dict[str, str] | None = None,
+) -> pb.IngestAudioResponse:
     return client.IngestAudio(iter(ingest_messages(collection, name, data, metadata)), timeout=300)
 
 
-def search(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, data: bytes, **fields: object
-           ) -> pb.SearchAudioResponse:
-    return client.SearchAudio(pb.SearchAudioRequest(collection=collection, audio_content=data, **fields),
-                              timeout=120)
+def search(
+    client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, data: bytes, **fields: object
+) -> pb.SearchAudioResponse:
+    return client.SearchAudio(pb.SearchAudioRequest(collection=collection, audio_content=data, **fields), timeout=120)
 
 
 def list_all(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str) -> list[pb.AudioRecord]:

@@ -66,8 +66,13 @@ def ffmpeg_convert(data: bytes, extension: str, *args: str) -> bytes:
 
 # Every format the public API promises, as (label, encoder of a float32 mono/stereo clip).
 def encode_as(label: str, samples: np.ndarray, rate: int = RATE) -> bytes:
-    libsndfile = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS"),
-                  "opus": ("OGG", "OPUS"), "aiff": ("AIFF", "PCM_16")}
+    libsndfile = {
+        "wav": ("WAV", "PCM_16"),
+        "flac": ("FLAC", "PCM_16"),
+        "ogg": ("OGG", "VORBIS"),
+        "opus": ("OGG", "OPUS"),
+        "aiff": ("AIFF", "PCM_16"),
+    }
     if label == "opus":  # Opus runs at 48 kHz only
         samples, rate = _resample_linear(samples, rate, 48_000), 48_000
     if label in libsndfile:
