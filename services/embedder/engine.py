@@ -1,0 +1,208 @@
+"""The embedding engine: weights → Cnn14 on a device → centred, L2-normalised embeddings and tags.
+
+This is the part the Triton model instance runs; it knows nothing about Triton, so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from services.embedder.centering import Centering, fit_centering, recipe_tag
+from services.embedder.checkpoint import load_checkpoint
+from services.embedder.cnn14 import EMBEDDING_DIM, SAMPLE_RATE, Cnn14
+from services.embedder.identity import ModelIdentity
+
+LOG = logging.getLogger(__name__)
+
+Precision = Literal["float32", "float16", "bfloat16"]
+MIN_SAMPLES = SAMPLE_RATE  # shorter inputs are loop-padded to 1 s, as the gateway does for short sounds
+DEFAULT_MAX_SAMPLES = 60 * SAMPLE_RATE
+DEFAULT_CENTERING_COMPONENTS = 4
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+class InputError(ValueError):
+    """A waveform the model cannot embed (wrong rank, empty, too long, not finite)."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Either a checkpoint file (optionally pinned by sha256) or an explicitly requested untrained seed."""
+
+    checkpoint_path: Path | None = None
+    expected_sha256: str | None = None
+    untrained_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.checkpoint_path is None) == (self.untrained_seed is None):
+            raise ValueError("give exactly one of checkpoint_path and untrained_seed")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = "cpu"
+    precision: Precision = "float32"
+    num_threads: int = 0  # 0: leave torch's default
+    channels_last: bool = False
+    compile: bool = False
+    batch_samples: int = 64 * SAMPLE_RATE  # audio per forward pass: bounds activation memory
+    max_samples: int = DEFAULT_MAX_SAMPLES
+    centering_components: int = DEFAULT_CENTERING_COMPONENTS
+
+
+@dataclass(frozen=True)
+class EmbeddingBatch:
+    embeddings: np.ndarray  # (n, 2048) float32, unit L2 norm
+    tags: np.ndarray  # (n, 527) float32 in [0, 1]
+
+
+def identity_for(source: WeightsSource, checkpoint_sha256: str | None, components: int) -> ModelIdentity:
+    untrained = source.untrained_seed is not None
+    return ModelIdentity(
+        checkpoint_sha256=None if untrained else checkpoint_sha256,
+        seed=source.untrained_seed,
+        centering_tag=recipe_tag(components),
+    )
+
+
+def untrained_cnn14(seed: int) -> Cnn14:
+    """A reference-initialised Cnn14 that is bit-identical for a given seed, whatever the global RNG state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Cnn14()
+
+
+def load_model(source: WeightsSource) -> tuple[Cnn14, str | None]:
+    """The model in eval mode on CPU, and the sha256 of its checkpoint (None when untrained)."""
+    if source.untrained_seed is not None:
+        LOG.warning(
+            "MODEL IS UNTRAINED: Cnn14 with random weights (seed %d); embeddings and tags are NOT "
+            "meaningful. For tests and development only; set EMBEDDER_CHECKPOINT_PATH for real use.",
+            source.untrained_seed,
+        )
+        return untrained_cnn14(source.untrained_seed).eval(), None
+    assert source.checkpoint_path is not None
+    verified, state_dict = load_checkpoint(source.checkpoint_path, source.expected_sha256)
+    model = Cnn14()
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval(), verified.sha256
+
+
+class Embedder:
+    """Cnn14 with its centering, placed on a device. Thread-compatible, not thread-safe."""
+
+    def __init__(self, model: Cnn14, identity: ModelIdentity, options: RuntimeOptions) -> None:
+        self.identity = identity
+        self.options = options
+        self.device = torch.device(options.device)
+        self._dtype = _DTYPES[options.precision]
+        if options.num_threads > 0:
+            torch.set_num_threads(options.num_threads)
+        self.model = self._place(model)
+        self._backbone = (
+            torch.compile(self.model.backbone, dynamic=True) if options.compile else self.model.backbone
+        )
+        self.centering: Centering = fit_centering(
+            self.raw_embeddings, SAMPLE_RATE, options.centering_components
+        ).to(self.device)
+
+    @classmethod
+    def load(cls, source: WeightsSource, options: RuntimeOptions) -> Embedder:
+        model, sha256 = load_model(source)
+        return cls(model, identity_for(source, sha256, options.centering_components), options)
+
+    def _place(self, model: Cnn14) -> Cnn14:
+        model = model.to(self.device)
+        for module in [model.bn0, *model.conv_blocks(), model.fc1, model.fc_audioset]:
+            module.to(dtype=self._dtype)
+            if self.options.channels_last:
+                module.to(memory_format=torch.channels_last)
+        return model
+
+    def validate(self, waveforms: np.ndarray) -> None:
+        if waveforms.ndim != 2 or waveforms.shape[0] == 0:
+            raise InputError(
+                f"expected a batch of waveforms shaped (n, samples), got shape {waveforms.shape}"
+            )
+        if waveforms.shape[1] == 0:
+            raise InputError("empty waveform (0 samples)")
+        if waveforms.shape[1] > self.options.max_samples:
+            raise InputError(
+                f"waveform of {waveforms.shape[1]} samples exceeds the limit of {self.options.max_samples} "
+                f"({self.options.max_samples / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz)"
+            )
+        if not np.isfinite(waveforms).all():
+            raise InputError("waveform contains NaN or infinite samples")
+
+    def _forward(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logmel = self.model.logmel(waveforms).to(self._dtype)
+        if self.options.channels_last:
+            logmel = logmel.contiguous(memory_format=torch.channels_last)
+        out = self._backbone(logmel)
+        return out.embedding.float(), out.clipwise.float()
+
+    def _batches(self, waveforms: np.ndarray) -> list[torch.Tensor]:
+        tensor = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32))
+        if tensor.shape[1] < MIN_SAMPLES:
+            repeats = -(-MIN_SAMPLES // tensor.shape[1])
+            tensor = tensor.repeat(1, repeats)[:, :MIN_SAMPLES]
+        rows = max(1, self.options.batch_samples // tensor.shape[1])
+        return [chunk.to(self.device) for chunk in tensor.split(rows)]
+
+    def raw_embeddings(self, waveforms: np.ndarray) -> torch.Tensor:
+        """Uncentred relu(fc1) embeddings, (n, 2048) float32 on the device."""
+        with torch.inference_mode():
+            return torch.cat([self._forward(chunk)[0] for chunk in self._batches(waveforms)])
+
+    def embed(self, waveforms: np.ndarray) -> EmbeddingBatch:
+        """(n, samples) float32 at 32 kHz -> centred unit embeddings and tag probabilities."""
+        self.validate(waveforms)
+        embeddings, tags = [], []
+        with torch.inference_mode():
+            for chunk in self._batches(waveforms):
+                raw, clipwise = self._forward(chunk)
+                embeddings.append(self.centering(raw).cpu())
+                tags.append(clipwise.cpu())
+        return EmbeddingBatch(torch.cat(embeddings).numpy(), torch.cat(tags).numpy())
+
+    def embed_many(self, requests: Sequence[np.ndarray]) -> list[EmbeddingBatch | InputError]:
+        """Embed several requests at once: same-length ones run as one batch and are split back in order."""
+        results: list[EmbeddingBatch | InputError | None] = [None] * len(requests)
+        by_length: dict[int, list[int]] = {}
+        for index, waveforms in enumerate(requests):
+            try:
+                self.validate(waveforms)
+            except InputError as exc:
+                results[index] = exc
+                continue
+            by_length.setdefault(waveforms.shape[1], []).append(index)
+        for indices in by_length.values():
+            merged = self.embed(np.concatenate([requests[i] for i in indices]))
+            start = 0
+            for index in indices:
+                stop = start + requests[index].shape[0]
+                results[index] = EmbeddingBatch(merged.embeddings[start:stop], merged.tags[start:stop])
+                start = stop
+        assert all(result is not None for result in results)
+        return results  # type: ignore[return-value]
+
+
+def default_threads(instance_count: int) -> int:
+    """Cores available to this process split between model instances."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, instance_count))
+
+
+__all__ = ["EMBEDDING_DIM", "Embedder", "EmbeddingBatch", "InputError", "RuntimeOptions", "WeightsSource"]

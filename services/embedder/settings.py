@@ -1,0 +1,65 @@
+"""Embedder settings, from `EMBEDDER_*` environment variables, validated before anything starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.embedder.checkpoint import SHA256_PATTERN
+
+Port = int
+
+
+class EmbedderSettings(BaseSettings):
+    """`EMBEDDER_<FIELD>`; e.g. EMBEDDER_CHECKPOINT_PATH, EMBEDDER_UNTRAINED=true, EMBEDDER_GRPC_PORT=8001."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDDER_", extra="ignore", frozen=True)
+
+    checkpoint_path: Path | None = None
+    checkpoint_sha256: str | None = None
+    untrained: bool = False
+    seed: int = Field(default=0, ge=0)
+
+    host: str = "127.0.0.1"
+    grpc_port: Port = Field(default=8001, ge=1, le=65535)
+    http_port: Port = Field(default=8000, ge=1, le=65535)
+    metrics_port: Port = Field(default=8002, ge=1, le=65535)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    channels_last: Literal["auto", "true", "false"] = "auto"
+    compile: bool = False
+    instance_count: int = Field(default=1, ge=1, le=16)
+    num_threads: int = Field(default=0, ge=0, description="torch threads per instance; 0: cores / instances")
+    max_queue_delay_us: int = Field(default=5000, ge=0, le=1_000_000)
+    batch_seconds: float = Field(default=64.0, gt=0, description="audio per forward pass; bounds memory")
+    max_input_seconds: float = Field(default=60.0, gt=0)
+    centering_components: int = Field(default=4, ge=0, le=32)
+
+    state_dir: Path = Path("var/embedder")
+    exit_timeout_seconds: int = Field(default=15, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("checkpoint_sha256")
+    @classmethod
+    def _sha256_hex(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        value = value.strip().lower()
+        if not SHA256_PATTERN.match(value):
+            raise ValueError("must be 64 hexadecimal characters")
+        return value
+
+    @field_validator("checkpoint_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> EmbedderSettings:
+        if len({self.grpc_port, self.http_port, self.metrics_port}) != 3:
+            raise ValueError("grpc_port, http_port and metrics_port must differ")
+        return self

@@ -1,0 +1,122 @@
+"""The embedding engine: deterministic untrained weights, checkpoints, centering, any input length."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from services.embedder.engine import Embedder, InputError, RuntimeOptions, WeightsSource, untrained_cnn14
+from tests.embedder.sounds import plucked_string, rain, siren
+
+OPTIONS = RuntimeOptions(num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder.load(WeightsSource(untrained_seed=0), OPTIONS)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_embeddings_are_unit_vectors_and_tags_probabilities(embedder: Embedder) -> None:
+    batch = embedder.embed(np.stack([plucked_string(), rain(), siren()]))
+
+    assert batch.embeddings.shape == (3, 2048)
+    assert batch.tags.shape == (3, 527)
+    np.testing.assert_allclose(np.linalg.norm(batch.embeddings, axis=1), 1.0, atol=1e-5)
+    assert ((batch.tags >= 0) & (batch.tags <= 1)).all()
+
+
+def test_untrained_model_is_identical_across_loads_and_says_so(embedder: Embedder) -> None:
+    sounds = np.stack([plucked_string(), rain()])
+    again = Embedder.load(WeightsSource(untrained_seed=0), OPTIONS)
+
+    assert np.array_equal(embedder.embed(sounds).embeddings, again.embed(sounds).embeddings)
+    assert str(embedder.identity).startswith("panns_cnn14:untrained-seed0:center=")
+    assert embedder.identity.untrained
+
+
+def test_another_seed_is_another_identity(embedder: Embedder) -> None:
+    other = Embedder.load(WeightsSource(untrained_seed=1), OPTIONS)
+
+    assert str(other.identity) != str(embedder.identity)
+    assert "untrained-seed1" in str(other.identity)
+
+
+def test_a_gain_changed_copy_is_closer_than_an_unrelated_sound(embedder: Embedder) -> None:
+    sound = plucked_string()
+    out = embedder.embed(np.stack([sound, 0.5 * sound, rain(), siren()])).embeddings
+
+    same = cosine(out[0], out[1])
+    assert same > 0.9
+    assert same > cosine(out[0], out[2]) + 0.2
+    assert same > cosine(out[0], out[3]) + 0.2
+
+
+def test_centering_removes_the_direction_all_raw_embeddings_share(embedder: Embedder) -> None:
+    sounds = np.stack([plucked_string(), rain(), siren()])
+    raw = embedder.raw_embeddings(sounds).numpy()
+    centred = embedder.embed(sounds).embeddings
+
+    raw_cosines = [cosine(raw[i], raw[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    centred_cosines = [cosine(centred[i], centred[j]) for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert min(raw_cosines) > 0.9
+    assert max(centred_cosines) < min(raw_cosines) - 0.2
+
+
+@pytest.mark.parametrize("samples", [1, 100, 16000])
+def test_inputs_shorter_than_a_second_are_loop_padded(embedder: Embedder, samples: int) -> None:
+    short = rain()[:samples]
+    padded = np.resize(short, 32000)
+
+    out = embedder.embed(np.stack([short])).embeddings
+
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, embedder.embed(padded[None]).embeddings, atol=1e-5)
+
+
+def test_embed_many_merges_same_length_requests_and_splits_them_back(embedder: Embedder) -> None:
+    first, second, other_length = np.stack([rain(), siren()]), plucked_string()[None], rain(1.5)[None]
+
+    results = embedder.embed_many([first, second, other_length])
+
+    assert [r.embeddings.shape[0] for r in results] == [2, 1, 1]
+    alone = embedder.embed(second).embeddings
+    np.testing.assert_allclose(results[1].embeddings, alone, atol=1e-5)
+
+
+def test_invalid_requests_get_an_error_and_do_not_spoil_the_others(embedder: Embedder) -> None:
+    broken = rain()[None].copy()
+    broken[0, 100] = np.nan
+
+    results = embedder.embed_many([broken, siren()[None], np.zeros((1, 0), np.float32)])
+
+    assert isinstance(results[0], InputError)
+    assert "NaN" in str(results[0])
+    assert results[1].embeddings.shape == (1, 2048)
+    assert isinstance(results[2], InputError)
+
+
+def test_too_long_inputs_are_refused() -> None:
+    small = Embedder.load(WeightsSource(untrained_seed=0), RuntimeOptions(num_threads=2, max_samples=32000))
+
+    with pytest.raises(InputError, match="exceeds the limit"):
+        small.embed(np.zeros((1, 32001), np.float32))
+
+
+def test_a_checkpoint_serves_its_weights_under_its_sha256(tmp_path: Path, embedder: Embedder) -> None:
+    path = tmp_path / "cnn14.pth"
+    torch.save({"model": untrained_cnn14(0).state_dict()}, path)
+
+    loaded = Embedder.load(WeightsSource(checkpoint_path=path), OPTIONS)
+
+    assert loaded.identity.checkpoint_sha256 is not None
+    assert f"sha256={loaded.identity.checkpoint_sha256[:16]}" in str(loaded.identity)
+    assert not loaded.identity.untrained
+    sounds = np.stack([plucked_string(), rain()])
+    np.testing.assert_array_equal(loaded.embed(sounds).embeddings, embedder.embed(sounds).embeddings)

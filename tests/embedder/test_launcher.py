@@ -1,0 +1,171 @@
+"""The launcher up to the tritonserver command: settings, refusal without weights, generated repository."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from google.protobuf import text_format
+from pydantic import ValidationError
+from tritonclient.grpc import model_config_pb2
+
+from services.embedder.engine import WeightsSource, untrained_cnn14
+from services.embedder.identity import ModelIdentity
+from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
+from services.embedder.repository import read_template, render_config, write_repository
+from services.embedder.server import StartupError, instance_plan, prepare, weights_source
+from services.embedder.settings import EmbedderSettings
+from services.embedder.tritonserver import REPO_ROOT
+
+IDENTITY = ModelIdentity(checkpoint_sha256=None, seed=0, centering_tag="abcd1234")
+
+
+def settings(**values: object) -> EmbedderSettings:
+    return EmbedderSettings(**values)  # type: ignore[arg-type]
+
+
+def test_without_a_checkpoint_the_launcher_refuses_to_start() -> None:
+    with pytest.raises(StartupError, match=r"EMBEDDER_CHECKPOINT_PATH.*EMBEDDER_UNTRAINED=true"):
+        weights_source(settings())
+
+
+def test_the_server_process_exits_non_zero_with_a_clear_message_without_weights(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "EMBEDDER_STATE_DIR": str(tmp_path), "EMBEDDER_CHECKPOINT_PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.embedder.server"],
+        check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 2
+    assert "no model weights" in result.stderr
+
+
+def test_a_missing_checkpoint_file_stops_the_launcher(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="not found"):
+        prepare(settings(checkpoint_path=tmp_path / "absent.pth", state_dir=tmp_path), {})
+
+
+def test_untrained_mode_wins_over_a_checkpoint_path() -> None:
+    source = weights_source(settings(untrained=True, seed=5, checkpoint_path=Path("absent.pth")))
+
+    assert source == WeightsSource(untrained_seed=5)
+
+
+def test_settings_reject_bad_values() -> None:
+    with pytest.raises(ValidationError, match="64 hexadecimal"):
+        settings(checkpoint_sha256="abc")
+    with pytest.raises(ValidationError, match="must differ"):
+        settings(grpc_port=9000, http_port=9000)
+
+
+def test_settings_come_from_embedder_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDER_UNTRAINED", "true")
+    monkeypatch.setenv("EMBEDDER_GRPC_PORT", "18001")
+
+    loaded = EmbedderSettings()
+
+    assert loaded.untrained
+    assert loaded.grpc_port == 18001
+
+
+def test_the_checkpoint_sha256_is_pinned_for_the_model_instances(tmp_path: Path) -> None:
+    path = tmp_path / "cnn14.pth"
+    torch.save({"model": untrained_cnn14(0).state_dict()}, path)
+    source = weights_source(settings(checkpoint_path=path))
+
+    identity, plan = instance_plan(settings(checkpoint_path=path), source, gpu=False)
+
+    assert plan.checkpoint_sha256 == identity.checkpoint_sha256
+    assert plan.weights().expected_sha256 == identity.checkpoint_sha256
+    assert plan.precision == "float32"
+    assert not plan.channels_last
+
+
+def test_on_a_gpu_instances_default_to_float16_and_channels_last() -> None:
+    _, plan = instance_plan(settings(untrained=True), WeightsSource(untrained_seed=0), gpu=True)
+
+    assert plan.precision == "float16"
+    assert plan.channels_last
+
+
+def test_instance_parameters_round_trip_through_strings() -> None:
+    plan = InstancePlan(
+        untrained_seed=3, precision="bfloat16", num_threads=4, compile=True, batch_samples=1000
+    )
+
+    parameters = plan.to_parameters(IDENTITY)
+
+    assert all(isinstance(value, str) for value in parameters.values())
+    assert InstancePlan.from_parameters(parameters) == plan
+    assert parameters["model_identity"] == "panns_cnn14:untrained-seed0:center=abcd1234"
+    assert parameters["model_version"] == "untrained-seed0:center=abcd1234"
+    assert parameters["untrained"] == "true"
+
+
+def test_the_generated_config_has_the_contract_the_gateway_reads(tmp_path: Path) -> None:
+    config = render_config(read_template(), InstancePlan().to_parameters(IDENTITY), False, 2, 1234)
+    repository = write_repository(tmp_path / "repo", config)
+
+    written = model_config_pb2.ModelConfig()
+    text_format.Parse((repository / "panns_cnn14" / "config.pbtxt").read_text(), written)
+    assert (repository / "panns_cnn14" / "1" / "model.py").is_file()
+    assert written.name == "panns_cnn14"
+    assert written.backend == "python"
+    assert written.max_batch_size == 64
+    assert [(i.name, i.dims) for i in written.input] == [("waveform", [-1])]
+    assert [(o.name, list(o.dims)) for o in written.output] == [("embedding", [2048]), ("tags", [527])]
+    assert written.dynamic_batching.max_queue_delay_microseconds == 1234
+    assert [(g.kind, g.count) for g in written.instance_group] == [
+        (model_config_pb2.ModelInstanceGroup.KIND_CPU, 2)
+    ]
+    public = {
+        key: written.parameters[key].string_value for key in ("embedding_dim", "sample_rate", "untrained")
+    }
+    assert public == {"embedding_dim": "2048", "sample_rate": "32000", "untrained": "true"}
+
+
+def test_a_gpu_gets_a_gpu_instance_group() -> None:
+    config = render_config(read_template(), {}, True, 1, 100)
+
+    assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+
+
+def test_triton_json_parameters_and_instance_kinds_are_read() -> None:
+    config = {"parameters": {"model_identity": {"string_value": "x"}, "empty": {}}}
+
+    assert parameters_from_model_config(config) == {"model_identity": "x", "empty": ""}
+    assert device_for_instance("GPU", "1") == "cuda:1"
+    assert device_for_instance("CPU", "0") == "cpu"
+
+
+def test_prepare_writes_repository_and_backend_dir_and_sets_the_interpreter_env(tmp_path: Path) -> None:
+    plan = prepare(
+        settings(untrained=True, state_dir=tmp_path, grpc_port=18101, http_port=18100), {"PATH": "/bin"}
+    )
+
+    backend = tmp_path / "backends" / "python"
+    assert {p.name for p in backend.iterdir()} == {
+        "libtriton_python.so",
+        "triton_python_backend_utils.py",
+        "triton_python_backend_stub",
+    }
+    assert all(p.resolve().exists() for p in backend.iterdir())
+    assert plan.env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert str(REPO_ROOT) in plan.env["EMBEDDER_SITE_DIRS"].split(":")
+    assert "--grpc-port=18101" in plan.command
+    assert "--grpc-address=127.0.0.1" in plan.command
+    assert _written_parameters(plan.model_repository)["model_identity"] == str(plan.identity)
+
+
+def _written_parameters(repository: Path) -> dict[str, str]:
+    config = model_config_pb2.ModelConfig()
+    text_format.Parse((repository / "panns_cnn14" / "config.pbtxt").read_text(), config)
+    return {key: value.string_value for key, value in config.parameters.items()}
