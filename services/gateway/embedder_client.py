@@ -79,11 +79,11 @@ class EmbedderClient:
 
     def _read_model_config(self) -> tuple[pb.ModelIdentity, int]:
         try:
-            config = self._client.get_model_config(MODEL_NAME, as_json=True, client_timeout=5.0)["config"]
+            config = self._client.get_model_config(MODEL_NAME, client_timeout=5.0).config
         except InferenceServerException as error:
             raise Unavailable(f"the embedder is unreachable: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
                               dependency="embedder") from error
-        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        parameters = {key: value.string_value for key, value in config.parameters.items()}
         identity = pb.ModelIdentity(
             name=parameters.get("model_name", MODEL_NAME),
             version=parameters["model_version"],
@@ -91,7 +91,7 @@ class EmbedderClient:
             sample_rate_hz=int(parameters["sample_rate"]),
             untrained=parameters.get("untrained", "false").lower() == "true",
         )
-        return identity, int(config.get("max_batch_size", 64))
+        return identity, config.max_batch_size or 64
 
 
 def same_model(left: pb.ModelIdentity, right: pb.ModelIdentity) -> bool:

@@ -245,4 +245,5 @@ def test_stats_count_recordings_and_durations(client, library):
     stats = client.GetCollectionStats(pb.GetCollectionStatsRequest(collection=COLLECTION))
     assert stats.audio_count >= len(library)
     assert stats.total_duration_seconds >= 6.0 * len(library) - 0.1
-    assert stats.tags and stats.tags[0].audio_count >= 1
+    assert stats.tags
+    assert stats.tags[0].audio_count >= 1
