@@ -169,6 +169,7 @@ MODULE_DISTRIBUTIONS = {
     "tritonclient": "tritonclient",
     "torch": "torch",
     "pytriton": "nvidia-pytriton",
+    "triton_python_backend_utils": "nvidia-pytriton",  # shipped with the bundled Python backend
     "pymilvus": "pymilvus",
     "milvus_lite": "pymilvus",  # a dependency of pymilvus on Linux
     "pymysql": "pymysql",
