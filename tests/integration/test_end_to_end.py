@@ -67,7 +67,7 @@ def test_ingest_returns_the_stored_record(library):
     assert record.codec == "wav/pcm_16"
     assert record.metadata["kind"] == "siren"
     assert len(record.tags) == 5
-    assert record.segment_count == 6
+    assert record.segment_count == 5  # 2 s windows every 1 s over 6 s
 
 
 @pytest.mark.parametrize("kind", sounds.KINDS)
@@ -81,7 +81,7 @@ def test_search_with_the_same_clip_returns_it_first_with_score_one(client, libra
 
 @pytest.mark.parametrize("audio_format", sounds.FORMATS)
 def test_every_format_ingests_and_is_found_first(client, audio_format):
-    collection = "e2e_formats"
+    collection = f"e2e_format_{audio_format}"  # lossless formats decode to identical audio: one collection each
     ensure_collection(client, collection)
     stereo = np.stack([sounds.synth("chirp", 3.0, seed=5), sounds.synth("siren", 3.0, seed=5)], axis=1)
     data = sounds.encode_as(audio_format, stereo)
@@ -226,7 +226,7 @@ def test_tag_audio_classifies_without_storing(client, library):
     tags = client.TagAudio(pb.TagAudioRequest(audio_content=sounds.to_bytes(samples), top_k=7))
     assert len(tags.tags) == 7
     assert all(0.0 <= t.score <= 1.0 for t in tags.tags)
-    assert len(tags.segments) == 6
+    assert len(tags.segments) == 5
     assert len(list_all(client, COLLECTION)) == before
 
 

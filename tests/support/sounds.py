@@ -84,6 +84,8 @@ def encode_as(label: str, samples: np.ndarray, rate: int = RATE) -> bytes:
 
 def _resample_linear(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     positions = np.arange(int(len(samples) * target / rate)) * rate / target
+    if samples.ndim == 2:
+        return np.stack([_resample_linear(channel, rate, target) for channel in samples.T], axis=1)
     return np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
 
 
