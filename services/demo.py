@@ -75,6 +75,11 @@ def show(gateway: str, samples: Path) -> None:
         except grpc.RpcError as error:
             if reason_of(error) != "COLLECTION_EXISTS":
                 raise
+        model = stub.GetCollection(pb.GetCollectionRequest(name=COLLECTION)).collection.model
+        print(f"\nembedding model: {model.name} {model.version}")
+        if model.untrained:
+            print("  UNTRAINED weights (no checkpoint found; `make weights` fetches it): scores and tags measure the\n"
+                  "  pipeline, not the model")
         files = sorted(p for p in samples.iterdir() if p.is_file())
         print(f"\ningesting {len(files)} sounds from {samples} into collection {COLLECTION!r}:")
         for path in files:
@@ -92,3 +97,4 @@ def show(gateway: str, samples: Path) -> None:
             print(f"  {rank}. {match.audio.name:24s} score {match.score:.3f}  "
                   f"reference {ref.start_seconds:.1f}-{ref.end_seconds:.1f} s  "
                   f"query {qry.start_seconds:.1f}-{qry.end_seconds:.1f} s")
+        print(f"\ntry: .venv/bin/audiosearch search --collection {COLLECTION} {query}")

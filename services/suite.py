@@ -41,6 +41,10 @@ class SuitePorts:
     triton_grpc: int = 8001
     triton_http: int = 8000
     triton_metrics: int = 8002
+    # Prometheus /metrics of the gRPC services (Triton's is triton_metrics).
+    gateway_metrics: int = 9091
+    search_metrics: int = 9092
+    catalog_metrics: int = 9093
 
 
 def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | None = None) -> list[ServicePlan]:
@@ -53,14 +57,16 @@ def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | N
         "EMBEDDER_STATE_DIR": str(state_dir / "embedder"), "EMBEDDER_GRPC_PORT": str(ports.triton_grpc),
         "EMBEDDER_HTTP_PORT": str(ports.triton_http), "EMBEDDER_METRICS_PORT": str(ports.triton_metrics),
     }
-    search_env = {"SEARCH_PORT": str(ports.search),
+    search_env = {"SEARCH_PORT": str(ports.search), "SEARCH_METRICS_PORT": str(ports.search_metrics),
                   "SEARCH_MILVUS_URI": env.get("SEARCH_MILVUS_URI", str(state_dir / "milvus.db"))}
-    catalog_env = {"CATALOG_PORT": str(ports.catalog),
+    catalog_env = {"CATALOG_PORT": str(ports.catalog), "CATALOG_METRICS_PORT": str(ports.catalog_metrics),
                    "CATALOG_DSN": env.get("CATALOG_DSN", f"sqlite:///{state_dir / 'catalog.db'}")}
     gateway_env = {
-        "GATEWAY_PORT": str(ports.gateway), "GATEWAY_EMBEDDER_URL": f"127.0.0.1:{ports.triton_grpc}",
+        "GATEWAY_PORT": str(ports.gateway), "GATEWAY_METRICS_PORT": str(ports.gateway_metrics),
+        "GATEWAY_EMBEDDER_URL": f"127.0.0.1:{ports.triton_grpc}",
         "GATEWAY_SEARCH_ADDRESS": f"127.0.0.1:{ports.search}",
         "GATEWAY_CATALOG_ADDRESS": f"127.0.0.1:{ports.catalog}",
+        "GATEWAY_BLOB_URI": env.get("GATEWAY_BLOB_URI", f"file://{(state_dir / 'blobs').resolve()}"),
     }
     return [
         ServicePlan("embedder", "services.embedder.server", f"triton:127.0.0.1:{ports.triton_grpc}", embedder_env),
@@ -126,6 +132,7 @@ def _tail(path: Path, lines: int = 20) -> str:
 class RunningSuite:
     plans: list[ServicePlan]
     processes: list[subprocess.Popen[bytes]]
+    log_dir: Path | None = None  # <service>.log for each plan
 
     @property
     def gateway_address(self) -> str:
@@ -145,7 +152,7 @@ class RunningSuite:
 def start_suite(plans: list[ServicePlan], log_dir: Path, detach: bool = False,
                 timeout_seconds: float = 300.0) -> RunningSuite:
     """Starts each service and waits for it to be healthy before the next (the gateway needs the others)."""
-    suite = RunningSuite(plans, [])
+    suite = RunningSuite(plans, [], log_dir)
     try:
         for plan in plans:
             process = start_service(plan, log_dir, detach)

@@ -40,12 +40,21 @@ def mysql_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def suite(tmp_path_factory: pytest.TempPathFactory, milvus_server: str, mysql_dsn: str) -> Iterator[RunningSuite]:
+def import_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The suite gateway's only server-side import root (GATEWAY_IMPORT_ROOTS)."""
+    return tmp_path_factory.mktemp("import-root")
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory: pytest.TempPathFactory, milvus_server: str, mysql_dsn: str, import_root: Path
+          ) -> Iterator[RunningSuite]:
     state_dir: Path = tmp_path_factory.mktemp("suite")
     ports = SuitePorts(gateway=free_port(), search=free_port(), catalog=free_port(), triton_grpc=free_port(),
-                       triton_http=free_port(), triton_metrics=free_port())
+                       triton_http=free_port(), triton_metrics=free_port(), gateway_metrics=free_port(),
+                       search_metrics=free_port(), catalog_metrics=free_port())
     overrides = {"CATALOG_DSN": mysql_dsn, "SEARCH_MILVUS_URI": milvus_server, "EMBEDDER_UNTRAINED": "true",
-                 "GATEWAY_RECONCILE_GRACE_SECONDS": "5", "GATEWAY_RECONCILE_INTERVAL_SECONDS": "2"}
+                 "GATEWAY_RECONCILE_GRACE_SECONDS": "5", "GATEWAY_RECONCILE_INTERVAL_SECONDS": "2",
+                 "GATEWAY_IMPORT_ROOTS": str(import_root)}
     plans = plan_suite(state_dir, ports, overrides)
     plans = [plan.__class__(plan.name, plan.module, plan.health_address, {**plan.env, **_only(overrides, plan)})
              for plan in plans]

@@ -32,6 +32,11 @@ COMMON = frozenset(
         "googleapis-common-protos",
         "pydantic",
         "pydantic-settings",
+        # services/common/metrics.py and tracing.py (the OTLP exporter is used only when an endpoint is set).
+        "prometheus-client",
+        "opentelemetry-api",
+        "opentelemetry-sdk",
+        "opentelemetry-exporter-otlp-proto-grpc",
     }
 )
 

@@ -7,9 +7,22 @@ import json
 import grpc
 
 from services.common.grpc_server import MAX_MESSAGE_BYTES
+from services.common.tls import ClientTls
+from services.common.tracing import ClientTracingInterceptor
 
-# Retries only on UNAVAILABLE: the internal calls the gateway retries are idempotent by design
-# (upserts by id, deletes, reads), and non-idempotent ones are never retried by the channel.
+# Retries only on UNAVAILABLE (the callee is down or restarting), with exponential backoff that gRPC jitters
+# (each wait is drawn uniformly below the current backoff). The internal calls are idempotent by design (upserts
+# by id, deletes, reads, EnsureCollection) and safe to repeat; CreateAudio is too, because the catalog
+# deduplicates by content sha256: a retry of an attempt that did land finds that PENDING record, the gateway
+# answers INGEST_IN_PROGRESS and the reconciler clears it - never a duplicate. The calls that are not safe to
+# repeat are listed without a retry policy: a repeated CreateCollection reports COLLECTION_EXISTS for the
+# collection it just created, and a repeated conditional SetAudioStatus (PENDING -> READY) fails its own
+# precondition and would roll back an ingest that had succeeded. Transparent retries (the request never left
+# the client) still apply to them; that is always safe.
+_NOT_RETRIED = [
+    {"service": "audiosearch.catalog.v1.CatalogService", "method": "CreateCollection"},
+    {"service": "audiosearch.catalog.v1.CatalogService", "method": "SetAudioStatus"},
+]
 _SERVICE_CONFIG = {
     "loadBalancingConfig": [{"round_robin": {}}],
     "methodConfig": [
@@ -22,7 +35,8 @@ _SERVICE_CONFIG = {
                 "backoffMultiplier": 2,
                 "retryableStatusCodes": ["UNAVAILABLE"],
             },
-        }
+        },
+        {"name": _NOT_RETRIED},
     ],
 }
 
@@ -32,9 +46,17 @@ CHANNEL_OPTIONS = [
     ("grpc.service_config", json.dumps(_SERVICE_CONFIG)),
     ("grpc.enable_retries", 1),
     ("grpc.keepalive_time_ms", 30_000),
+    # A restarted dependency is reconnected within seconds, not after gRPC's default backoff of up to 120 s.
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 
 
-def open_channel(address: str) -> grpc.Channel:
-    """A channel to `address`; a `dns:///name:port` address balances over every pod behind a headless Service."""
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+def open_channel(address: str, tls: ClientTls | None = None) -> grpc.Channel:
+    """A channel to `address`; a `dns:///name:port` address balances over every pod behind a headless Service.
+    Each call carries the current trace context (`traceparent`), so the callee's spans join the caller's trace.
+    With `tls` the channel speaks TLS (mTLS when it carries a client certificate); plaintext otherwise."""
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    else:
+        channel = grpc.secure_channel(address, tls.credentials(), options=CHANNEL_OPTIONS + tls.options())
+    return grpc.intercept_channel(channel, ClientTracingInterceptor())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -14,7 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.errors import ErrorMappingInterceptor
+from services.common.metrics import MetricsInterceptor, serve_metrics
 from services.common.settings import ServiceSettings
+from services.common.tls import identity_interceptors, security_mode, server_credentials
+from services.common.tracing import ServerTracingInterceptor, configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,19 @@ class RunningServer:
 def start_server(
     settings: ServiceSettings,
     register: Callable[[grpc.Server], Iterable[str]],
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> RunningServer:
-    """Builds and starts a server; `register` adds the servicers and returns their full service names."""
+    """Builds and starts a server; `register` adds the servicers and returns their full service names.
+
+    `interceptors` run inside the error mapping (an exception they raise becomes a status with a reason); the
+    server speaks TLS or mTLS when its settings name certificate files."""
+    configure_tracing(service_name(settings))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers),
-        interceptors=[ErrorMappingInterceptor()],
+        # Outermost first: metrics and the span see the status the error mapping sets, and the span is current
+        # while the error mapping writes the access log (its line carries the trace id).
+        interceptors=[MetricsInterceptor(), ServerTracingInterceptor(), ErrorMappingInterceptor(),
+                      *identity_interceptors(settings), *interceptors],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=settings.max_workers * 4,
     )
@@ -71,14 +82,25 @@ def start_server(
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    credentials = server_credentials(settings)
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if port == 0:
         raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    metrics_server = serve_metrics(settings.host, settings.metrics_port) if settings.metrics_port else None
     server.start()
     running = RunningServer(server, health_servicer, port, service_names)
+    if metrics_server is not None:
+        running.on_stop.append(metrics_server.shutdown)
     running.set_serving(True)
-    log.info("serving", extra={"address": f"{settings.host}:{port}", "services": service_names})
+    log.info("serving", extra={"address": f"{settings.host}:{port}", "services": service_names,
+                               "transport": security_mode(settings)})
     return running
+
+
+def service_name(settings: ServiceSettings) -> str:
+    """`gateway` for GatewaySettings (env prefix `GATEWAY_`), and so on."""
+    return str(type(settings).model_config.get("env_prefix") or "audiosearch").rstrip("_").lower()
 
 
 def serve_until_signalled(running: RunningServer, grace: float) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -21,6 +22,30 @@ class ServiceSettings(BaseSettings):
     max_workers: int = 16
     grace_seconds: float = 10.0
     log_level: str = "INFO"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0: off")
+    # TLS: a certificate and its key make the server speak TLS only; a client CA on top requires every client to
+    # present a certificate it signed (mTLS), and a list of names admits only those clients (certificate CN or DNS
+    # SAN, comma-separated; e.g. "gateway"), which is how an internal service trusts only the gateway.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    tls_allowed_client_names: str = ""
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> ServiceSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        if self.allowed_client_names() and self.tls_client_ca_file is None:
+            raise ValueError("tls_allowed_client_names needs tls_client_ca_file (client certificates)")
+        for path in (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
+
+    def allowed_client_names(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.tls_allowed_client_names.split(",") if name.strip())
 
 
 def load_settings(settings_class: type[SettingsT]) -> SettingsT:

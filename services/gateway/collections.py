@@ -8,13 +8,16 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import FailedPrecondition
 from services.gateway import validation
 from services.gateway.backends import Backends
+from services.gateway.blobs import BlobStore
 from services.gateway.embedder_client import EmbedderClient, same_model
 from services.gateway.settings import GatewaySettings
 
 
 class Collections:
-    def __init__(self, backends: Backends, embedder: EmbedderClient, settings: GatewaySettings) -> None:
+    def __init__(self, backends: Backends, embedder: EmbedderClient, settings: GatewaySettings,
+                 blobs: BlobStore | None = None) -> None:
         self._backends = backends
+        self._blobs = blobs
         self._embedder = embedder
         self._settings = settings
 
@@ -34,7 +37,8 @@ class Collections:
             threshold_source="default" if not request.score_threshold else "set at creation",
         )
         self._backends.search.EnsureCollection(
-            spb.EnsureCollectionRequest(collection=name, dimension=model.embedding_dim)
+            spb.EnsureCollectionRequest(collection=name, dimension=model.embedding_dim),
+            timeout=self._settings.admin_rpc_timeout_seconds,
         )
         return self._backends.catalog.CreateCollection(cpb.CreateCollectionRequest(collection=collection)).collection
 
@@ -60,5 +64,8 @@ class Collections:
 
     def delete(self, name: str) -> None:
         validation.collection_name(name, field="name")
-        self._backends.search.DropCollection(spb.DropCollectionRequest(collection=name))
+        self._backends.search.DropCollection(spb.DropCollectionRequest(collection=name),
+                                             timeout=self._settings.admin_rpc_timeout_seconds)
+        if self._blobs is not None:
+            self._blobs.delete_prefix(name)
         self._backends.catalog.DeleteCollection(cpb.DeleteCollectionRequest(name=name))

@@ -6,14 +6,19 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import tritonclient.grpc as triton
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
 from tritonclient.utils import InferenceServerException
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.channels import CHANNEL_OPTIONS
 from services.common.errors import Unavailable
+from services.common.tracing import trace_headers, tracer
+from services.gateway import metrics
 
 MODEL_NAME = "panns_cnn14"
 _IDENTITY_TTL_SECONDS = 30.0
@@ -55,7 +60,8 @@ class EmbedderClient:
         self.model_identity()
         batches = [windows[start : start + self._max_batch_size]
                    for start in range(0, len(windows), self._max_batch_size)]
-        results = list(self._pool.map(self._infer, batches))
+        # The pool's threads do not inherit the caller's context: hand them the request's trace explicitly.
+        results = list(self._pool.map(partial(self._infer, parent=otel_context.get_current()), batches))
         return Embeddings(
             np.concatenate([vectors for vectors, _ in results]),
             np.concatenate([tags for _, tags in results]),
@@ -65,14 +71,22 @@ class EmbedderClient:
         self._pool.shutdown(wait=False)
         self._client.close()
 
-    def _infer(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _infer(self, windows: np.ndarray, parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
         waveform = triton.InferInput("waveform", list(windows.shape), "FP32")
         waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
         outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
+        metrics.EMBED_BATCH_SIZE.observe(len(windows))
         try:
-            result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs,
-                                        client_timeout=self._timeout_seconds)
+            # `traceparent` as gRPC metadata: Triton started with --trace-config mode=opentelemetry joins the trace.
+            with (
+                tracer.start_as_current_span(f"triton {MODEL_NAME} infer", context=parent, kind=SpanKind.CLIENT,
+                                             attributes={"embedder.batch_size": len(windows)}),
+                metrics.EMBED_DURATION.time(),
+            ):
+                result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs,
+                                            client_timeout=self._timeout_seconds, headers=trace_headers())
         except InferenceServerException as error:
+            metrics.EMBED_ERRORS.inc()
             raise Unavailable(f"the embedder failed: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
                               dependency="embedder") from error
         return result.as_numpy("embedding"), result.as_numpy("tags")

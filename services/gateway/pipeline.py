@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,8 +39,7 @@ class AudioPipeline:
     def decode(self, data: bytes, sample_rate_hz: int, max_duration_seconds: float | None = None) -> DecodedAudio:
         limits = self._limits
         if max_duration_seconds is not None:
-            limits = AudioLimits(min(max_duration_seconds, limits.max_duration_seconds),
-                                 limits.decode_timeout_seconds)
+            limits = replace(limits, max_duration_seconds=min(max_duration_seconds, limits.max_duration_seconds))
         try:
             return decode_audio(data, sample_rate_hz, limits)
         except AudioError as error:

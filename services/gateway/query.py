@@ -7,11 +7,12 @@ import numpy as np
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.gateway import validation
+from services.gateway import metrics, validation
 from services.gateway.backends import Backends
 from services.gateway.matching import QuerySegment, RecordingMatch, SegmentHit, aggregate_matches
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio, to_tags
 from services.gateway.settings import GatewaySettings
+from services.gateway.stages import stage
 
 HITS_PER_SEGMENT = 64
 MAX_FILTERED_CANDIDATES = 16_384
@@ -31,6 +32,7 @@ class Query:
             threshold = validation.score_threshold(request.min_score, field="min_score")
         audio_filter = validation.audio_filter(request.filter)
         embedded = self.embed_query(collection, request.audio_content)
+        metrics.SEARCH_QUERY_SEGMENTS.observe(len(embedded.segments))
         matches = self.match(collection, embedded, top_k, threshold, audio_filter)
         return pb.SearchAudioResponse(
             matches=matches, score_threshold=threshold,
@@ -39,9 +41,11 @@ class Query:
         )
 
     def embed_query(self, collection: pb.Collection, data: bytes) -> EmbeddedAudio:
-        decoded = self._pipeline.decode(data, collection.model.sample_rate_hz,
-                                        self._settings.max_query_duration_seconds)
-        return self._pipeline.embed(decoded, collection.segment_config)
+        with stage("search", "decode"):
+            decoded = self._pipeline.decode(data, collection.model.sample_rate_hz,
+                                            self._settings.max_query_duration_seconds)
+        with stage("search", "embed"):
+            return self._pipeline.embed(decoded, collection.segment_config)
 
     def match(
         self, collection: pb.Collection, embedded: EmbeddedAudio, top_k: int, threshold: float,
@@ -61,7 +65,8 @@ class Query:
         candidates: list[str] | None = None,
     ) -> list[RecordingMatch]:
         """Every recording with a segment near a query segment, best first, before any threshold."""
-        hits = self._segment_hits(collection.name, vectors, candidates or [])
+        with stage("search", "search"):
+            hits = self._segment_hits(collection.name, vectors, candidates or [])
         return aggregate_matches(hits, query_segments, collection.segment_config.hop_seconds * 0.75)
 
     def tag(self, data: bytes, sample_rate_hz: int, segment_config: pb.SegmentConfig, top_k: int
@@ -111,8 +116,9 @@ class Query:
         if not scored:
             return []
         wanted = scored[: top_k * 2]
-        records = self._backends.catalog.BatchGetAudio(cpb.BatchGetAudioRequest(
-            collection=collection, audio_ids=[match.audio_id for match in wanted], status=READY)).audios
+        with stage("search", "catalog"):
+            records = self._backends.catalog.BatchGetAudio(cpb.BatchGetAudioRequest(
+                collection=collection, audio_ids=[match.audio_id for match in wanted], status=READY)).audios
         by_id = {record.id: record for record in records}
         return [
             pb.Match(

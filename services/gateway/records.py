@@ -1,8 +1,9 @@
 """The write path of recordings, keeping the rule: a READY record always has its vectors, and search only
 ever returns READY records.
 
-Ingest: catalog PENDING (with segments) -> vectors upserted -> READY. Delete: DELETING -> vectors deleted ->
-row deleted. A failure in between is rolled back on the spot; a crash is repaired by the reconciler.
+Ingest: catalog PENDING (with segments) -> original blob written (when blobs are on) -> vectors upserted -> READY.
+Delete: DELETING -> vectors deleted -> blob deleted -> row deleted. A failure in between is rolled back on the
+spot; a crash is repaired by the reconciler. So with blobs on, a READY record always has its blob too.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import Aborted, NotFound
 from services.gateway.backends import Backends
+from services.gateway.blobs import BlobStore, blob_key
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio
 from services.gateway.settings import GatewaySettings
+from services.gateway.stages import stage
 
 log = logging.getLogger(__name__)
 
@@ -33,31 +36,42 @@ def sha256_hex(data: bytes) -> str:
 
 
 class Records:
-    def __init__(self, backends: Backends, pipeline: AudioPipeline, settings: GatewaySettings) -> None:
+    def __init__(self, backends: Backends, pipeline: AudioPipeline, settings: GatewaySettings,
+                 blobs: BlobStore | None = None) -> None:
         self._backends = backends
+        self.blobs = blobs
         self._pipeline = pipeline
         self._settings = settings
 
     def ingest(
         self, collection: pb.Collection, header: pb.IngestAudioHeader, data: bytes
     ) -> pb.IngestAudioResponse:
-        digest = sha256_hex(data)
-        existing = self._find_by_sha256(collection.name, digest)
+        with stage("ingest", "dedupe"):
+            digest = sha256_hex(data)
+            existing = self._find_by_sha256(collection.name, digest)
         if existing is not None:
             return self._existing_response(existing)
-        decoded = self._pipeline.decode(data, collection.model.sample_rate_hz)
-        embedded = self._pipeline.embed(decoded, collection.segment_config)
-        created = self._backends.catalog.CreateAudio(self._create_request(collection, header, data, digest, embedded))
+        with stage("ingest", "decode"):
+            decoded = self._pipeline.decode(data, collection.model.sample_rate_hz)
+        with stage("ingest", "embed"):
+            embedded = self._pipeline.embed(decoded, collection.segment_config)
+        with stage("ingest", "catalog"):
+            created = self._backends.catalog.CreateAudio(
+                self._create_request(collection, header, data, digest, embedded))
         if not created.created:
             return self._existing_response(created.audio)
         try:
-            self._store_vectors(collection.name, created, embedded.embeddings.vectors)
-            ready = self._backends.catalog.SetAudioStatus(cpb.SetAudioStatusRequest(
-                collection=collection.name, audio_id=created.audio.id, status=READY, expected_status=PENDING))
+            if self.blobs is not None:
+                with stage("ingest", "blob"):
+                    self.blobs.put(blob_key(collection.name, created.audio.id), data)
+            with stage("ingest", "vectors"):
+                self._store_vectors(collection.name, created, embedded.embeddings.vectors)
+            with stage("ingest", "ready"):
+                ready = self._mark_ready(collection.name, created.audio.id)
         except Exception:
             self._roll_back(collection.name, created.audio.id)
             raise
-        return pb.IngestAudioResponse(audio=ready.audio, already_existed=False)
+        return pb.IngestAudioResponse(audio=ready, already_existed=False)
 
     def delete(self, collection: str, audio_id: str) -> None:
         """Idempotent: deleting what is not there succeeds."""
@@ -71,8 +85,10 @@ class Records:
         self.purge(collection, audio_id)
 
     def purge(self, collection: str, audio_id: str) -> None:
-        """Removes vectors first, then the row: a crash in between leaves a DELETING row to retry, never an orphan."""
+        """Removes vectors and blob first, then the row: a crash in between leaves a row to retry, never an orphan."""
         self._backends.search.DeleteAudio(spb.DeleteAudioRequest(collection=collection, audio_ids=[audio_id]))
+        if self.blobs is not None:
+            self.blobs.delete(blob_key(collection, audio_id))
         self._backends.catalog.DeleteAudio(cpb.DeleteAudioRequest(collection=collection, audio_id=audio_id))
 
     def get_ready(self, collection: str, audio_id: str) -> pb.AudioRecord:
@@ -137,9 +153,50 @@ class Records:
             for segment in created.segments
         ]))
 
+    def _mark_ready(self, collection: str, audio_id: str) -> pb.AudioRecord:
+        """PENDING -> READY. Fails when the reconciler took the record meanwhile (it purges PENDING records older
+        than its grace: NOT_FOUND, or STATUS_CONFLICT while it holds the record as DELETING); the ingest then
+        rolls back, so a slow ingest never leaves a READY record without its vectors."""
+        try:
+            return self._backends.catalog.SetAudioStatus(cpb.SetAudioStatusRequest(
+                collection=collection, audio_id=audio_id, status=READY, expected_status=PENDING)).audio
+        except grpc.RpcError as error:
+            if error.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and (ready := self._if_ready(collection, audio_id)):
+                return ready  # an attempt whose reply was lost did commit (transparent retries)
+            raise Aborted("the ingest outlasted the reconciler's grace period and was undone; retry it",
+                          reason="INGEST_IN_PROGRESS", audio_id=audio_id) from error
+
+    def _if_ready(self, collection: str, audio_id: str) -> pb.AudioRecord | None:
+        try:
+            audio = self._backends.catalog.GetAudio(cpb.GetAudioRequest(collection=collection, audio_id=audio_id)).audio
+        except grpc.RpcError:
+            return None
+        return audio if audio.status == READY else None
+
     def _roll_back(self, collection: str, audio_id: str) -> None:
+        """Undoes a failed ingest, best effort; what it cannot do now, the reconciler finishes.
+
+        The record is claimed first (PENDING -> DELETING), so that a record whose READY did commit keeps its
+        vectors. When the record is gone (the reconciler purged it while this ingest was slow), the vectors and
+        blob written after that purge are removed."""
+        where = {"collection": collection, "audio_id": audio_id}
+        try:
+            self._backends.catalog.SetAudioStatus(cpb.SetAudioStatusRequest(
+                collection=collection, audio_id=audio_id, status=DELETING, expected_status=PENDING))
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.NOT_FOUND:
+                log.warning("rollback left to the reconciler", extra={**where, "code": error.code().name})
+                return
+            try:
+                self._backends.search.DeleteAudio(spb.DeleteAudioRequest(collection=collection, audio_ids=[audio_id]))
+                if self.blobs is not None:
+                    self.blobs.delete(blob_key(collection, audio_id))
+            except Exception:  # noqa: BLE001 - best effort (RPC, file or S3 failure): the reconciler sweeps orphans
+                log.warning("rollback left orphans to the reconciler", extra=where)
+            return
         try:
             self.purge(collection, audio_id)
-        except grpc.RpcError:
-            log.warning("rollback incomplete; the reconciler will finish it",
-                        extra={"collection": collection, "audio_id": audio_id})
+        except Exception:  # noqa: BLE001 - best effort (RPC, file or S3 failure): the reconciler finishes it
+            log.warning("rollback incomplete; the reconciler will finish it", extra=where)

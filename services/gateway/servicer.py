@@ -10,9 +10,11 @@ import grpc
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.common.errors import InvalidArgument, ResourceExhausted
-from services.gateway import validation
+from services.common.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.gateway import metrics, stages, validation
 from services.gateway.backends import Backends
+from services.gateway.blobs import CHUNK_BYTES, BlobNotFoundError, blob_key, media_type
+from services.gateway.bulk import BulkImporter
 from services.gateway.calibration import Calibrator
 from services.gateway.collections import Collections
 from services.gateway.query import Query
@@ -26,7 +28,7 @@ READY = pb.AUDIO_STATUS_READY
 class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
     def __init__(
         self, settings: GatewaySettings, backends: Backends, collections: Collections, records: Records,
-        query: Query, calibrator: Calibrator,
+        query: Query, calibrator: Calibrator, bulk: BulkImporter | None = None,
     ) -> None:
         self._settings = settings
         self._backends = backends
@@ -34,7 +36,9 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
         self._records = records
         self._query = query
         self._calibrator = calibrator
+        self._bulk = bulk or BulkImporter(settings, collections, records)
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
+        metrics.INGEST_SLOTS.set(settings.max_concurrent_ingests)
 
     def CreateCollection(self, request: pb.CreateCollectionRequest, context: grpc.ServicerContext
                          ) -> pb.CreateCollectionResponse:
@@ -58,18 +62,30 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
     def IngestAudio(self, request_iterator: Iterator[pb.IngestAudioRequest], context: grpc.ServicerContext
                     ) -> pb.IngestAudioResponse:
         if not self._ingest_slots.acquire(blocking=False):
+            metrics.INGESTS.labels("rejected").inc()
             raise ResourceExhausted(
                 f"{self._settings.max_concurrent_ingests} ingests are running; retry shortly", reason="OVERLOADED")
         try:
-            header, data = read_upload(request_iterator, self._settings.max_upload_bytes)
-            collection = self._collections.get_for_model(header.collection)
-            return self._records.ingest(collection, header, data)
+            with metrics.INGESTS_IN_PROGRESS.track_inprogress():
+                header, data = read_upload(request_iterator, self._settings.max_upload_bytes)
+                collection = self._collections.get_for_model(header.collection)
+                response = self._records.ingest(collection, header, data)
+        except Exception:
+            metrics.INGESTS.labels("failed").inc()
+            raise
         finally:
             self._ingest_slots.release()
+        metrics.INGESTS.labels("already_existed" if response.already_existed else "created").inc()
+        if not response.already_existed:
+            metrics.INGEST_AUDIO_SECONDS.inc(response.audio.duration_seconds)
+        return response
 
     def SearchAudio(self, request: pb.SearchAudioRequest, context: grpc.ServicerContext) -> pb.SearchAudioResponse:
         collection = self._collections.get_for_model(request.collection)
-        return self._query.search(collection, request)
+        with stages.collect() as timings:
+            response = self._query.search(collection, request)
+        context.set_trailing_metadata(stages.as_metadata(timings))  # x-embed-ms, x-search-ms, ...
+        return response
 
     def TagAudio(self, request: pb.TagAudioRequest, context: grpc.ServicerContext) -> pb.TagAudioResponse:
         top_k = validation.top_k(request.top_k, default=5, maximum=527)
@@ -112,3 +128,34 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
             raise InvalidArgument(f"target_false_positive_rate {target} is outside (0, 1)",
                                   field="target_false_positive_rate")
         return self._calibrator.calibrate(collection, target)
+
+    def GetAudioContent(self, request: pb.GetAudioContentRequest, context: grpc.ServicerContext
+                        ) -> Iterator[pb.GetAudioContentResponse]:
+        validation.collection_name(request.collection)
+        audio = self._records.get_ready(request.collection, validation.audio_id(request.audio_id))
+        blobs = self._records.blobs
+        missing = NotFound(f"the original of audio {audio.id} is not kept (blob store off or blob missing)",
+                           reason="CONTENT_NOT_FOUND", audio_id=audio.id, collection=request.collection)
+        if blobs is None:
+            raise missing
+        key = blob_key(request.collection, audio.id)
+        try:
+            size = blobs.size(key)
+            first = True
+            for chunk in blobs.chunks(key, CHUNK_BYTES):
+                if first:
+                    yield pb.GetAudioContentResponse(chunk=chunk, content_type=media_type(audio.codec),
+                                                     size_bytes=size)
+                    first = False
+                else:
+                    yield pb.GetAudioContentResponse(chunk=chunk)
+        except BlobNotFoundError:
+            raise missing from None
+
+    def ImportAudio(self, request_iterator: Iterator[pb.ImportAudioRequest], context: grpc.ServicerContext
+                    ) -> Iterator[pb.ImportAudioResponse]:
+        return self._bulk.import_stream(request_iterator, context)
+
+    def ImportDirectory(self, request: pb.ImportDirectoryRequest, context: grpc.ServicerContext
+                        ) -> Iterator[pb.ImportDirectoryResponse]:
+        return self._bulk.import_directory(request, context)

@@ -18,11 +18,13 @@ from typing import Any
 
 import grpc
 import numpy as np
+from prometheus_client import Histogram
 from pymilvus import DataType, MilvusClient, MilvusException
 from pymilvus.client.types import LoadState
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusUnavailableException
 
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
+from services.common.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,14 @@ VECTOR_ITERATOR_BATCH = 256
 PING_TIMEOUT_S = 3.0
 # pymilvus reports a refused connection as code 2 ("Fail connecting to server").
 _CONNECT_FAILED_CODE = 2
+# Milvus' "collection not loaded": after a Milvus restart, until it has loaded the collection again.
+_NOT_LOADED_CODE = 101
 _DOWN_STATUS_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+MILVUS_DURATION = Histogram(
+    "audiosearch_milvus_request_duration_seconds", "Duration of one Milvus search, upsert or delete call",
+    ["operation"], buckets=LATENCY_BUCKETS,
+)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,8 @@ class MilvusStore:
             milvus = self._client()
             for start in range(0, len(unique), UPSERT_BATCH):
                 rows = [_row(segment) for segment in unique[start:start + UPSERT_BATCH]]
-                milvus.upsert(self._milvus_name(name), rows, timeout=self._config.timeout_s)
+                with MILVUS_DURATION.labels("upsert").time():
+                    milvus.upsert(self._milvus_name(name), rows, timeout=self._config.timeout_s)
             self._flush_if_lite(milvus, name)
         return len(unique)
 
@@ -171,11 +181,12 @@ class MilvusStore:
             params = self._search_params(self._layout(name).index_type, top_k)
             results: list[list[Hit]] = []
             for start in range(0, len(queries), SEARCH_BATCH):
-                found = milvus.search(
-                    self._milvus_name(name), data=list(queries[start:start + SEARCH_BATCH]), limit=top_k,
-                    filter=audio_filter(audio_ids), output_fields=HIT_FIELDS, search_params=params,
-                    consistency_level=self._config.consistency, timeout=self._config.timeout_s,
-                )
+                with MILVUS_DURATION.labels("search").time():
+                    found = milvus.search(
+                        self._milvus_name(name), data=list(queries[start:start + SEARCH_BATCH]), limit=top_k,
+                        filter=audio_filter(audio_ids), output_fields=HIT_FIELDS, search_params=params,
+                        consistency_level=self._config.consistency, timeout=self._config.timeout_s,
+                    )
                 results.extend([_hit(hit) for hit in hits] for hits in found)
         return results
 
@@ -185,7 +196,8 @@ class MilvusStore:
         with self._translated(name):
             milvus = self._client()
             expression = audio_filter(audio_ids)
-            milvus.delete(self._milvus_name(name), filter=expression, timeout=self._config.timeout_s)
+            with MILVUS_DURATION.labels("delete").time():
+                milvus.delete(self._milvus_name(name), filter=expression, timeout=self._config.timeout_s)
             self._flush_if_lite(milvus, name)
 
     def count(self, name: str, audio_id: str = "") -> int:
@@ -328,8 +340,11 @@ class MilvusStore:
                 self._forget(name)
                 raise NotFound(f"collection {name!r} does not exist", reason="COLLECTION_NOT_FOUND",
                                collection=name) from error
-            if _is_unreachable(error):
+            if _is_unreachable(error) or _timed_out(error):
                 raise _unavailable(error.message) from error
+            if error.code == _NOT_LOADED_CODE:
+                self._forget(name)  # the next call attaches again, which loads it if Milvus has not yet
+                raise _unavailable(f"collection {name!r} is loading: {error.message}") from error
             raise
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() in _DOWN_STATUS_CODES:
@@ -366,6 +381,12 @@ def _is_unreachable(error: MilvusException) -> bool:
     if isinstance(error, ConnectError | MilvusUnavailableException):
         return True
     return error.code == _CONNECT_FAILED_CODE or error.code in _DOWN_STATUS_CODES
+
+
+def _timed_out(error: MilvusException) -> bool:
+    # pymilvus retries a call until its timeout, then raises "[method] Retry timeout: 10.0s, ..." (code 1 or the
+    # last error's): e.g. a load that Milvus, just restarted, has not finished yet.
+    return "Retry timeout" in str(error.message)
 
 
 def _unavailable(detail: str) -> Unavailable:

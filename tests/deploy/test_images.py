@@ -173,6 +173,8 @@ MODULE_DISTRIBUTIONS = {
     "pymilvus": "pymilvus",
     "milvus_lite": "pymilvus",  # a dependency of pymilvus on Linux
     "pymysql": "pymysql",
+    "prometheus_client": "prometheus-client",
+    "opentelemetry": "opentelemetry-sdk",  # the api, sdk and exporter share the namespace; the sdk needs the api
 }
 FIRST_PARTY = {"services", "audiosearch"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 from pathlib import Path
 
@@ -24,14 +25,16 @@ OLDEST_KUBERNETES = "1.30.0"
 CUSTOM_RESOURCES = {
     ("milvus.io/v1beta1", "Milvus"),  # Milvus Operator (prod's Milvus cluster)
     ("monitoring.coreos.com/v1", "PodMonitor"),  # Prometheus Operator (components/monitoring)
+    ("monitoring.coreos.com/v1", "PrometheusRule"),  # Prometheus Operator (deploy/monitoring/alerts.yaml)
 }
 
 
 @pytest.fixture(scope="session")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of deploy/k8s with each uncommitted secret file made from its committed .example."""
-    copy = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, copy)
+    """A copy of deploy/ (components/monitoring reaches ../../../monitoring) with each uncommitted secret file made
+    from its committed .example; returns its k8s folder."""
+    copy = tmp_path_factory.mktemp("deploy") / "deploy" / "k8s"
+    shutil.copytree(K8S.parent, copy.parent)
     for example in copy.glob("overlays/*/**/*.example"):
         real = example.with_suffix("")
         if not real.exists():
@@ -307,7 +310,8 @@ def test_only_the_gateway_is_reachable_from_outside_the_namespace(rendered, over
     for source in (OUTSIDE_THE_CLUSTER, Peer.pod("default", app="anything"), Peer.pod("milvus", app="milvus")):
         assert reachable(documents, source) == {("gateway", 50051)}, source
     scraper = Peer.pod("monitoring", **{"app.kubernetes.io/name": "prometheus"})
-    assert reachable(documents, scraper) == {("gateway", 50051), ("embedder", 8002)}
+    assert reachable(documents, scraper) == {("gateway", 50051), ("embedder", 8002), ("gateway", 9091),
+                                             ("search", 9092), ("catalog", 9093)}
 
 
 @for_every_overlay
@@ -335,6 +339,34 @@ def test_prod_embedder_scales_on_triton_queue_time_and_the_rest_on_cpu(rendered)
     names = {rule["name"]["as"] for rule in rules["rules"]["custom"]}
     assert "triton_queue_duration_ms" in names, "the adapter must serve the metric the HPA reads"
     assert named(rendered["prod"], "PodMonitor", "embedder")["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+
+# --- monitoring ----------------------------------------------------------------------------------------------
+
+
+@for_every_overlay
+def test_every_grpc_service_serves_metrics_on_its_named_metrics_port(rendered, overlay: str) -> None:
+    documents = rendered[overlay]
+    for name in GRPC_SERVICES:
+        deployment = named(documents, "Deployment", name)
+        spec = container(deployment)
+        ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
+        assert environment(documents, deployment, spec)[f"{name.upper()}_METRICS_PORT"] == str(ports["metrics"])
+
+
+def test_prod_scrapes_every_service_and_ships_the_alerts_and_the_dashboard(rendered) -> None:
+    documents = rendered["prod"]
+    monitors = of_kind(documents, "PodMonitor")
+    for deployment in app_deployments(documents):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        scraping = [m for m in monitors if selector_matches(m["spec"]["selector"], labels)]
+        assert len(scraping) == 1, deployment["metadata"]["name"]
+        assert [e["port"] for e in scraping[0]["spec"]["podMetricsEndpoints"]] == ["metrics"]
+        assert scraping[0]["spec"]["jobLabel"] == "app.kubernetes.io/name", "the alerts select by job=<service>"
+    assert named(documents, "PrometheusRule", "audiosearch")["spec"]["groups"]
+    dashboard = named(documents, "ConfigMap", "audiosearch-grafana-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["audiosearch.json"])["uid"] == "audiosearch-overview"
 
 
 def test_dev_runs_one_replica_of_everything(rendered) -> None:

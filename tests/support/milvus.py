@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pymilvus import MilvusClient, MilvusException
@@ -53,6 +53,30 @@ class MilvusServer:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def restart(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Starts it again on the same ports and data (after `stop()`, a crash or a kill -9); returns once it
+        serves, or raises MilvusServerError.
+
+        Runs the unpacked `bin/milvus run standalone` directly with the config the wrapper wrote at the first
+        start: the wrapper test-binds every port without SO_REUSEADDR, which fails for a minute after a kill
+        (the old connections sit in TIME_WAIT), and then silently moves the server to the next free port."""
+        self.stop()
+        binary = self.data_dir / "bin" / "milvus"
+        env = {**self.env, "DEPLOY_MODE": "STANDALONE", "METRICS_PORT": str(_free_ports(1)[0]),
+               "MILVUS_RUN_DIR": str(self.data_dir / "run"),
+               "LD_LIBRARY_PATH": f"{binary.parent}:{self.env.get('LD_LIBRARY_PATH', '')}"}
+        self.process = _spawn([str(binary), "run", "standalone"], env, self.data_dir,
+                              self.data_dir / "logs" / "milvus-stdout.log")
+        deadline = time.monotonic() + timeout_s
+        while not _answers(self.uri):
+            if self.process.poll() is not None:
+                raise MilvusServerError(f"milvus exited with {self.process.returncode} on restart:\n"
+                                        f"{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise MilvusServerError(f"milvus not serving {timeout_s:.0f} s after a restart:\n{self.log_tail()}")
+            time.sleep(0.5)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM to the wrapper and the server (one process group), then SIGKILL to what is left."""
@@ -116,13 +140,17 @@ def _launch(data_dir: Path) -> MilvusServer:
         command += [flag, str(port)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ETCD_CONFIG_PATH": str(etcd_config)}
     log_path = data_dir / "milvus-server.log"
+    process = _spawn(command, env, data_dir, log_path)
+    proxy_port = port_of["--proxy-port"]
+    return MilvusServer(f"http://127.0.0.1:{proxy_port}", proxy_port, data_dir, log_path, process, env)
+
+
+def _spawn(command: list[str], env: dict[str, str], data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             command, cwd=data_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    proxy_port = port_of["--proxy-port"]
-    return MilvusServer(f"http://127.0.0.1:{proxy_port}", proxy_port, data_dir, log_path, process)
 
 
 class _ExitedEarly(Exception):

@@ -213,6 +213,42 @@ class Client:
         except grpc.RpcError as error:
             raise convert_error(error, self.address) from None
 
+    def import_directory(
+        self,
+        collection: str,
+        path: str,
+        *,
+        recursive: bool = True,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[pb.ImportDirectoryResponse]:
+        """Server-side import of a directory under the gateway's import roots: its event stream."""
+        request = pb.ImportDirectoryRequest(
+            collection=collection, path=path, recursive=recursive, metadata=dict(metadata or {})
+        )
+        return self._streamed(self._stub.ImportDirectory(request, timeout=timeout or self.timeout))
+
+    def import_files(
+        self,
+        collection: str,
+        requests: Iterator[pb.ImportAudioRequest],
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[pb.ImportAudioResponse]:
+        """One ImportAudio stream (the header is sent here; `requests` are the files' messages): its events."""
+
+        def messages() -> Iterator[pb.ImportAudioRequest]:
+            yield pb.ImportAudioRequest(header=pb.ImportAudioHeader(collection=collection))
+            yield from requests
+
+        return self._streamed(self._stub.ImportAudio(messages(), timeout=timeout or self.timeout))
+
+    def _streamed(self, responses: Iterator[object]) -> Iterator[object]:
+        try:
+            yield from responses
+        except grpc.RpcError as error:
+            raise convert_error(error, self.address) from None
+
     def search(
         self,
         collection: str,

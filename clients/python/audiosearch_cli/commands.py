@@ -99,6 +99,40 @@ def _print_ingest_summary(report: IngestReport) -> None:
     )
 
 
+def cmd_import_dir(args: argparse.Namespace) -> int:
+    """Server-side import: the gateway reads the directory (under its GATEWAY_IMPORT_ROOTS) and streams events."""
+    files: list[output.JsonDict] = []
+    summary: pb.ImportProgress | None = None
+    with connected(args) as client:
+        client.get_collection(args.collection)
+        events = client.import_directory(
+            args.collection, args.path, recursive=args.recursive, metadata=args.meta,
+            timeout=args.timeout or args.default_timeout,
+        )
+        live = sys.stderr.isatty()
+        for event in events:
+            kind = event.WhichOneof("event")
+            if kind == "file":
+                files.append(output.import_result_to_dict(event.file))
+                if event.file.WhichOneof("outcome") == "error":
+                    error = event.file.error
+                    _warn(f"failed {event.file.name}: {format_error(error.code, error.reason, error.message)}")
+            elif kind == "progress" and live:
+                sys.stderr.write("\r\x1b[K" + output.import_progress_text(event.progress))
+                sys.stderr.flush()
+            elif kind == "summary":
+                summary = event.summary
+        if live:
+            sys.stderr.write("\r\x1b[K")
+    if summary is None:
+        raise LocalError("the import stream ended without a summary")
+    if args.json:
+        output.print_json({"files": files, "summary": output.import_progress_to_dict(summary)})
+    else:
+        _print(output.import_progress_text(summary))
+    return EXIT_PARTIAL if summary.errors else EXIT_OK
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     clip = read_clip(args.file)
     with connected(args) as client:

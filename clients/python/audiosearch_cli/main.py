@@ -26,6 +26,7 @@ UNREACHABLE_HINT = f"is the gateway running? set --gateway or {GATEWAY_ENV}"
 QUICK_TIMEOUT = 30.0
 AUDIO_TIMEOUT = 120.0
 LONG_TIMEOUT = 600.0
+IMPORT_TIMEOUT = 24 * 3600.0  # a whole directory in one call
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -148,6 +149,18 @@ def _add_recording_commands(top: _Commands) -> None:
         metavar="N",
         help="files streamed concurrently (default: 4)",
     )
+
+    import_dir = top.add(
+        "import-dir",
+        commands.cmd_import_dir,
+        IMPORT_TIMEOUT,
+        "import a directory on the gateway's side (under its GATEWAY_IMPORT_ROOTS), with live progress",
+    )
+    import_dir.add_argument("path", metavar="PATH", help="directory, relative to one of the gateway's import roots")
+    import_dir.add_argument(
+        "--no-recursive", dest="recursive", action="store_false", help="leave subdirectories out"
+    )
+    _add_meta(import_dir, "metadata stored with every file (repeatable); `path` is set to each file's path")
 
     search = top.add("search", commands.cmd_search, AUDIO_TIMEOUT, "find the recordings most like a clip")
     search.add_argument("file", metavar="FILE", help="the query clip")

@@ -145,6 +145,33 @@ def calibration_to_dict(response: pb.CalibrateCollectionResponse) -> JsonDict:
     }
 
 
+def import_result_to_dict(result: pb.ImportFileResult) -> JsonDict:
+    if result.WhichOneof("outcome") == "error":
+        error = result.error
+        return {"index": result.index, "name": result.name,
+                "error": {"code": error.code, "reason": error.reason or None, "message": error.message}}
+    return {"index": result.index, "name": result.name, "already_existed": result.already_existed,
+            **record_to_dict(result.audio)}
+
+
+def import_progress_to_dict(progress: pb.ImportProgress) -> JsonDict:
+    return {
+        "files_total": progress.files_total, "files_done": progress.files_done,
+        "ingested": progress.files_ingested, "already_existed": progress.files_already_existed,
+        "failed": progress.errors, "audio_seconds": round(progress.audio_seconds, 3),
+        "wall_seconds": round(progress.elapsed_seconds, 3), "rate": round(progress.audio_seconds_per_second, 3),
+    }
+
+
+def import_progress_text(progress: pb.ImportProgress) -> str:
+    total = f"/{progress.files_total}" if progress.files_total else ""
+    return (
+        f"{progress.files_done}{total} files: ingested {progress.files_ingested}, already existed "
+        f"{progress.files_already_existed}, failed {progress.errors}; audio {progress.audio_seconds:.1f}s in "
+        f"{progress.elapsed_seconds:.1f}s wall ({progress.audio_seconds_per_second:.1f} s/s)"
+    )
+
+
 def print_json(value: object, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 

@@ -25,6 +25,11 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_OVERLOADED: _ClassVar[ErrorReason]
     ERROR_REASON_INGEST_IN_PROGRESS: _ClassVar[ErrorReason]
     ERROR_REASON_NOT_ENOUGH_DATA: _ClassVar[ErrorReason]
+    ERROR_REASON_CONTENT_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_UNAUTHENTICATED: _ClassVar[ErrorReason]
+    ERROR_REASON_PERMISSION_DENIED: _ClassVar[ErrorReason]
+    ERROR_REASON_PATH_NOT_ALLOWED: _ClassVar[ErrorReason]
+    ERROR_REASON_PATH_NOT_FOUND: _ClassVar[ErrorReason]
 
 class AudioStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +51,11 @@ ERROR_REASON_DEPENDENCY_UNAVAILABLE: ErrorReason
 ERROR_REASON_OVERLOADED: ErrorReason
 ERROR_REASON_INGEST_IN_PROGRESS: ErrorReason
 ERROR_REASON_NOT_ENOUGH_DATA: ErrorReason
+ERROR_REASON_CONTENT_NOT_FOUND: ErrorReason
+ERROR_REASON_UNAUTHENTICATED: ErrorReason
+ERROR_REASON_PERMISSION_DENIED: ErrorReason
+ERROR_REASON_PATH_NOT_ALLOWED: ErrorReason
+ERROR_REASON_PATH_NOT_FOUND: ErrorReason
 AUDIO_STATUS_UNSPECIFIED: AudioStatus
 AUDIO_STATUS_PENDING: AudioStatus
 AUDIO_STATUS_READY: AudioStatus
@@ -416,3 +426,150 @@ class CalibrateCollectionResponse(_message.Message):
     true_positive_rate: float
     false_positive_rate: float
     def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., negative_queries: _Optional[int] = ..., positive_queries: _Optional[int] = ..., true_positive_rate: _Optional[float] = ..., false_positive_rate: _Optional[float] = ...) -> None: ...
+
+class GetAudioContentRequest(_message.Message):
+    __slots__ = ("collection", "audio_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_id: str
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ...) -> None: ...
+
+class GetAudioContentResponse(_message.Message):
+    __slots__ = ("chunk", "content_type", "size_bytes")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunk: bytes
+    content_type: str
+    size_bytes: int
+    def __init__(self, chunk: _Optional[bytes] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class ImportAudioHeader(_message.Message):
+    __slots__ = ("collection", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, collection: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ImportFileHeader(_message.Message):
+    __slots__ = ("name", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ImportFileEnd(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ImportAudioRequest(_message.Message):
+    __slots__ = ("header", "file", "chunk", "file_end")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    FILE_END_FIELD_NUMBER: _ClassVar[int]
+    header: ImportAudioHeader
+    file: ImportFileHeader
+    chunk: bytes
+    file_end: ImportFileEnd
+    def __init__(self, header: _Optional[_Union[ImportAudioHeader, _Mapping]] = ..., file: _Optional[_Union[ImportFileHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., file_end: _Optional[_Union[ImportFileEnd, _Mapping]] = ...) -> None: ...
+
+class ImportFileError(_message.Message):
+    __slots__ = ("code", "reason", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    reason: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ImportFileResult(_message.Message):
+    __slots__ = ("index", "name", "audio", "error", "already_existed")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_EXISTED_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    audio: AudioRecord
+    error: ImportFileError
+    already_existed: bool
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., error: _Optional[_Union[ImportFileError, _Mapping]] = ..., already_existed: _Optional[bool] = ...) -> None: ...
+
+class ImportProgress(_message.Message):
+    __slots__ = ("files_done", "files_ingested", "files_already_existed", "errors", "audio_seconds", "elapsed_seconds", "audio_seconds_per_second", "files_total")
+    FILES_DONE_FIELD_NUMBER: _ClassVar[int]
+    FILES_INGESTED_FIELD_NUMBER: _ClassVar[int]
+    FILES_ALREADY_EXISTED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    FILES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    files_done: int
+    files_ingested: int
+    files_already_existed: int
+    errors: int
+    audio_seconds: float
+    elapsed_seconds: float
+    audio_seconds_per_second: float
+    files_total: int
+    def __init__(self, files_done: _Optional[int] = ..., files_ingested: _Optional[int] = ..., files_already_existed: _Optional[int] = ..., errors: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ..., audio_seconds_per_second: _Optional[float] = ..., files_total: _Optional[int] = ...) -> None: ...
+
+class ImportAudioResponse(_message.Message):
+    __slots__ = ("file", "progress", "summary")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    file: ImportFileResult
+    progress: ImportProgress
+    summary: ImportProgress
+    def __init__(self, file: _Optional[_Union[ImportFileResult, _Mapping]] = ..., progress: _Optional[_Union[ImportProgress, _Mapping]] = ..., summary: _Optional[_Union[ImportProgress, _Mapping]] = ...) -> None: ...
+
+class ImportDirectoryRequest(_message.Message):
+    __slots__ = ("collection", "path", "recursive", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RECURSIVE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    path: str
+    recursive: bool
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, collection: _Optional[str] = ..., path: _Optional[str] = ..., recursive: _Optional[bool] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ImportDirectoryResponse(_message.Message):
+    __slots__ = ("file", "progress", "summary")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    file: ImportFileResult
+    progress: ImportProgress
+    summary: ImportProgress
+    def __init__(self, file: _Optional[_Union[ImportFileResult, _Mapping]] = ..., progress: _Optional[_Union[ImportProgress, _Mapping]] = ..., summary: _Optional[_Union[ImportProgress, _Mapping]] = ...) -> None: ...

@@ -31,6 +31,9 @@ class AudioSearchServiceStub:
     Errors are google.rpc.Status values whose details carry a google.rpc.ErrorInfo with
     domain "audiosearch.dev" and a reason named by ErrorReason (without its ERROR_REASON_ prefix),
     e.g. "COLLECTION_NOT_FOUND"; dynamic values travel in ErrorInfo.metadata.
+
+    Where the gateway has API keys configured, every call carries one in the metadata, as
+    "authorization: Bearer <key>" or "x-api-key: <key>"; a key reads or writes only its own collections.
     """
 
     def __init__(self, channel):
@@ -99,6 +102,21 @@ class AudioSearchServiceStub:
                 request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionResponse.FromString,
                 _registered_method=True)
+        self.GetAudioContent = channel.unary_stream(
+                '/audiosearch.v1.AudioSearchService/GetAudioContent',
+                request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentResponse.FromString,
+                _registered_method=True)
+        self.ImportAudio = channel.stream_stream(
+                '/audiosearch.v1.AudioSearchService/ImportAudio',
+                request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioResponse.FromString,
+                _registered_method=True)
+        self.ImportDirectory = channel.unary_stream(
+                '/audiosearch.v1.AudioSearchService/ImportDirectory',
+                request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.FromString,
+                _registered_method=True)
 
 
 class AudioSearchServiceServicer:
@@ -107,6 +125,9 @@ class AudioSearchServiceServicer:
     Errors are google.rpc.Status values whose details carry a google.rpc.ErrorInfo with
     domain "audiosearch.dev" and a reason named by ErrorReason (without its ERROR_REASON_ prefix),
     e.g. "COLLECTION_NOT_FOUND"; dynamic values travel in ErrorInfo.metadata.
+
+    Where the gateway has API keys configured, every call carries one in the metadata, as
+    "authorization: Bearer <key>" or "x-api-key: <key>"; a key reads or writes only its own collections.
     """
 
     def CreateCollection(self, request, context):
@@ -193,6 +214,31 @@ class AudioSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAudioContent(self, request, context):
+        """Streams the original bytes of a recording as uploaded, when the gateway keeps originals (blob store on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportAudio(self, request_iterator, context):
+        """Imports many recordings in one call. The client streams an ImportAudioHeader, then for each file an
+        ImportFileHeader, its byte chunks and an ImportFileEnd. The server streams one ImportFileResult per file
+        (as files finish, not necessarily in order), periodic ImportProgress and a final summary. A bad file is
+        reported and skipped; it never aborts the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportDirectory(self, request, context):
+        """Imports the audio files of a directory on the gateway's side, inside one of its allow-listed import roots
+        (GATEWAY_IMPORT_ROOTS), streaming the same events as ImportAudio.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +302,21 @@ def add_AudioSearchServiceServicer_to_server(servicer, server):
                     request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionRequest.FromString,
                     response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionResponse.SerializeToString,
             ),
+            'GetAudioContent': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetAudioContent,
+                    request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentRequest.FromString,
+                    response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentResponse.SerializeToString,
+            ),
+            'ImportAudio': grpc.stream_stream_rpc_method_handler(
+                    servicer.ImportAudio,
+                    request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioRequest.FromString,
+                    response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioResponse.SerializeToString,
+            ),
+            'ImportDirectory': grpc.unary_stream_rpc_method_handler(
+                    servicer.ImportDirectory,
+                    request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.FromString,
+                    response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'audiosearch.v1.AudioSearchService', rpc_method_handlers)
@@ -270,6 +331,9 @@ class AudioSearchService:
     Errors are google.rpc.Status values whose details carry a google.rpc.ErrorInfo with
     domain "audiosearch.dev" and a reason named by ErrorReason (without its ERROR_REASON_ prefix),
     e.g. "COLLECTION_NOT_FOUND"; dynamic values travel in ErrorInfo.metadata.
+
+    Where the gateway has API keys configured, every call carries one in the metadata, as
+    "authorization: Bearer <key>" or "x-api-key: <key>"; a key reads or writes only its own collections.
     """
 
     @staticmethod
@@ -586,6 +650,87 @@ class AudioSearchService:
             '/audiosearch.v1.AudioSearchService/CalibrateCollection',
             audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionRequest.SerializeToString,
             audiosearch_dot_v1_dot_audiosearch__pb2.CalibrateCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAudioContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/audiosearch.v1.AudioSearchService/GetAudioContent',
+            audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentRequest.SerializeToString,
+            audiosearch_dot_v1_dot_audiosearch__pb2.GetAudioContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportAudio(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/audiosearch.v1.AudioSearchService/ImportAudio',
+            audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioRequest.SerializeToString,
+            audiosearch_dot_v1_dot_audiosearch__pb2.ImportAudioResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportDirectory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/audiosearch.v1.AudioSearchService/ImportDirectory',
+            audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.SerializeToString,
+            audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

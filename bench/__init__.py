@@ -1,0 +1,1 @@
+"""Benchmarks run against a live suite through the public API (`make bench`); not tests."""

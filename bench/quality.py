@@ -1,0 +1,472 @@
+"""Search quality on a folder of real sounds, measured through the public gRPC API.
+
+    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--json FILE]
+
+Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates the collection
+(CalibrateCollection, target false-positive rate 0.05), then queries with transformed copies of indexed sounds:
+
+    mp3       re-encoded as mp3 at 96 kbit/s
+    gain      multiplied by 0.6
+    crop      a random sub-range of at least 1 s (the whole clip if shorter)
+    noise     white noise added at 20 dB SNR
+    telephone band-passed to 300-3400 Hz
+    8k        resampled to 8 kHz and sent so (the gateway brings it back up)
+    offset    placed at a random offset inside a longer recording made of held-back sounds 20 dB lower
+    mix       mixed with a held-back sound 10 dB lower
+
+A query is the whole sound, or its first `--max-query-seconds` when longer (the crop takes its range from the
+whole sound). Per transform it reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
+the rate at which the right recording comes first *and* clears the calibrated threshold, and for crop and offset
+the fraction whose alignment (reference time minus query time of the matched ranges) is within one hop of the
+truth. Held-back sounds, as they are and once transformed, measure the true-negative rate at the threshold.
+
+By default it starts its own suite on free ports in a temporary state directory (Milvus Lite, SQLite); the
+embedder uses EMBEDDER_CHECKPOINT_PATH, or var/models/Cnn14_mAP=0.431.pth, or untrained weights when there
+is none, so the same command measures the real model where the checkpoint is present. With untrained weights it
+measures the pipeline (decoding, resampling, segmentation, aggregation, index), not the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import soundfile
+from scipy.signal import butter, resample_poly, sosfilt
+
+from audiosearch.v1 import audiosearch_pb2 as pb
+from audiosearch.v1 import audiosearch_pb2_grpc
+from services.common.audio import AudioError, AudioLimits, decode_audio
+from services.common.errors import reason_of
+from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, SuitePorts, plan_suite, start_suite
+
+WORK_RATE = 44_100
+CHUNK_BYTES = 64 * 1024
+DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
+TRANSFORMS = ("mp3", "gain", "crop", "noise", "telephone", "8k", "offset", "mix")
+ALIGNED_TRANSFORMS = ("crop", "offset")
+HELD_BACK_FRACTION = 0.2
+MIN_CROP_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Sound:
+    name: str
+    data: bytes  # the file as it ships; this is what is indexed
+    samples: np.ndarray  # float32 mono at WORK_RATE, for making queries
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / WORK_RATE
+
+
+@dataclass(frozen=True)
+class QueryCase:
+    transform: str
+    source: str  # the sound the query was made from
+    expected: str  # audio id that should come first; "" for a held-back (negative) query
+    audio: bytes = field(repr=False)
+    seconds: float
+    truth_offset: float | None = None  # reference time - query time of the aligned content, when known
+
+
+@dataclass
+class Outcome:
+    transform: str
+    source: str
+    positive: bool
+    seconds: float
+    rank: int | None  # of the expected recording in the top 10, None when absent
+    top_score: float | None
+    top_name: str
+    expected_score: float | None
+    offset_error: float | None = None
+    reference_range: tuple[float, float] | None = None
+    query_range: tuple[float, float] | None = None
+
+
+# ----------------------------------------------------------------------------------------------- sounds
+
+
+def load_sounds(folder: Path, limit: int | None, rng: np.random.Generator) -> tuple[list[Sound], list[str]]:
+    """Every decodable file once (identical bytes count once), in a seeded random order; `limit` keeps the first."""
+    files = sorted(path for path in folder.iterdir() if path.is_file())
+    order = rng.permutation(len(files))
+    sounds: list[Sound] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+    for index in order:
+        if limit is not None and len(sounds) >= limit:
+            break
+        path = files[index]
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            skipped.append(f"{path.name} (duplicate bytes)")
+            continue
+        try:
+            decoded = decode_audio(data, WORK_RATE, AudioLimits(max_duration_seconds=3600.0))
+        except AudioError as error:
+            skipped.append(f"{path.name} ({error})")
+            continue
+        seen.add(digest)
+        sounds.append(Sound(path.name, data, decoded.samples))
+    return sounds, skipped
+
+
+def split(sounds: list[Sound]) -> tuple[list[Sound], list[Sound]]:
+    """(indexed, held back); the order is already random."""
+    held = max(1, round(len(sounds) * HELD_BACK_FRACTION))
+    return sounds[held:], sounds[:held]
+
+
+# ----------------------------------------------------------------------------------------------- transforms
+
+
+def wav(samples: np.ndarray, rate: int = WORK_RATE) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def mp3(samples: np.ndarray, bitrate: str = "96k") -> bytes:
+    result = subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "wav", "-i", "pipe:0", "-c:a", "libmp3lame", "-b:a", bitrate, "-f", "mp3",
+         "pipe:1"], input=wav(samples), capture_output=True, check=True, timeout=60)
+    return result.stdout
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) or 1e-6
+
+
+def at_level_below(signal: np.ndarray, reference: np.ndarray, decibels: float) -> np.ndarray:
+    return signal * (rms(reference) * 10 ** (-decibels / 20) / rms(signal))
+
+
+def bed_of(sounds: list[Sound], length: int, rng: np.random.Generator) -> np.ndarray:
+    """`length` samples of other sounds one after another (looped when they are too few)."""
+    pieces: list[np.ndarray] = []
+    total = 0
+    while total < length:
+        piece = sounds[int(rng.integers(len(sounds)))].samples
+        pieces.append(piece)
+        total += len(piece)
+    return np.concatenate(pieces)[:length]
+
+
+class Transformer:
+    """Makes query audio from a sound; held-back sounds supply the beds and the mixes."""
+
+    def __init__(self, held_back: list[Sound], max_query_seconds: float) -> None:
+        self._held_back = held_back
+        self.max_samples = round(max_query_seconds * WORK_RATE)
+        self._telephone = butter(4, [300, 3400], btype="bandpass", fs=WORK_RATE, output="sos")
+
+    def make(self, transform: str, sound: Sound, expected: str, rng: np.random.Generator) -> QueryCase:
+        clip = sound.samples[: self.max_samples]
+        others = [s for s in self._held_back if s.name != sound.name] or self._held_back
+        truth: float | None = 0.0
+        if transform == "mp3":
+            audio = mp3(clip)
+        elif transform == "gain":
+            audio = wav(clip * 0.6)
+        elif transform == "crop":
+            clip, truth = self._crop(sound.samples, rng)
+            audio = wav(clip)
+        elif transform == "noise":
+            audio = wav(clip + at_level_below(rng.standard_normal(len(clip)).astype(np.float32), clip, 20.0))
+        elif transform == "telephone":
+            audio = wav(sosfilt(self._telephone, clip).astype(np.float32))
+        elif transform == "8k":
+            audio = wav(resample_poly(clip, 80, 441).astype(np.float32), 8_000)
+        elif transform == "offset":
+            extra = round(rng.uniform(4.0, 10.0) * WORK_RATE)
+            start = int(rng.integers(WORK_RATE // 2, extra - WORK_RATE // 2))
+            query = at_level_below(bed_of(others, len(clip) + extra, rng), clip, 20.0)
+            query[start : start + len(clip)] += clip
+            audio, truth = wav(query), -start / WORK_RATE
+            clip = query
+        elif transform == "mix":
+            other = bed_of([others[int(rng.integers(len(others)))]], len(clip), rng)
+            audio = wav(clip + at_level_below(other, clip, 10.0))
+        else:
+            raise ValueError(transform)
+        return QueryCase(transform, sound.name, expected, audio, len(clip) / WORK_RATE, truth)
+
+    def _crop(self, samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        if len(samples) <= MIN_CROP_SECONDS * WORK_RATE:
+            return samples, 0.0
+        length = int(rng.integers(round(MIN_CROP_SECONDS * WORK_RATE), min(len(samples), self.max_samples) + 1))
+        start = int(rng.integers(0, len(samples) - length + 1))
+        return samples[start : start + length], start / WORK_RATE
+
+
+def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str], transformer: Transformer,
+               queries_per_transform: int | None, seed: int) -> list[QueryCase]:
+    """Positives: each transform of (a seeded sample of) the indexed sounds. Negatives: every held-back sound
+    as it is and once transformed (the transforms taken in turn)."""
+    cases: list[QueryCase] = []
+    for number, transform in enumerate(TRANSFORMS):
+        rng = np.random.default_rng([seed, number])
+        chosen = indexed
+        if queries_per_transform is not None and queries_per_transform < len(indexed):
+            chosen = [indexed[i] for i in sorted(rng.choice(len(indexed), queries_per_transform, replace=False))]
+        cases += [transformer.make(transform, sound, ids[sound.name], rng) for sound in chosen]
+    rng = np.random.default_rng([seed, len(TRANSFORMS)])
+    for number, sound in enumerate(held_back):
+        clean = sound.samples[: transformer.max_samples]
+        cases.append(QueryCase("clean", sound.name, "", wav(clean), len(clean) / WORK_RATE))
+        transform = TRANSFORMS[number % len(TRANSFORMS)]
+        cases.append(transformer.make(transform, sound, "", rng))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------------- the suite
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def own_suite(keep_state: bool) -> Iterator[str]:
+    """A fresh suite on free ports in a temporary state directory; yields the gateway address."""
+    state_dir = Path(tempfile.mkdtemp(prefix="audiosearch-bench-"))
+    extra_env: dict[str, str] = {}
+    repo_checkpoint = REPO_ROOT / "var" / DEFAULT_CHECKPOINT
+    if "EMBEDDER_CHECKPOINT_PATH" not in os.environ and repo_checkpoint.exists():
+        extra_env["EMBEDDER_CHECKPOINT_PATH"] = str(repo_checkpoint)
+    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
+    print(f"starting a suite in {state_dir}", file=sys.stderr)
+    suite = start_suite(plan_suite(state_dir, ports, extra_env), state_dir / "logs", timeout_seconds=600)
+    try:
+        yield suite.gateway_address
+    finally:
+        suite.stop()
+        if not keep_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def ensure_collection(client: audiosearch_pb2_grpc.AudioSearchServiceStub, name: str) -> pb.Collection:
+    try:
+        return client.CreateCollection(pb.CreateCollectionRequest(
+            name=name, description="bench.quality")).collection
+    except grpc.RpcError as error:
+        if reason_of(error) != "COLLECTION_EXISTS":
+            raise
+        return client.GetCollection(pb.GetCollectionRequest(name=name)).collection
+
+
+def ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, sound: Sound
+           ) -> pb.AudioRecord | str:
+    """The stored record, or why the gateway refused the file."""
+    header = pb.IngestAudioHeader(collection=collection, name=sound.name, metadata={"bench": "quality"})
+    messages = [pb.IngestAudioRequest(header=header)] + [
+        pb.IngestAudioRequest(chunk=sound.data[i : i + CHUNK_BYTES]) for i in range(0, len(sound.data), CHUNK_BYTES)]
+    try:
+        return client.IngestAudio(iter(messages), timeout=600).audio
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        return f"{sound.name} (refused by the gateway: {error.details()})"
+
+
+def run_parallel(function: Callable, items: list, workers: int, label: str) -> list:
+    results = []
+    started = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        for number, result in enumerate(pool.map(function, items), 1):
+            results.append(result)
+            if number % 50 == 0 or number == len(items):
+                print(f"  {label}: {number}/{len(items)} ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, case: QueryCase,
+             names: dict[str, str]) -> Outcome:
+    reply = client.SearchAudio(pb.SearchAudioRequest(collection=collection, audio_content=case.audio, top_k=10,
+                                                     min_score=-1.0), timeout=600)
+    matches = list(reply.matches)
+    ids = [match.audio.id for match in matches]
+    rank = ids.index(case.expected) if case.expected in ids else None
+    top = matches[0] if matches else None
+    outcome = Outcome(
+        case.transform, case.source, bool(case.expected), case.seconds, rank,
+        top.score if top else None, names.get(top.audio.id, top.audio.name) if top else "",
+        matches[rank].score if rank is not None else None)
+    if rank == 0 and top is not None:
+        ref, qry = top.reference_range, top.query_range
+        outcome.reference_range = (round(ref.start_seconds, 3), round(ref.end_seconds, 3))
+        outcome.query_range = (round(qry.start_seconds, 3), round(qry.end_seconds, 3))
+        if case.truth_offset is not None:
+            outcome.offset_error = abs(ref.start_seconds - qry.start_seconds - case.truth_offset)
+    return outcome
+
+
+def summarise(outcomes: list[Outcome], threshold: float, hop: float) -> dict:
+    rows = {}
+    positives = [o for o in outcomes if o.positive]
+    for transform in (*TRANSFORMS, "all"):
+        group = [o for o in positives if transform in ("all", o.transform)]
+        if not group:
+            continue
+        row = {
+            "n": len(group),
+            "top1": _mean(o.rank == 0 for o in group),
+            "recall_at_10": _mean(o.rank is not None for o in group),
+            "top1_above_threshold": _mean(o.rank == 0 and o.top_score >= threshold for o in group),
+        }
+        if transform in ALIGNED_TRANSFORMS:
+            errors = [o.offset_error if o.offset_error is not None else float("inf") for o in group]
+            row["offset_within_hop"] = _mean(e <= hop + 1e-6 for e in errors)
+            row["median_offset_error_s"] = float(np.median(errors))
+        rows[transform] = row
+    aligned = [o for o in positives if o.transform in ALIGNED_TRANSFORMS]
+    negatives = [o for o in outcomes if not o.positive]
+    return {
+        "transforms": rows,
+        "offset_within_hop": _mean(o.offset_error is not None and o.offset_error <= hop + 1e-6 for o in aligned),
+        "negatives": len(negatives),
+        "true_negative_rate": _mean(o.top_score is None or o.top_score < threshold for o in negatives),
+        "true_negative_rate_clean": _mean(o.top_score is None or o.top_score < threshold
+                                          for o in negatives if o.transform == "clean"),
+    }
+
+
+def _mean(values: Iterator[bool] | list[bool]) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def table(summary: dict, info: dict) -> str:
+    lines = [
+        f"{'transform':10s} {'n':>5s} {'top-1':>6s} {'R@10':>6s} {'top-1>=thr':>10s} {'offset<=hop':>11s}",
+    ]
+    for transform, row in summary["transforms"].items():
+        offset = f"{row['offset_within_hop']:11.3f}" if "offset_within_hop" in row else f"{'':11s}"
+        if transform == "all":
+            offset = f"{summary['offset_within_hop']:11.3f}"
+        lines.append(f"{transform:10s} {row['n']:5d} {row['top1']:6.3f} {row['recall_at_10']:6.3f} "
+                     f"{row['top1_above_threshold']:10.3f} {offset}")
+    lines += [
+        f"true-negative rate at the threshold: {summary['true_negative_rate']:.3f} over {summary['negatives']} "
+        f"held-back queries (as they are: {summary['true_negative_rate_clean']:.3f})",
+        f"threshold {info['threshold']:.4f} ({info['threshold_source']})",
+        f"{info['indexed']} indexed, {info['held_back']} held back, {info['skipped']} skipped; model "
+        f"{info['model']}; hop {info['hop']:g} s; seed {info['seed']}",
+        f"time: ingest {info['ingest_seconds']:.0f} s, calibrate {info['calibrate_seconds']:.0f} s, "
+        f"queries {info['query_seconds']:.0f} s, total {info['total_seconds']:.0f} s",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace, gateway: str) -> dict:
+    started = time.monotonic()
+    rng = np.random.default_rng(args.seed)
+    sounds, skipped = load_sounds(args.sounds, args.limit, rng)
+    if len(sounds) < 10:
+        raise SystemExit(f"{args.sounds} holds {len(sounds)} usable sounds; at least 10 are needed")
+    indexed, held_back = split(sounds)
+    collection_name = args.collection or f"bench_quality_s{args.seed}_n{len(sounds)}"
+    print(f"{len(sounds)} sounds ({len(skipped)} skipped): {len(indexed)} indexed, {len(held_back)} held back; "
+          f"collection {collection_name!r} at {gateway}", file=sys.stderr)
+    with grpc.insecure_channel(gateway, options=[("grpc.max_send_message_length", 256 * 1024 * 1024)]) as channel:
+        client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
+        collection = ensure_collection(client, collection_name)
+        clock = time.monotonic()
+        records = run_parallel(lambda sound: ingest(client, collection_name, sound), indexed, args.workers, "ingest")
+        ingest_seconds = time.monotonic() - clock
+        skipped += [record for record in records if isinstance(record, str)]
+        indexed = [sound for sound, record in zip(indexed, records, strict=True) if not isinstance(record, str)]
+        records = [record for record in records if not isinstance(record, str)]
+        ids = {sound.name: record.id for sound, record in zip(indexed, records, strict=True)}
+        names = {record.id: sound.name for sound, record in zip(indexed, records, strict=True)}
+
+        clock = time.monotonic()
+        calibrated = client.CalibrateCollection(pb.CalibrateCollectionRequest(
+            collection=collection_name, target_false_positive_rate=args.target_fpr), timeout=1800)
+        calibrate_seconds = time.monotonic() - clock
+        collection = calibrated.collection
+        threshold = collection.score_threshold
+
+        cases = make_cases(indexed, held_back, ids, Transformer(held_back, args.max_query_seconds),
+                           args.queries, args.seed)
+        clock = time.monotonic()
+        outcomes = run_parallel(lambda case: evaluate(client, collection_name, case, names), cases, args.workers,
+                                "queries")
+        query_seconds = time.monotonic() - clock
+
+    hop = collection.segment_config.hop_seconds
+    summary = summarise(outcomes, threshold, hop)
+    info = {
+        "sounds": str(args.sounds), "seed": args.seed, "indexed": len(indexed), "held_back": len(held_back),
+        "skipped": len(skipped), "collection": collection_name, "threshold": threshold,
+        "threshold_source": collection.threshold_source, "target_fpr": args.target_fpr,
+        "model": f"{collection.model.name}:{collection.model.version}", "untrained": collection.model.untrained,
+        "hop": hop, "window": collection.segment_config.window_seconds,
+        "calibration": {"negative_queries": calibrated.negative_queries,
+                        "positive_queries": calibrated.positive_queries,
+                        "true_positive_rate": calibrated.true_positive_rate,
+                        "false_positive_rate": calibrated.false_positive_rate},
+        "ingest_seconds": ingest_seconds, "calibrate_seconds": calibrate_seconds, "query_seconds": query_seconds,
+        "total_seconds": time.monotonic() - started,
+    }
+    return {"info": info, "summary": summary, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="use at most N sounds (a seeded random choice)")
+    parser.add_argument("--queries", type=int, help="queries per transform (default: every indexed sound)")
+    parser.add_argument("--gateway", help="an running gateway to use instead of starting a suite")
+    parser.add_argument("--collection", help="collection name (default bench_quality_s<seed>_n<sounds>)")
+    parser.add_argument("--target-fpr", type=float, default=0.05, help="calibration target (default %(default)s)")
+    parser.add_argument("--max-query-seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2, help="requests in flight (default %(default)s)")
+    parser.add_argument("--json", type=Path, help="write the summary and every query's outcome here")
+    parser.add_argument("--keep-state", action="store_true", help="keep the temporary suite's state directory")
+    args = parser.parse_args()
+    if not args.sounds.is_dir():
+        raise SystemExit(f"no folder {args.sounds}; get the dev sounds with "
+                         "`bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`")
+    if args.gateway:
+        result = run(args, args.gateway)
+    else:
+        with own_suite(args.keep_state) as gateway:
+            result = run(args, gateway)
+    print(table(result["summary"], result["info"]))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

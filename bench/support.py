@@ -1,0 +1,129 @@
+"""What the throughput, latency and scale benches share: their own suite on free ports, Prometheus scrapes,
+percentiles, the machine's load, and the dev sounds."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
+
+DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
+FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".wv"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def checkpoint_env() -> dict[str, str]:
+    """The real weights where the repository has them (var/models), else the suite picks untrained ones."""
+    repo_checkpoint = REPO_ROOT / "var" / DEFAULT_CHECKPOINT
+    if "EMBEDDER_CHECKPOINT_PATH" not in os.environ and repo_checkpoint.exists():
+        return {"EMBEDDER_CHECKPOINT_PATH": str(repo_checkpoint)}
+    return {}
+
+
+@dataclasses.dataclass
+class BenchSuite:
+    suite: RunningSuite
+    ports: SuitePorts
+    state_dir: Path
+
+    @property
+    def gateway(self) -> str:
+        return self.suite.gateway_address
+
+    def address(self, name: str) -> str:
+        return next(plan.health_address for plan in self.suite.plans if plan.name == name).removeprefix("triton:")
+
+    def env(self, name: str) -> dict[str, str]:
+        return next(plan.env for plan in self.suite.plans if plan.name == name)
+
+
+@contextlib.contextmanager
+def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False) -> Iterator[BenchSuite]:
+    """A fresh suite (Milvus Lite, SQLite, Triton) on free ports in a temporary state directory.
+
+    `overrides` are service settings (EMBEDDER_*, GATEWAY_*, ...) given to the service they name.
+    """
+    state_dir = Path(tempfile.mkdtemp(prefix="audiosearch-bench-"))
+    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
+    settings = {**checkpoint_env(), **(overrides or {})}
+    plans = plan_suite(state_dir, ports, settings)
+    plans = [dataclasses.replace(plan, env={**plan.env, **{key: value for key, value in settings.items()
+                                                           if key.startswith(plan.name.upper() + "_")}})
+             for plan in plans]
+    print(f"starting a suite in {state_dir}", file=sys.stderr)
+    suite = start_suite(plans, state_dir / "logs", timeout_seconds=900)
+    try:
+        yield BenchSuite(suite, ports, state_dir)
+    finally:
+        suite.stop()
+        if not keep_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus endpoint: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:  # noqa: S310 - localhost
+        text = response.read().decode()
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+    """The change of the samples called `name` whose labels include `labels`, summed."""
+    total = 0.0
+    for (sample, sample_labels), value in after.items():
+        if sample != name or not set(labels.items()) <= set(sample_labels):
+            continue
+        total += value - before.get((sample, sample_labels), 0.0)
+    return total
+
+
+def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99)) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {f"p{point:g}": float(np.percentile(array, point)) for point in points} if len(array) else {}
+
+
+def machine() -> dict[str, object]:
+    load = os.getloadavg()
+    return {"cpus": os.cpu_count(), "load_average_1m": round(load[0], 2), "load_average_5m": round(load[1], 2)}
+
+
+def sound_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise SystemExit(f"no folder {folder}; {FETCH_HINT}")
+    files = sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise SystemExit(f"no audio files in {folder}; {FETCH_HINT}")
+    return files
+
+
+def shared_load_note(before: dict[str, object], after: dict[str, object]) -> str:
+    """The load before the run is other work's; during it the bench itself keeps the CPUs busy."""
+    cpus = int(before["cpus"] or 1)
+    others = float(before["load_average_1m"])
+    text = f"load average {others:.1f} before the run, {float(after['load_average_1m']):.1f} after, on {cpus} CPUs"
+    if others > cpus * 0.25:
+        return (f"NOTE: {text}: other work shared the machine, so these rates are depressed "
+                "(measured under shared load)")
+    return f"{text} (a quiet machine)"

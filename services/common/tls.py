@@ -1,0 +1,101 @@
+"""TLS on every hop that asks for it: server credentials from a service's settings, the check that admits only
+named clients under mTLS (how an internal service trusts only the gateway), and client credentials for channels.
+
+Plaintext stays the default (everything on localhost); TLS is switched on by configuring certificate files.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from services.common.errors import PermissionDenied
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger("audiosearch.tls")
+
+
+def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured; with a client CA, clients must present a certificate."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
+        root_certificates=client_ca, require_client_auth=client_ca is not None,
+    )
+
+
+def security_mode(settings: ServiceSettings) -> str:
+    if settings.tls_cert_file is None:
+        return "plaintext"
+    return "mtls" if settings.tls_client_ca_file is not None else "tls"
+
+
+def identity_interceptors(settings: ServiceSettings) -> list[grpc.ServerInterceptor]:
+    names = settings.allowed_client_names()
+    return [ClientIdentityInterceptor(names)] if names else []
+
+
+def peer_names(context: grpc.ServicerContext) -> set[str]:
+    """The names in the client certificate of this call: its common name and DNS subject alternative names."""
+    auth = context.auth_context()
+    values = [*auth.get("x509_common_name", []), *auth.get("x509_subject_alternative_name", [])]
+    return {value.decode(errors="replace") if isinstance(value, bytes) else str(value) for value in values}
+
+
+class ClientIdentityInterceptor(grpc.ServerInterceptor):
+    """Admits only clients whose certificate names one of `allowed` (health and reflection stay open)."""
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self._allowed = allowed
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith("/grpc."):
+            return handler
+        method = handler_call_details.method
+        kind = next(name for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+                    if getattr(handler, name) is not None)
+        return handler._replace(**{kind: self._checked(getattr(handler, kind), method)})
+
+    def _checked(self, behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
+        def checked(request: Any, context: grpc.ServicerContext) -> Any:
+            names = peer_names(context)
+            if not names & self._allowed:
+                log.warning("client certificate refused", extra={"method": method, "peer": context.peer(),
+                                                                 "names": sorted(names)})
+                raise PermissionDenied("this service admits only " + ", ".join(sorted(self._allowed)),
+                                       reason="PERMISSION_DENIED")
+            return behaviour(request, context)
+
+        return checked
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """How a client channel speaks TLS: the CA that signed the server (None: the system roots), and for mTLS the
+    client's own certificate and key; `server_name` overrides the name checked against the server certificate."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_file.read_bytes() if self.ca_file else None,
+            private_key=self.key_file.read_bytes() if self.key_file else None,
+            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
+        )
+
+    def options(self) -> list[tuple[str, Any]]:
+        return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []

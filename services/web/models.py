@@ -1,0 +1,163 @@
+"""The JSON shapes of the HTTP API: pydantic models mirroring the public protos, so the OpenAPI doc is complete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, TypeVar
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from pydantic import BaseModel, Field, computed_field, field_validator
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def from_proto(model: type[ModelT], message: Message) -> ModelT:
+    """Proto3 JSON of `message` (field names as in the proto, defaults included) validated into `model`."""
+    return model.model_validate(
+        MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+
+
+class ModelIdentity(BaseModel):
+    name: str = Field(description='Model name, e.g. "panns_cnn14"')
+    version: str = Field(description='Checkpoint identity, e.g. "sha256=..." or "untrained-seed0"')
+    embedding_dim: int
+    sample_rate_hz: int
+    untrained: bool = False
+
+
+class SegmentConfig(BaseModel):
+    window_seconds: float
+    hop_seconds: float
+
+
+class Collection(BaseModel):
+    name: str
+    description: str = ""
+    model: ModelIdentity | None = None
+    segment_config: SegmentConfig | None = None
+    score_threshold: float = Field(description="Score below which a candidate is not a match")
+    threshold_source: str = ""
+    audio_count: int = Field(description="Number of ready recordings")
+    create_time: datetime | None = None
+
+
+class Tag(BaseModel):
+    label: str = Field(examples=["Siren"])
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class TimeRange(BaseModel):
+    start_seconds: float
+    end_seconds: float
+
+
+AudioStatus = Literal["UNSPECIFIED", "PENDING", "READY", "DELETING", "FAILED"]
+
+
+class AudioRecord(BaseModel):
+    id: str = Field(description="Opaque 32-character id")
+    collection: str
+    name: str
+    sha256: str
+    duration_seconds: float
+    sample_rate_hz: int
+    channels: int
+    codec: str
+    size_bytes: int
+    metadata: dict[str, str] = Field(default_factory=dict)
+    tags: list[Tag] = Field(default_factory=list)
+    status: AudioStatus
+    segment_count: int
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+
+    @computed_field(description="Where the original bytes are served for playback")
+    @property
+    def content_url(self) -> str:
+        return f"/v1/collections/{self.collection}/audio/{self.id}/content"
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _short_status(cls, value: object) -> object:
+        return value.removeprefix("AUDIO_STATUS_") if isinstance(value, str) else value
+
+
+class CollectionList(BaseModel):
+    collections: list[Collection]
+    next_page_token: str = Field(description="Pass as page_token for the next page; empty on the last one")
+
+
+class NewCollection(BaseModel):
+    name: str = Field(description="1-63 characters of a-z, 0-9 and _, starting with a letter",
+                      examples=["library"])
+    description: str = ""
+    window_seconds: float = Field(default=0.0, ge=0.0, description="0 takes the default (2 s)")
+    hop_seconds: float = Field(default=0.0, ge=0.0, description="0 takes the default (1 s)")
+    score_threshold: float = Field(default=0.0, description="0 takes the default")
+
+
+class Calibration(BaseModel):
+    target_false_positive_rate: float = Field(default=0.01, gt=0.0, lt=1.0)
+
+
+class IngestResult(BaseModel):
+    audio: AudioRecord
+    already_existed: bool = Field(description="The same bytes were already in the collection; nothing was stored")
+
+
+class Match(BaseModel):
+    audio: AudioRecord
+    score: float = Field(description="Similarity in [-1, 1]; higher is closer")
+    reference_range: TimeRange = Field(description="Where the match sits in the recording")
+    query_range: TimeRange = Field(description="Where the match sits in the query")
+    matched_segments: int
+
+
+class SearchResult(BaseModel):
+    matches: list[Match] = Field(description="Best first; empty means no recording cleared the threshold")
+    score_threshold: float
+    query_duration_seconds: float
+    query_tags: list[Tag]
+
+
+class SegmentTags(BaseModel):
+    range: TimeRange
+    tags: list[Tag]
+
+
+class TagResult(BaseModel):
+    tags: list[Tag]
+    segments: list[SegmentTags]
+    duration_seconds: float
+
+
+class AudioList(BaseModel):
+    audios: list[AudioRecord]
+    next_page_token: str = Field(description="Pass as page_token for the next page; empty on the last one")
+
+
+class TagStatistics(BaseModel):
+    label: str
+    audio_count: int
+    total_duration_seconds: float
+
+
+class CollectionStats(BaseModel):
+    audio_count: int
+    total_duration_seconds: float
+    segment_count: int
+    tags: list[TagStatistics] = Field(description="Per tag, most frequent first")
+
+
+class CalibrationResult(BaseModel):
+    collection: Collection
+    negative_queries: int
+    positive_queries: int
+    true_positive_rate: float
+    false_positive_rate: float
+
+
+class Health(BaseModel):
+    status: Literal["SERVING", "NOT_SERVING"]
+    gateway: str = Field(description="Gateway health as the gRPC health protocol reports it")

@@ -1,0 +1,581 @@
+// The audiosearch page: search by clip or microphone, results on waveforms, playback, browse, delete.
+// Plain JavaScript over the /v1 HTTP API of this same process; nothing is loaded from anywhere else.
+"use strict";
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const state = {
+  collection: localStorage.getItem("audiosearch.collection") || "",
+  apiKey: localStorage.getItem("audiosearch.apiKey") || "",
+  nextToken: "",
+  originals: new Map(), // audio id -> Promise<{url, peaks, duration}>
+  active: null, // {id, button, card, stopAt}
+  recorder: null,
+};
+const PAGE_SIZE = 20;
+const WAVE_BUCKETS = 600;
+
+class ApiError extends Error {
+  constructor(status, code, reason, message) {
+    super(message);
+    Object.assign(this, { status, code, reason });
+  }
+}
+
+// --- HTTP -------------------------------------------------------------------------------------------------------
+
+function authHeaders() {
+  return state.apiKey ? { "X-API-Key": state.apiKey } : {};
+}
+
+async function api(method, path, { query = {}, body } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [key, value] of Object.entries(query)) {
+    for (const item of [].concat(value)) {
+      if (item !== "" && item !== null && item !== undefined) url.searchParams.append(key, item);
+    }
+  }
+  const headers = authHeaders();
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(body);
+  }
+  const response = await fetch(url, { method, headers, body });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = data.error || {};
+    throw new ApiError(response.status, error.code || "", error.reason || String(response.status),
+      error.message || response.statusText);
+  }
+  return data;
+}
+
+const collectionPath = (suffix = "") => `/v1/collections/${encodeURIComponent(state.collection)}${suffix}`;
+
+function describe(error) {
+  return error instanceof ApiError ? `${error.reason}: ${error.message}` : String(error.message || error);
+}
+
+let toastTimer = 0;
+function toast(message, isError = false) {
+  const box = $("#toast");
+  box.textContent = message;
+  box.classList.toggle("error", isError);
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, isError ? 6000 : 3000);
+}
+
+// --- formatting ---------------------------------------------------------------------------------------------------
+
+function clock(seconds) {
+  const s = Math.max(0, seconds);
+  const minutes = Math.floor(s / 60);
+  const rest = s - minutes * 60;
+  return minutes ? `${minutes}:${rest.toFixed(1).padStart(4, "0")}` : `${rest.toFixed(1)}\u00a0s`;
+}
+
+function metaPairs(text) {
+  return text.split(",").map((item) => item.trim()).filter(Boolean);
+}
+
+// --- collections --------------------------------------------------------------------------------------------------
+
+async function loadCollections() {
+  const select = $("#collection");
+  let collections = [];
+  try {
+    collections = (await api("GET", "/v1/collections", { query: { page_size: 1000 } })).collections;
+  } catch (error) {
+    toast(`Could not list collections: ${describe(error)}`, true);
+  }
+  select.replaceChildren();
+  for (const collection of collections) {
+    select.append(new Option(`${collection.name} (${collection.audio_count})`, collection.name));
+  }
+  select.append(new Option("+ New collection…", "__new__"));
+  if (!collections.some((c) => c.name === state.collection)) state.collection = collections[0]?.name || "";
+  select.value = state.collection || "__new__";
+  if (state.collection) localStorage.setItem("audiosearch.collection", state.collection);
+  await refreshBrowse();
+}
+
+async function onCollectionChange(event) {
+  const value = event.target.value;
+  if (value === "__new__") {
+    const name = (prompt("Name of the new collection (a-z, 0-9, _):") || "").trim();
+    if (name) {
+      try {
+        await api("POST", "/v1/collections", { body: { name } });
+        state.collection = name;
+        toast(`Created collection ${name}`);
+      } catch (error) {
+        toast(`Could not create it: ${describe(error)}`, true);
+      }
+    }
+    await loadCollections();
+    return;
+  }
+  state.collection = value;
+  localStorage.setItem("audiosearch.collection", value);
+  $("#results").replaceChildren();
+  $("#query").textContent = "";
+  await refreshBrowse();
+}
+
+// --- originals and waveforms ------------------------------------------------------------------------------------
+
+function original(record) {
+  if (!state.originals.has(record.id)) {
+    const loading = (async () => {
+      const response = await fetch(record.content_url, { headers: authHeaders() });
+      if (!response.ok) {
+        const error = (await response.json().catch(() => ({}))).error || {};
+        throw new ApiError(response.status, error.code || "", error.reason || String(response.status),
+          error.message || response.statusText);
+      }
+      const blob = await response.blob();
+      const entry = { url: URL.createObjectURL(blob), peaks: null, duration: record.duration_seconds };
+      try {
+        const decoder = new OfflineAudioContext(1, 1, 44100);
+        const audio = await decoder.decodeAudioData(await blob.arrayBuffer());
+        entry.peaks = peaks(audio);
+        entry.duration = audio.duration;
+      } catch {
+        entry.peaks = null; // the browser cannot decode this format; playback may still work
+      }
+      return entry;
+    })();
+    loading.catch(() => state.originals.delete(record.id));
+    state.originals.set(record.id, loading);
+  }
+  return state.originals.get(record.id);
+}
+
+function peaks(audio) {
+  const channels = Array.from({ length: audio.numberOfChannels }, (_, i) => audio.getChannelData(i));
+  const length = channels[0].length;
+  const size = Math.max(1, Math.floor(length / WAVE_BUCKETS));
+  const result = [];
+  let loudest = 1e-6;
+  for (let start = 0; start < length; start += size) {
+    let low = 0;
+    let high = 0;
+    const end = Math.min(length, start + size);
+    for (let i = start; i < end; i += 1) {
+      let sample = 0;
+      for (const channel of channels) sample += channel[i];
+      sample /= channels.length;
+      if (sample < low) low = sample;
+      if (sample > high) high = sample;
+    }
+    result.push([low, high]);
+    loudest = Math.max(loudest, -low, high);
+  }
+  return result.map(([low, high]) => [low / loudest, high / loudest]);
+}
+
+function drawWave(card) {
+  const canvas = $(".wave", card);
+  const entry = card.waveEntry;
+  const width = Math.max(1, Math.round(canvas.clientWidth * devicePixelRatio));
+  const height = Math.max(1, Math.round(canvas.clientHeight * devicePixelRatio));
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const context = canvas.getContext("2d");
+  context.clearRect(0, 0, width, height);
+  if (!entry) return;
+  const duration = entry.duration || card.record.duration_seconds || 1;
+  const x = (seconds) => Math.round((seconds / duration) * width);
+  const styles = getComputedStyle(document.documentElement);
+  const range = card.matchRange;
+  if (range) {
+    context.fillStyle = styles.getPropertyValue("--match");
+    context.fillRect(x(range.start_seconds), 0, Math.max(2, x(range.end_seconds) - x(range.start_seconds)), height);
+    context.fillStyle = styles.getPropertyValue("--match-edge");
+    context.fillRect(x(range.start_seconds), 0, 2 * devicePixelRatio, height);
+    context.fillRect(x(range.end_seconds) - 2 * devicePixelRatio, 0, 2 * devicePixelRatio, height);
+  }
+  const player = $("#player");
+  const playing = state.active && state.active.card === card;
+  const playedX = playing ? x(player.currentTime) : -1;
+  if (entry.peaks) {
+    const middle = height / 2;
+    const step = width / entry.peaks.length;
+    const colours = ["--wave", "--wave-match", "--played"].map((name) => styles.getPropertyValue(name));
+    const [matchLeft, matchRight] = range ? [x(range.start_seconds), x(range.end_seconds)] : [-1, -1];
+    entry.peaks.forEach(([low, high], index) => {
+      const left = index * step;
+      context.fillStyle = left < playedX ? colours[2] : left >= matchLeft && left < matchRight ? colours[1] : colours[0];
+      const top = middle - high * middle * 0.92;
+      context.fillRect(left, top, Math.max(1, step - 0.5), Math.max(1, (high - low) * middle * 0.92));
+    });
+  }
+  if (playing) {
+    context.fillStyle = styles.getPropertyValue("--ink");
+    context.fillRect(playedX, 0, Math.max(1, devicePixelRatio), height);
+  }
+}
+
+async function showWave(card) {
+  const note = $(".wave-note", card);
+  note.textContent = "loading…";
+  try {
+    card.waveEntry = await original(card.record);
+    note.textContent = card.waveEntry.peaks ? "" : "waveform not available in this browser";
+    card.dataset.ready = "true";
+  } catch (error) {
+    note.textContent = error.reason === "CONTENT_NOT_FOUND" ? "original not kept" : `unavailable (${error.reason || error})`;
+    for (const button of card.querySelectorAll(".play, .play-part")) button.disabled = true;
+  }
+  drawWave(card);
+}
+
+const lazyWaves = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (entry.isIntersecting) {
+      lazyWaves.unobserve(entry.target);
+      showWave(entry.target);
+    }
+  }
+}, { rootMargin: "200px" });
+const resizes = new ResizeObserver((entries) => entries.forEach((entry) => drawWave(entry.target.closest(".card"))));
+
+// --- cards --------------------------------------------------------------------------------------------------------
+
+function card(record, match = null, rank = 0) {
+  const item = $("#card-template").content.firstElementChild.cloneNode(true);
+  item.record = record;
+  item.dataset.id = record.id;
+  item.matchRange = match ? match.reference_range : null;
+  $(".rank", item).textContent = rank ? String(rank) : "";
+  $(".name", item).textContent = record.name;
+  const facts = [clock(record.duration_seconds), record.codec];
+  if (match) {
+    facts.push(`matched ${clock(match.reference_range.start_seconds)}–${clock(match.reference_range.end_seconds)}`);
+    $(".score", item).textContent = match.score.toFixed(3);
+    $(".score", item).title = `score (${match.matched_segments} segments agree)`;
+  }
+  $(".facts", item).textContent = facts.join(" · ");
+  const chips = $(".chips", item);
+  for (const tag of record.tags) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip tag";
+    chip.title = `Show recordings tagged ${tag.label}`;
+    chip.append(tag.label, Object.assign(document.createElement("b"), { textContent: `${Math.round(tag.score * 100)}%` }));
+    chip.addEventListener("click", () => filterBy({ tag: tag.label }));
+    chips.append(chip);
+  }
+  for (const [key, value] of Object.entries(record.metadata || {})) {
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = "chip meta";
+    chip.textContent = `${key}=${value}`;
+    chip.title = `Show recordings with ${key}=${value}`;
+    chip.addEventListener("click", () => filterBy({ meta: `${key}=${value}` }));
+    chips.append(chip);
+  }
+  const part = $(".play-part", item);
+  if (!match) part.remove();
+  $(".play", item).addEventListener("click", (event) => toggle(item, event.currentTarget, null));
+  if (match) part.addEventListener("click", (event) => toggle(item, event.currentTarget, match.reference_range));
+  $(".delete", item).addEventListener("click", () => confirmDelete(record));
+  $(".wave", item).addEventListener("click", (event) => seek(item, event));
+  resizes.observe($(".wave", item));
+  return item;
+}
+
+// --- playback -----------------------------------------------------------------------------------------------------
+
+function resetButtons() {
+  for (const button of document.querySelectorAll(".play, .play-part")) {
+    button.classList.remove("on");
+    button.textContent = button.classList.contains("play") ? "Play" : "Play matched part";
+  }
+}
+
+async function toggle(item, button, range) {
+  const player = $("#player");
+  if (state.active && state.active.button === button && !player.paused) {
+    player.pause();
+    return;
+  }
+  let entry;
+  try {
+    entry = await original(item.record);
+  } catch (error) {
+    toast(`Cannot play: ${describe(error)}`, true);
+    return;
+  }
+  const previous = state.active;
+  if (player.dataset.id !== item.record.id) {
+    player.src = entry.url;
+    player.dataset.id = item.record.id;
+  }
+  state.active = { id: item.record.id, button, card: item, stopAt: range ? range.end_seconds : null };
+  if (range) player.currentTime = range.start_seconds;
+  else if (!previous || previous.button !== button || player.ended) player.currentTime = 0;
+  resetButtons();
+  button.classList.add("on");
+  button.textContent = "Pause";
+  try {
+    await player.play();
+  } catch (error) {
+    resetButtons();
+    toast(`Cannot play: ${error.message}`, true);
+  }
+  if (previous && previous.card !== item) drawWave(previous.card);
+}
+
+function seek(item, event) {
+  const entry = item.waveEntry;
+  if (!entry) return;
+  const bounds = event.currentTarget.getBoundingClientRect();
+  const seconds = ((event.clientX - bounds.left) / bounds.width) * entry.duration;
+  toggle(item, $(".play", item), null).then(() => { $("#player").currentTime = seconds; });
+}
+
+function watchPlayer() {
+  const player = $("#player");
+  const frame = () => {
+    if (state.active) {
+      if (state.active.stopAt !== null && player.currentTime >= state.active.stopAt) player.pause();
+      drawWave(state.active.card);
+    }
+    if (!player.paused) requestAnimationFrame(frame);
+  };
+  player.addEventListener("play", () => requestAnimationFrame(frame));
+  player.addEventListener("pause", () => { resetButtons(); if (state.active) drawWave(state.active.card); });
+  player.addEventListener("ended", () => { resetButtons(); if (state.active) drawWave(state.active.card); });
+}
+
+// --- search -------------------------------------------------------------------------------------------------------
+
+async function search(blob, name) {
+  const info = $("#query");
+  const results = $("#results");
+  if (!state.collection) {
+    info.textContent = "Create or pick a collection first.";
+    return;
+  }
+  info.textContent = `Searching ${state.collection} for ${name}…`;
+  results.replaceChildren();
+  const form = new FormData();
+  form.append("clip", blob, name);
+  const query = {
+    top_k: $("#top-k").value || "",
+    min_score: $("#min-score").value,
+    tag: $("#search-tag").value.trim(),
+    meta: metaPairs($("#search-meta").value),
+  };
+  try {
+    const result = await api("POST", collectionPath("/search"), { query, body: form });
+    const tags = result.query_tags.slice(0, 3).map((tag) => tag.label).join(", ");
+    info.textContent = `${name}: ${clock(result.query_duration_seconds)}${tags ? ` · sounds like ${tags}` : ""} · `
+      + (result.matches.length ? `${result.matches.length} match${result.matches.length > 1 ? "es" : ""}`
+        : "no match") + ` above ${result.score_threshold.toFixed(2)}`;
+    result.matches.forEach((match, index) => {
+      const item = card(match.audio, match, index + 1);
+      if (index === 0) item.classList.add("top");
+      results.append(item);
+      showWave(item);
+    });
+  } catch (error) {
+    info.textContent = `Search failed: ${describe(error)}`;
+  }
+}
+
+function useFile(file) {
+  if (file) search(file, file.name);
+}
+
+async function toggleRecording() {
+  const button = $("#record");
+  const status = $("#record-status");
+  if (state.recorder) {
+    state.recorder.stop();
+    return;
+  }
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    status.textContent = "Recording needs a secure page (https or localhost) and a browser with MediaRecorder.";
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    status.textContent = `No microphone: ${error.message}`;
+    return;
+  }
+  const type = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/webm", "audio/ogg"]
+    .find((candidate) => MediaRecorder.isTypeSupported(candidate)) || "";
+  const recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+  const chunks = [];
+  const started = Date.now();
+  const ticker = setInterval(() => {
+    const seconds = (Date.now() - started) / 1000;
+    status.textContent = `Recording… ${seconds.toFixed(0)} s (click Stop to search)`;
+    if (seconds >= 30) recorder.stop();
+  }, 250);
+  recorder.addEventListener("dataavailable", (event) => { if (event.data.size) chunks.push(event.data); });
+  recorder.addEventListener("stop", () => {
+    clearInterval(ticker);
+    stream.getTracks().forEach((track) => track.stop());
+    state.recorder = null;
+    button.classList.remove("on");
+    button.textContent = "Record";
+    button.setAttribute("aria-pressed", "false");
+    const mime = recorder.mimeType || type || "audio/webm";
+    const blob = new Blob(chunks, { type: mime });
+    status.textContent = `Recorded ${((Date.now() - started) / 1000).toFixed(1)} s`;
+    search(blob, `recording.${mime.includes("ogg") ? "ogg" : "webm"}`);
+  });
+  recorder.start(250);
+  state.recorder = recorder;
+  button.classList.add("on");
+  button.textContent = "Stop";
+  button.setAttribute("aria-pressed", "true");
+}
+
+// --- browse -------------------------------------------------------------------------------------------------------
+
+function filterBy({ tag = "", meta = "" }) {
+  $("#filter-tag").value = tag;
+  $("#filter-meta").value = meta;
+  refreshBrowse();
+  $("#browse-panel").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+async function refreshBrowse() {
+  state.nextToken = "";
+  $("#recordings").replaceChildren();
+  await Promise.all([loadPage(), loadStats()]);
+}
+
+async function loadStats() {
+  const line = $("#stats");
+  if (!state.collection) {
+    line.textContent = "No collection yet: create one with the menu above.";
+    return;
+  }
+  try {
+    const stats = await api("GET", collectionPath("/stats"));
+    const top = stats.tags.slice(0, 3).map((tag) => `${tag.label} (${tag.audio_count})`).join(", ");
+    line.textContent = `${stats.audio_count} recording${stats.audio_count === 1 ? "" : "s"} · `
+      + `${clock(stats.total_duration_seconds)} in all${top ? ` · mostly ${top}` : ""}`;
+  } catch (error) {
+    line.textContent = `Stats unavailable: ${describe(error)}`;
+  }
+}
+
+async function loadPage() {
+  const list = $("#recordings");
+  const more = $("#more");
+  more.hidden = true;
+  if (!state.collection) return;
+  try {
+    const page = await api("GET", collectionPath("/audio"), {
+      query: {
+        page_size: PAGE_SIZE, page_token: state.nextToken,
+        tag: $("#filter-tag").value.trim(), meta: metaPairs($("#filter-meta").value),
+      },
+    });
+    for (const record of page.audios) {
+      const item = card(record);
+      list.append(item);
+      lazyWaves.observe(item);
+    }
+    if (!list.children.length) {
+      const empty = document.createElement("li");
+      empty.className = "muted empty";
+      empty.textContent = "Nothing here yet.";
+      list.append(empty);
+    }
+    state.nextToken = page.next_page_token;
+    more.hidden = !state.nextToken;
+  } catch (error) {
+    toast(`Could not list recordings: ${describe(error)}`, true);
+  }
+}
+
+async function addFiles(files) {
+  const status = $("#add-status");
+  let added = 0;
+  let existed = 0;
+  for (const [index, file] of Array.from(files).entries()) {
+    status.textContent = `Adding ${index + 1} of ${files.length}: ${file.name}…`;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    try {
+      const result = await api("POST", collectionPath("/audio"), { body: form });
+      if (result.already_existed) existed += 1;
+      else added += 1;
+    } catch (error) {
+      toast(`${file.name}: ${describe(error)}`, true);
+    }
+  }
+  status.textContent = `Added ${added}${existed ? `, ${existed} already there` : ""}.`;
+  await refreshBrowse();
+}
+
+// --- delete -------------------------------------------------------------------------------------------------------
+
+function confirmDelete(record) {
+  const dialog = $("#confirm");
+  $("#confirm-text").textContent = `“${record.name}” will be removed from ${record.collection} for good.`;
+  dialog.returnValue = "";
+  dialog.onclose = async () => {
+    if (dialog.returnValue !== "delete") return;
+    try {
+      await api("DELETE", `/v1/collections/${encodeURIComponent(record.collection)}/audio/${record.id}`);
+    } catch (error) {
+      toast(`Could not delete: ${describe(error)}`, true);
+      return;
+    }
+    if (state.active && state.active.id === record.id) {
+      $("#player").pause();
+      state.active = null;
+    }
+    for (const item of document.querySelectorAll(`.card[data-id="${record.id}"]`)) item.remove();
+    state.originals.delete(record.id);
+    toast(`Deleted ${record.name}`);
+    loadStats();
+  };
+  dialog.showModal();
+}
+
+// --- wiring -------------------------------------------------------------------------------------------------------
+
+function wire() {
+  $("#collection").addEventListener("change", onCollectionChange);
+  $("#clip").addEventListener("change", (event) => { useFile(event.target.files[0]); event.target.value = ""; });
+  $("#record").addEventListener("click", toggleRecording);
+  const drop = $("#drop");
+  drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    useFile(event.dataTransfer.files[0]);
+  });
+  $("#filters").addEventListener("submit", (event) => { event.preventDefault(); refreshBrowse(); });
+  $("#filter-clear").addEventListener("click", () => filterBy({}));
+  $("#more").addEventListener("click", loadPage);
+  $("#add-files").addEventListener("change", (event) => { addFiles(event.target.files); event.target.value = ""; });
+  $("#settings-button").addEventListener("click", () => {
+    $("#api-key").value = state.apiKey;
+    $("#settings").showModal();
+  });
+  $("#settings").addEventListener("close", () => {
+    if ($("#settings").returnValue !== "save") return;
+    state.apiKey = $("#api-key").value.trim();
+    localStorage.setItem("audiosearch.apiKey", state.apiKey);
+    state.originals.clear();
+    loadCollections();
+  });
+  watchPlayer();
+}
+
+wire();
+loadCollections();

@@ -1,0 +1,213 @@
+"""The web page in a real browser (headless Chromium driven by Playwright) against the real suite.
+
+Screenshots land in build/artifacts/ (web-search.png, web-phone.png). Without Debian's `chromium` the tests
+skip, except in CI (CI set), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import sounds
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
+COLLECTION = "web_page"
+KINDS = ["siren", "chord", "drums", "rain", "chirp"]
+PLAYER = "document.getElementById('player')"
+
+
+def chromium_args(microphone: Path) -> list[str]:
+    return [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+        # A microphone that plays a known file, and no permission prompt.
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict[str, object]:
+    return {kind: sounds.synth(kind, 4.0, seed=40 + index) for index, kind in enumerate(KINDS)}
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory, samples) -> Iterator[object]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `apt-get install chromium` (Debian) to run the browser tests"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run them")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    microphone = tmp_path_factory.mktemp("microphone") / "chirp.wav"
+    microphone.write_bytes(sounds.to_bytes(samples["chirp"], fmt="WAV", subtype="PCM_16"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=chromium_args(microphone))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def library(http, samples) -> dict[str, dict]:
+    http.delete(f"/v1/collections/{COLLECTION}")
+    assert http.post("/v1/collections", json={"name": COLLECTION}).status_code == 201
+    records = {}
+    for kind in KINDS:
+        reply = http.post(f"/v1/collections/{COLLECTION}/audio", data={"meta": [f"kind={kind}"]},
+                          files={"file": (f"{kind}.wav", sounds.to_bytes(samples[kind]), "audio/wav")})
+        assert reply.status_code == 201, reply.text
+        records[kind] = reply.json()["audio"]
+    return records
+
+
+class Watched:
+    """A page that records every request it makes and every script error it hits."""
+
+    def __init__(self, browser, web_url: str, **context_options: object) -> None:
+        self.context = browser.new_context(**context_options)
+        self.context.grant_permissions(["microphone"], origin=web_url)
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.add_init_script(f"localStorage.setItem('audiosearch.collection', '{COLLECTION}')")
+        self.page.goto(web_url)
+        self.page.wait_for_function(f"() => document.getElementById('collection').value === '{COLLECTION}'")
+
+    def search_with(self, path: Path) -> object:
+        self.page.set_input_files("#clip", str(path))
+        top = self.page.locator("#results .card").first
+        top.wait_for()
+        self.page.wait_for_function("() => document.querySelector('#results .card')?.dataset.ready === 'true'")
+        return top
+
+    def close(self, web_url: str) -> None:
+        foreign = [url for url in self.requests if not url.startswith((web_url, "blob:", "data:"))]
+        assert foreign == [], "the page loaded something from elsewhere"
+        assert self.errors == []
+        self.context.close()
+
+
+def write_clip(folder: Path, name: str, samples, start: float, end: float) -> Path:
+    path = folder / name
+    path.write_bytes(sounds.to_bytes(samples[int(start * sounds.RATE):int(end * sounds.RATE)]))
+    return path
+
+
+def test_upload_a_clip_see_the_top_result_play_it_and_delete_it(browser, web_url, http, library, samples, tmp_path):
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    siren = library["siren"]
+    watched = Watched(browser, web_url, viewport={"width": 1280, "height": 900})
+    page = watched.page
+    top = watched.search_with(write_clip(tmp_path, "siren-excerpt.wav", samples["siren"], 1.0, 3.5))
+
+    expect(top.locator(".name")).to_have_text("siren.wav")
+    expect(top.locator(".rank")).to_have_text("1")
+    assert float(top.locator(".score").inner_text()) > 0.5
+    expect(top.locator(".chip.tag").first).to_be_visible()
+    expect(top.locator(".chip.meta")).to_have_text("kind=siren")
+    expect(page.locator("#recordings .card")).to_have_count(len(KINDS))
+    expect(page.locator("#more")).to_be_hidden()  # one page holds them all
+    inked = top.locator("canvas.wave").evaluate(
+        "canvas => canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data"
+        ".filter((value, index) => index % 4 === 3 && value > 0).length")
+    assert inked > 1000, "the waveform of the top result is drawn"
+    page.screenshot(path=str(ARTIFACTS / "web-search.png"), full_page=True)
+
+    top.locator(".play").click()
+    page.wait_for_function(f"() => !{PLAYER}.paused && {PLAYER}.currentTime > 0.3", timeout=15_000)
+    expect(top.locator(".play")).to_have_text("Pause")
+    top.locator(".play-part").click()
+    start = page.evaluate(f"() => {PLAYER}.currentTime")
+    assert start == pytest.approx(1.0, abs=1.0)
+    page.wait_for_function(f"() => {PLAYER}.paused", timeout=15_000)  # stops at the end of the matched part
+    end = page.evaluate(f"() => {PLAYER}.currentTime")
+    assert end == pytest.approx(3.5, abs=1.2)
+
+    top.locator(".delete").click()
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-text")).to_contain_text("siren.wav")
+    page.locator("#confirm-delete").click()
+    expect(page.locator(f'.card[data-id="{siren["id"]}"]')).to_have_count(0)
+    expect(page.locator("#recordings .card")).to_have_count(len(KINDS) - 1)
+    assert http.get(f"/v1/collections/{COLLECTION}/audio/{siren['id']}").status_code == 404
+    page.reload()
+    expect(page.locator("#recordings .card")).to_have_count(len(KINDS) - 1)
+    expect(page.locator("#recordings")).not_to_contain_text("siren.wav")
+    watched.close(web_url)
+
+
+def test_a_cancelled_delete_keeps_the_recording(browser, web_url, library):
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, web_url)
+    page = watched.page
+    chord = page.locator(f'#recordings .card[data-id="{library["chord"]["id"]}"]')
+    chord.locator(".delete").click()
+    page.locator("#confirm button[value=cancel]").click()
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(chord).to_have_count(1)
+    watched.close(web_url)
+
+
+def test_browse_filters_by_tag_chip_and_metadata(browser, web_url, http, library):
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, web_url)
+    page = watched.page
+    page.fill("#filter-meta", "kind=drums")
+    page.click("#filters button[type=submit]")
+    expect(page.locator("#recordings .card")).to_have_count(1)
+    expect(page.locator("#recordings .card .name")).to_have_text("drums.wav")
+    page.locator("#recordings .card .chip.tag").first.click()
+    tag = page.input_value("#filter-tag")
+    expect(page.locator("#recordings .card").first).to_be_visible()
+    with_tag = http.get(f"/v1/collections/{COLLECTION}/audio", params={"tag": tag}).json()["audios"]
+    assert with_tag
+    expect(page.locator("#recordings .card")).to_have_count(len(with_tag))
+    watched.close(web_url)
+
+
+def test_recording_from_the_microphone_finds_the_sound(browser, web_url, library):
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, web_url)
+    page = watched.page
+    page.click("#record")
+    expect(page.locator("#record")).to_have_text("Stop")
+    page.wait_for_timeout(5_000)  # the fake microphone loops chirp.wav
+    page.click("#record")
+    top = page.locator("#results .card").first
+    top.wait_for(timeout=60_000)
+    expect(page.locator("#query")).to_contain_text("recording.")
+    expect(top.locator(".name")).to_have_text("chirp.wav")
+    watched.close(web_url)
+
+
+def test_the_page_fits_a_phone_screen(browser, web_url, library, samples, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    watched = Watched(browser, web_url, viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                      is_mobile=True, has_touch=True)
+    page = watched.page
+    top = watched.search_with(write_clip(tmp_path, "rain-excerpt.wav", samples["rain"], 0.5, 3.0))
+    assert top.locator(".name").inner_text() == "rain.wav"
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    box = top.bounding_box()
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 390
+    page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=False)
+    watched.close(web_url)
