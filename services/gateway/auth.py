@@ -103,16 +103,23 @@ def load_keys(path: Path) -> dict[str, ApiKey]:
     """The keys of a JSON or YAML keys file (a list, or a mapping with `keys`), by sha256."""
     text = path.read_text()
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml  # only needed for YAML keys files
-
-            content = yaml.safe_load(text)
-        else:
-            content = json.loads(text)
+        content = _parse_yaml(path, text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
         parsed = KeysFile.model_validate({"keys": content} if isinstance(content, list) else content)
-    except (ValueError, ValidationError, ImportError) as error:
+    except (ValueError, ValidationError) as error:
         raise KeysFileError(f"{path}: {error}") from error
     return {key.sha256: key for key in parsed.keys}
+
+
+def _parse_yaml(path: Path, text: str) -> object:
+    try:
+        import yaml  # PyYAML: optional; the images carry no YAML parser, JSON keys files always work
+    except ImportError as error:
+        raise KeysFileError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or write the file as JSON"
+                            ) from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise KeysFileError(f"{path}: {error}") from error
 
 
 class KeyStore:

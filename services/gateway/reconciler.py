@@ -40,7 +40,7 @@ class Reconciler:
         self._interval_seconds = interval_seconds
         self._grace_seconds = grace_seconds
         self._orphan_interval_seconds = orphan_interval_seconds
-        self._next_orphan_sweep = time.monotonic() + orphan_interval_seconds
+        self._next_orphan_sweep = 0.0  # the first pass sweeps
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
         self.repaired_total = 0
