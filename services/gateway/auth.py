@@ -105,6 +105,8 @@ def load_keys(path: Path) -> dict[str, ApiKey]:
     try:
         content = _parse_yaml(path, text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
         parsed = KeysFile.model_validate({"keys": content} if isinstance(content, list) else content)
+    except KeysFileError:
+        raise
     except (ValueError, ValidationError) as error:
         raise KeysFileError(f"{path}: {error}") from error
     return {key.sha256: key for key in parsed.keys}

@@ -61,7 +61,7 @@ class Reconciler:
                     for audio in self._stale(collection, status):
                         repaired += self._repair(collection, audio.id, status)
                 if sweep:
-                    repaired += self._sweep_orphans(collection)
+                    repaired += self._sweep_orphans_of(collection)
             if sweep:
                 self._next_orphan_sweep = time.monotonic() + self._orphan_interval_seconds
         self.repaired_total += repaired
@@ -93,6 +93,15 @@ class Reconciler:
                 return False
             raise
         return True
+
+    def _sweep_orphans_of(self, collection: str) -> int:
+        try:
+            return self._sweep_orphans(collection)
+        except grpc.RpcError as error:
+            if error.code() in _DOWN:
+                raise
+            log.warning("orphan sweep failed", extra={"collection": collection, "code": error.code().name})
+            return 0
 
     def _sweep_orphans(self, collection: str) -> int:
         """Deletes the vectors of recordings the catalog no longer has. Safe against concurrent ingests: the

@@ -193,7 +193,7 @@ class Records:
                 self._backends.search.DeleteAudio(spb.DeleteAudioRequest(collection=collection, audio_ids=[audio_id]))
                 if self.blobs is not None:
                     self.blobs.delete(blob_key(collection, audio_id))
-            except Exception:  # noqa: BLE001 - best effort (RPC, file or S3 failure): the reconciler sweeps orphans
+            except Exception:  # noqa: BLE001 - best effort: the reconciler sweeps orphan vectors (not blobs)
                 log.warning("rollback left orphans to the reconciler", extra=where)
             return
         try:

