@@ -8,20 +8,21 @@ APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grp
 	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
 	default-jdk-headless nodejs npm libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
 	libjsr305-java liberror-prone-java libgeronimo-annotation-1.3-spec-java golang-google-genproto-dev \
-	golang-github-gogo-googleapis-dev
+	golang-github-gogo-googleapis-dev chromium
 BUF := build/tools/node_modules/.bin/buf
 WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
 IMAGE_REGISTRY ?= audiosearch
 IMAGE_TAG ?= dev
 IMAGE_SERVICES := gateway embedder search catalog
 
-.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients clean
+.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients web clean
 
 help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
 	@echo "make up/down  start/stop the suite in the background (up returns when all four are healthy)"
 	@echo "make test     unit + integration tests against real Triton, Milvus server and MySQL"
 	@echo "make lint     ruff + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
+	@echo "make web      HTTP API, /docs and the web page on http://127.0.0.1:8080 (after make up)"
 	@echo "make weights  download the PANNs Cnn14 checkpoint (needs internet)"
 
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -49,6 +50,9 @@ up: install
 
 down:
 	$(PY) -m services.suite down --state-dir $(STATE_DIR)
+
+web: install
+	$(PY) -m services.web.server
 
 status:
 	$(PY) -m services.suite status --state-dir $(STATE_DIR)

@@ -42,7 +42,7 @@ COMMON = frozenset(
 
 SERVICES: dict[str, frozenset[str]] = {
     # Decodes untrusted audio (soundfile; ffmpeg comes from Debian), resamples (scipy), calls Triton.
-    "gateway": COMMON | {"numpy", "scipy", "soundfile", "tritonclient"},
+    "gateway": COMMON | {"numpy", "scipy", "soundfile", "tritonclient", "boto3"},
     # Triton through PyTriton (its tritonserver binary ships in the wheel) hosting PANNs CNN14 in torch;
     # soundfile for services.embedder.bench, which can run in the pod against its GPU.
     "embedder": COMMON | {"numpy", "scipy", "soundfile", "torch", "nvidia-pytriton", "tritonclient"},
@@ -71,9 +71,10 @@ def _project(pyproject: Path) -> dict:
 
 
 def project_dependencies(pyproject: Path) -> dict[str, str]:
-    """pyproject.toml's [project].dependencies keyed by normalised name."""
+    """pyproject.toml's [project].dependencies and its `s3` extra, keyed by normalised name."""
     by_name: dict[str, str] = {}
-    for requirement in _project(pyproject)["dependencies"]:
+    project = _project(pyproject)
+    for requirement in [*project["dependencies"], *project.get("optional-dependencies", {}).get("s3", [])]:
         match = _NAME.match(requirement)
         if match is None:
             raise ValueError(f"cannot read a name from the dependency {requirement!r}")

@@ -173,6 +173,7 @@ MODULE_DISTRIBUTIONS = {
     "pymilvus": "pymilvus",
     "milvus_lite": "pymilvus",  # a dependency of pymilvus on Linux
     "pymysql": "pymysql",
+    "boto3": "boto3",  # the S3 blob store, imported only when configured
     "prometheus_client": "prometheus-client",
     "opentelemetry": "opentelemetry-sdk",  # the api, sdk and exporter share the namespace; the sdk needs the api
 }
