@@ -109,9 +109,10 @@ def per_file_batch_1(files: list[Path], budget: float, fresh: bool, checkpoint: 
             "audio_per_second": audio / wall, "model_input_per_second": model_input / wall}
 
 
-def model_ceiling(precision: str, budget: float, batch: int = 32) -> dict:
+def model_ceiling(precision: str, budget: float, batch: int = 32, device: str = "cpu") -> dict:
     """(d) the engine alone, batches of 2 s windows, no decoding, no RPC."""
-    embedder = Embedder.load(WeightsSource(untrained_seed=0), RuntimeOptions(precision=precision))  # type: ignore[arg-type]
+    options = RuntimeOptions(device=device, precision=precision, channels_last=device == "cuda")  # type: ignore[arg-type]
+    embedder = Embedder.load(WeightsSource(untrained_seed=0), options)
     windows = (0.1 * np.random.default_rng(0).standard_normal((batch, int(WINDOW_SECONDS * SAMPLE_RATE)))
                ).astype(np.float32)
     embedder.embed(windows)
@@ -122,7 +123,9 @@ def model_ceiling(precision: str, budget: float, batch: int = 32) -> dict:
         calls += 1
     wall = time.perf_counter() - started
     seconds = calls * batch * WINDOW_SECONDS
-    return {"precision": precision, "batch": batch, "model_input_seconds": seconds, "wall_seconds": wall,
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return {"precision": f"{precision}, {device}", "batch": batch, "model_input_seconds": seconds, "wall_seconds": wall,
             "model_input_per_second": seconds / wall}
 
 
@@ -271,8 +274,9 @@ def table(result: dict) -> str:
     if result.get("end_to_end"):
         lines += _end_to_end_lines(result["end_to_end"], result.get("baseline_new_model"))
     lines.append("\n" + result["load_note"])
-    lines.append("GPU: unmeasured (no GPU on this machine); the embedder uses KIND_GPU and float16 when torch "
-                 "sees CUDA")
+    if not result.get("cuda"):
+        lines.append("GPU: unmeasured (no GPU on this machine); the embedder uses KIND_GPU and float16 when torch "
+                     "sees CUDA, and this bench adds the model-only GPU ceilings there")
     return "\n".join(lines)
 
 
@@ -283,7 +287,8 @@ def run(args: argparse.Namespace) -> dict:
     checkpoint = checkpoint_env().get("EMBEDDER_CHECKPOINT_PATH")
     before = machine()
     result: dict = {"sounds": str(args.sounds), "files": len(files), "checkpoint": checkpoint or "untrained",
-                    "torch_threads": torch.get_num_threads(), "machine_before": before}
+                    "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                    "machine_before": before}
     overrides = {"GATEWAY_IMPORT_PARALLEL_FILES": str(args.parallel)}
     if args.precision != "auto":
         overrides["EMBEDDER_PRECISION"] = args.precision
@@ -298,8 +303,11 @@ def run(args: argparse.Namespace) -> dict:
         steps.append(("baseline_model_in_memory",
                       lambda: per_file_batch_1(files, args.budget, False, checkpoint, args.seed)))
         steps.append(("baseline_new_model", lambda: per_file_batch_1(files, args.budget, True, checkpoint, args.seed)))
-    steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3)
-                                       for precision in ("float32", "bfloat16")]))
+    ceilings = [("float32", "cpu"), ("bfloat16", "cpu")]
+    if torch.cuda.is_available():
+        ceilings += [("float16", "cuda"), ("float32", "cuda")]
+    steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3, device=device)
+                                       for precision, device in ceilings]))
     for name, step in steps:
         print(f"running {name} ...", file=sys.stderr)
         result[name] = step()

@@ -117,7 +117,9 @@ class Reconciler:
         for start in range(0, len(with_vectors), _ID_BATCH):
             known.update(audio.id for audio in self._backends.catalog.BatchGetAudio(cpb.BatchGetAudioRequest(
                 collection=collection, audio_ids=with_vectors[start:start + _ID_BATCH])).audios)
-        orphans = [audio_id for audio_id in with_vectors if audio_id not in known]
+        # An id listed while its record was being deleted is gone by now: only vectors still there are orphans.
+        orphans = [audio_id for audio_id in with_vectors
+                   if audio_id not in known and self._vector_count(collection, audio_id)]
         for start in range(0, len(orphans), _ID_BATCH):
             self._backends.search.DeleteAudio(spb.DeleteAudioRequest(
                 collection=collection, audio_ids=orphans[start:start + _ID_BATCH]))
@@ -125,6 +127,10 @@ class Reconciler:
             log.info("reconciled", extra={"collection": collection, "audio_id": audio_id, "was": "ORPHAN_VECTORS"})
         metrics.RECONCILER_REPAIRS.labels("ORPHAN_VECTORS").inc(len(orphans))
         return len(orphans)
+
+    def _vector_count(self, collection: str, audio_id: str) -> int:
+        return self._backends.search.CountSegments(spb.CountSegmentsRequest(collection=collection,
+                                                                            audio_id=audio_id)).count
 
     def _loop(self) -> None:
         while not self._stopped.wait(self._interval_seconds):

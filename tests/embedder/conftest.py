@@ -15,7 +15,9 @@ from services.embedder.launch import EmbedderHandle, start_embedder
 
 @pytest.fixture(scope="session")
 def embedder_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbedderHandle]:
-    handle = start_embedder(tmp_path_factory.mktemp("embedder"), untrained=True, seed=0)
+    # float32 whatever the CPU, so the server's outputs can be compared with the in-process engine's exactly.
+    handle = start_embedder(tmp_path_factory.mktemp("embedder"), untrained=True, seed=0,
+                            env={"EMBEDDER_PRECISION": "float32"})
     try:
         yield handle
     finally:

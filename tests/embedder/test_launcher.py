@@ -16,7 +16,13 @@ from services.embedder.engine import WeightsSource, untrained_cnn14
 from services.embedder.identity import ModelIdentity
 from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
 from services.embedder.repository import read_template, render_config, write_repository
-from services.embedder.server import StartupError, instance_plan, prepare, weights_source
+from services.embedder.server import (
+    StartupError,
+    cpu_has_native_bfloat16,
+    instance_plan,
+    prepare,
+    weights_source,
+)
 from services.embedder.settings import EmbedderSettings
 from services.embedder.tritonserver import REPO_ROOT
 
@@ -85,8 +91,18 @@ def test_the_checkpoint_sha256_is_pinned_for_the_model_instances(tmp_path: Path)
 
     assert plan.checkpoint_sha256 == identity.checkpoint_sha256
     assert plan.weights().expected_sha256 == identity.checkpoint_sha256
-    assert plan.precision == "float32"
+    assert plan.precision == ("bfloat16" if cpu_has_native_bfloat16() else "float32")
     assert not plan.channels_last
+
+
+def test_on_a_cpu_bfloat16_is_chosen_only_where_the_cpu_has_it(tmp_path: Path) -> None:
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    without.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512bw\n")
+
+    assert cpu_has_native_bfloat16(with_bf16)
+    assert not cpu_has_native_bfloat16(without)
+    assert not cpu_has_native_bfloat16(tmp_path / "missing")
 
 
 def test_on_a_gpu_instances_default_to_float16_and_channels_last() -> None:

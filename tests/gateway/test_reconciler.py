@@ -100,6 +100,9 @@ class FakeSearch:
     def ListAudioIds(self, request):
         return spb.ListAudioIdsResponse(audio_ids=sorted(self.vectors))
 
+    def CountSegments(self, request):
+        return spb.CountSegmentsResponse(count=self.vectors.get(request.audio_id, 0))
+
     def UpsertSegments(self, request):
         if self.on_upsert:
             self.on_upsert()

@@ -1,0 +1,355 @@
+"""Vector search at scale on a real Milvus server: recall@10 against exact search, latency per query vector,
+index build time and memory, for HNSW and IVF indexes; and what the search service adds on top of pymilvus.
+
+    python -m bench.vector_scale [--count 1000000] [--queries 200] [--uri http://host:19530]
+                                 [--indexes HNSW IVF_FLAT IVF_SQ8] [--ef 64 128 256] [--nprobe 16 32 64]
+                                 [--json [FILE]]
+
+Without --uri it starts a `milvus-server` (tests/support/milvus.py) under a temporary directory. The data are
+`--count` synthetic 2048-d unit vectors shaped like segment embeddings, not uniform noise: "recordings" of 20
+segments each scatter around a recording centre, and the centres share a low-rank structure (the anisotropy of
+real CNN embeddings). Queries are noisy copies of stored segments (a re-recording of a known sound); the exact
+top 10 of each is computed by brute force (numpy) while the data are generated.
+
+The collection has the search service's own schema (created through services.search.store), so the same
+collection then serves the overhead test: SearchSegments through a search service started on it versus the same
+search through pymilvus directly, one vector with top 10 and four vectors with top 64 (what a 5 s query sends).
+
+1M x 2048 float32 is 8 GB of raw vectors: on a small machine run --count 100000 or 200000 and read the build
+times and memory as the basis for extrapolation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+from pymilvus import MilvusClient
+
+from audiosearch.search.v1 import search_pb2 as spb
+from audiosearch.search.v1 import search_pb2_grpc
+from bench.support import free_port, machine, percentiles, shared_load_note
+from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
+from services.suite import REPO_ROOT, is_healthy
+
+DIM = 2048
+SEGMENTS_PER_RECORDING = 20
+CHUNK = 10_000  # vectors generated and inserted at a time (a multiple of SEGMENTS_PER_RECORDING)
+INSERT_BATCH = 500
+LATENT_RANK = 64
+PREFIX = "bench_"
+NAME = "vectors"
+
+
+# --------------------------------------------------------------------------------------------------- the data
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def chunks(count: int, seed: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first id, vectors) of `count` clustered unit vectors, generated chunk by chunk, reproducibly."""
+    basis = np.random.default_rng(seed).standard_normal((LATENT_RANK, DIM)).astype(np.float32)
+    for start in range(0, count, CHUNK):
+        rng = np.random.default_rng([seed, start])
+        size = min(CHUNK, count - start)
+        recordings = -(-size // SEGMENTS_PER_RECORDING)
+        # A recording's centre: half shared low-rank structure, half its own direction.
+        centres = _unit(_unit(rng.standard_normal((recordings, LATENT_RANK)).astype(np.float32) @ basis)
+                        + _unit(rng.standard_normal((recordings, DIM)).astype(np.float32)))
+        # Its segments: the centre plus noise of 0.7 its length (cosine about 0.8 to the centre).
+        spread = rng.standard_normal((recordings * SEGMENTS_PER_RECORDING, DIM)).astype(np.float32)
+        vectors = _unit(np.repeat(centres, SEGMENTS_PER_RECORDING, axis=0) + 0.7 * _unit(spread))[:size]
+        yield start, vectors
+
+
+class ExactTopK:
+    """Brute-force top k of each query over the chunks as they pass."""
+
+    def __init__(self, queries: np.ndarray, k: int = 10) -> None:
+        self.queries = queries
+        self.k = k
+        self.ids = np.full((len(queries), 0), -1, dtype=np.int64)
+        self.scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+
+    def add(self, start: int, vectors: np.ndarray) -> None:
+        scores = self.queries @ vectors.T
+        ids = np.broadcast_to(np.arange(start, start + len(vectors)), scores.shape)
+        all_scores = np.concatenate([self.scores, scores], axis=1)
+        all_ids = np.concatenate([self.ids, ids], axis=1)
+        best = np.argpartition(-all_scores, min(self.k, all_scores.shape[1] - 1), axis=1)[:, : self.k]
+        self.scores = np.take_along_axis(all_scores, best, axis=1)
+        self.ids = np.take_along_axis(all_ids, best, axis=1)
+
+
+def make_queries(count: int, queries: int, seed: int) -> np.ndarray:
+    """Noisy copies of randomly chosen stored vectors (regenerated from their chunk)."""
+    rng = np.random.default_rng(seed + 1)
+    picked = np.sort(rng.choice(count, size=queries, replace=False))
+    found = []
+    for start, vectors in chunks(count, seed):
+        inside = picked[(picked >= start) & (picked < start + len(vectors))]
+        found.append(vectors[inside - start])
+        if start + len(vectors) > picked[-1]:
+            break
+    originals = np.concatenate(found)
+    noise = _unit(rng.standard_normal(originals.shape).astype(np.float32))
+    return _unit(originals + 0.3 * noise)  # cosine about 0.96 to the stored segment
+
+
+# ------------------------------------------------------------------------------------------------ the server
+
+
+@contextlib.contextmanager
+def milvus(uri: str | None) -> Iterator[tuple[str, int | None]]:
+    """(uri, pid of the server to measure, when started here)."""
+    if uri:
+        yield uri, None
+        return
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.support.milvus import start_milvus_server
+
+    with tempfile.TemporaryDirectory(prefix="audiosearch-milvus-") as folder:
+        server = start_milvus_server(Path(folder))
+        try:
+            yield server.uri, server.process.pid
+        finally:
+            server.stop()
+
+
+def tree_rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    if pid is None:
+        return None
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry.name))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        stack.extend(children.get(current, []))
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+
+
+def load(client: MilvusClient, store: MilvusStore, count: int, seed: int, exact: ExactTopK) -> float:
+    store.ensure_collection(NAME, DIM)
+    collection = PREFIX + NAME
+    started = time.perf_counter()
+    for start, vectors in chunks(count, seed):
+        exact.add(start, vectors)
+        for offset in range(0, len(vectors), INSERT_BATCH):
+            rows = [{"segment_id": start + offset + i, "audio_id": f"r{(start + offset + i) // SEGMENTS_PER_RECORDING}",
+                     "start_s": float(i), "end_s": float(i + 2), "vector": vector}
+                    for i, vector in enumerate(vectors[offset:offset + INSERT_BATCH])]
+            client.insert(collection, rows)
+        print(f"  inserted {start + len(vectors)}/{count}", file=sys.stderr)
+    client.flush(collection)
+    return time.perf_counter() - started
+
+
+def build(client: MilvusClient, index_type: str, params: dict[str, int], count: int) -> float:
+    collection = PREFIX + NAME
+    started = time.perf_counter()
+    client.release_collection(collection)
+    for name in client.list_indexes(collection):
+        client.drop_index(collection, name)
+    index_params = client.prepare_index_params()
+    index_params.add_index(field_name="vector", index_type=index_type, metric_type=METRIC, params=params)
+    client.create_index(collection, index_params, timeout=24 * 3600)
+    while True:
+        info = client.describe_index(collection, client.list_indexes(collection)[0])
+        if int(info.get("indexed_rows", 0)) >= count or info.get("state") == "Finished":
+            break
+        time.sleep(2)
+    client.load_collection(collection, timeout=24 * 3600)
+    return time.perf_counter() - started
+
+
+def search_params(index_type: str, value: int) -> dict:
+    key = "ef" if index_type == "HNSW" else "nprobe"
+    return {"metric_type": METRIC, "params": {key: value}}
+
+
+def measure(client: MilvusClient, queries: np.ndarray, exact: ExactTopK, params: dict) -> dict:
+    collection = PREFIX + NAME
+    latencies, hits = [], 0
+    for query, truth in zip(queries, exact.ids, strict=True):
+        started = time.perf_counter()
+        found = client.search(collection, data=[query], limit=10, search_params=params, output_fields=[])
+        latencies.append((time.perf_counter() - started) * 1000)
+        hits += len({int(hit["id"]) for hit in found[0]} & {int(i) for i in truth})
+    return {"params": params["params"], "recall_at_10": hits / (10 * len(queries)),
+            **{f"{key}_ms": value for key, value in percentiles(latencies).items()}}
+
+
+@contextlib.contextmanager
+def search_service(uri: str, index_type: str, value: int) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "SEARCH_MILVUS_URI": uri, "SEARCH_PORT": str(port), "SEARCH_METRICS_PORT": str(free_port()),
+           "SEARCH_COLLECTION_PREFIX": PREFIX, "SEARCH_INDEX_TYPE": index_type,
+           "SEARCH_SEARCH_EF": str(value), "SEARCH_IVF_NPROBE": str(value), "SEARCH_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([sys.executable, "-m", "services.search.server"], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not is_healthy(address):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the search service did not start")
+            time.sleep(0.5)
+        yield address
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: str, value: int) -> list[dict]:
+    """SearchSegments through the service vs the same search via pymilvus, interleaved, same consistency."""
+    collection = PREFIX + NAME
+    results = []
+    with search_service(uri, index_type, value) as address:
+        stub = search_pb2_grpc.VectorSearchServiceStub(grpc.insecure_channel(address))
+        for vectors_per_call, top_k in ((1, 10), (4, 64)):
+            service_ms, direct_ms = [], []
+            for index in range(0, len(queries) - vectors_per_call + 1, vectors_per_call):
+                batch = queries[index:index + vectors_per_call]
+                request = spb.SearchSegmentsRequest(collection=NAME, top_k=top_k,
+                                                    vectors=[row.astype("<f4").tobytes() for row in batch])
+                started = time.perf_counter()
+                stub.SearchSegments(request, timeout=60)
+                service_ms.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                client.search(collection, data=list(batch), limit=top_k, output_fields=HIT_FIELDS,
+                              search_params=search_params(index_type, max(value, top_k) if index_type == "HNSW"
+                                                          else value), consistency_level="Strong")
+                direct_ms.append((time.perf_counter() - started) * 1000)
+            service, direct = percentiles(service_ms), percentiles(direct_ms)
+            results.append({"vectors_per_call": vectors_per_call, "top_k": top_k, "service_ms": service,
+                            "pymilvus_ms": direct, "ratio_p50": service["p50"] / direct["p50"],
+                            "ratio_p99": service["p99"] / direct["p99"]})
+    return results
+
+
+def run(args: argparse.Namespace) -> dict:
+    before = machine()
+    queries = make_queries(args.count, args.queries, args.seed)
+    exact = ExactTopK(queries)
+    result: dict = {"count": args.count, "dim": DIM, "queries": args.queries, "raw_bytes": args.count * DIM * 4,
+                    "indexes": []}
+    with milvus(args.uri) as (uri, pid):
+        client = MilvusClient(uri=uri, timeout=600)
+        store = MilvusStore(StoreConfig(uri=uri, index_type="FLAT", collection_prefix=PREFIX, timeout_s=600))
+        with contextlib.suppress(Exception):
+            client.drop_collection(PREFIX + NAME)
+        result["insert_seconds"] = load(client, store, args.count, args.seed, exact)
+        result["rss_after_insert_bytes"] = tree_rss_bytes(pid)
+        last: tuple[str, int] | None = None
+        for index_type in args.indexes:
+            params = ({"M": args.hnsw_m, "efConstruction": args.hnsw_ef_construction} if index_type == "HNSW"
+                      else {"nlist": args.nlist or max(64, int(4 * np.sqrt(args.count)))})
+            print(f"building {index_type} {params} ...", file=sys.stderr)
+            seconds = build(client, index_type, params, args.count)
+            entry = {"index": index_type, "build_params": params, "build_seconds": seconds,
+                     "rss_bytes": tree_rss_bytes(pid), "search": []}
+            for value in args.ef if index_type == "HNSW" else args.nprobe:
+                entry["search"].append(measure(client, queries, exact, search_params(index_type, value)))
+            result["indexes"].append(entry)
+            last = (index_type, args.ef[-1] if index_type == "HNSW" else args.nprobe[-1])
+        if last and not args.skip_overhead:
+            chosen = choose(result["indexes"]) or last
+            print(f"search service vs pymilvus on {chosen} ...", file=sys.stderr)
+            if chosen[0] != last[0]:
+                entry = next(e for e in result["indexes"] if e["index"] == chosen[0])
+                build(client, chosen[0], entry["build_params"], args.count)
+            result["overhead"] = {"index": chosen[0], "param": chosen[1],
+                                  "calls": overhead(uri, client, queries, chosen[0], chosen[1])}
+        client.close()
+        store.close()
+    result["machine_before"], result["machine_after"] = before, machine()
+    result["load_note"] = shared_load_note(before, result["machine_after"])
+    return result
+
+
+def choose(indexes: list[dict]) -> tuple[str, int] | None:
+    """The fastest setting (p99) that reaches recall@10 >= 0.98."""
+    good = [(search["p99_ms"], entry["index"], next(iter(search["params"].values())))
+            for entry in indexes for search in entry["search"] if search["recall_at_10"] >= 0.98]
+    return (min(good)[1], min(good)[2]) if good else None
+
+
+def table(result: dict) -> str:
+    gib = 1024**3
+    lines = [f"{result['count']} vectors x {result['dim']} (raw {result['raw_bytes'] / gib:.2f} GiB), "
+             f"{result['queries']} queries; insert {result['insert_seconds']:.0f} s",
+             f"{'index':9s} {'build s':>8s} {'RSS GiB':>8s} {'search':>14s} {'recall@10':>9s} {'p50 ms':>7s} "
+             f"{'p99 ms':>7s}"]
+    for entry in result["indexes"]:
+        rss = f"{entry['rss_bytes'] / gib:.2f}" if entry["rss_bytes"] else "-"
+        for number, search in enumerate(entry["search"]):
+            head = (f"{entry['index']:9s} {entry['build_seconds']:8.0f} {rss:>8s}" if number == 0
+                    else f"{'':9s} {'':>8s} {'':>8s}")
+            params = ", ".join(f"{key}={value}" for key, value in search["params"].items())
+            lines.append(f"{head} {params:>14s} {search['recall_at_10']:9.3f} {search['p50_ms']:7.1f} "
+                         f"{search['p99_ms']:7.1f}")
+    if "overhead" in result:
+        lines.append(f"\nsearch service vs pymilvus ({result['overhead']['index']}, {result['overhead']['param']}):")
+        for call in result["overhead"]["calls"]:
+            lines.append(f"  {call['vectors_per_call']} vector(s), top {call['top_k']}: service "
+                         f"{call['service_ms']['p50']:.1f}/{call['service_ms']['p99']:.1f} ms, pymilvus "
+                         f"{call['pymilvus_ms']['p50']:.1f}/{call['pymilvus_ms']['p99']:.1f} ms (p50/p99); "
+                         f"ratio {call['ratio_p50']:.2f}x p50, {call['ratio_p99']:.2f}x p99")
+    lines.append("\n" + result["load_note"])
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.vector_scale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=100_000, help="vectors (default 100000; 1000000 at scale)")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--uri", help="a running Milvus server (default: start one)")
+    parser.add_argument("--indexes", nargs="+", default=["HNSW", "IVF_FLAT", "IVF_SQ8"],
+                        choices=["HNSW", "IVF_FLAT", "IVF_SQ8", "FLAT"])
+    parser.add_argument("--hnsw-m", type=int, default=16)
+    parser.add_argument("--hnsw-ef-construction", type=int, default=200)
+    parser.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--nlist", type=int, help="IVF lists (default 4 * sqrt(count))")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64])
+    parser.add_argument("--skip-overhead", action="store_true", help="leave out the service-vs-pymilvus test")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
+    args = parser.parse_args()
+    result = run(args)
+    report = table(result)
+    if args.json == "-":
+        print(report, file=sys.stderr)
+        print(json.dumps(result, indent=1))
+    else:
+        print(report)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
