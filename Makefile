@@ -15,12 +15,13 @@ IMAGE_REGISTRY ?= audiosearch
 IMAGE_TAG ?= dev
 IMAGE_SERVICES := gateway embedder search catalog
 
-.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients web clean
+.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients web test-crash clean
 
 help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
 	@echo "make up/down  start/stop the suite in the background (up returns when all four are healthy)"
 	@echo "make test     unit + integration tests against real Triton, Milvus server and MySQL"
+	@echo "make test-crash  kill -9 every service and server under load, then check consistency"
 	@echo "make lint     ruff + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
 	@echo "make web      HTTP API, /docs and the web page on http://127.0.0.1:8080 (after make up)"
 	@echo "make weights  download the PANNs Cnn14 checkpoint (needs internet)"
@@ -58,7 +59,10 @@ status:
 	$(PY) -m services.suite status --state-dir $(STATE_DIR)
 
 test: install
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=15 -m "not crash"
+
+test-crash: install
+	$(PY) -m pytest -q -ra -m crash tests/crash
 
 test-unit: install
 	$(PY) -m pytest -q -m "not integration"
