@@ -78,6 +78,8 @@ protos: install
 bench: install
 	$(PY) -m bench.quality
 	$(PY) -m bench.throughput
+	$(PY) -m bench.search_latency
+	$(PY) -m bench.vector_scale --count 100000
 
 weights: install
 	$(PY) -m services.embedder.fetch_weights --output $(WEIGHTS)
