@@ -1,9 +1,11 @@
 """Choosing a collection's score threshold from its own content.
 
-Negatives: each sampled recording queried against the rest of the collection (leave one out), so its best
-score is what a sound that is not in the catalog scores. Positives: each segment against the neighbouring,
-overlapping segment of the same recording, i.e. the score of a time-shifted excerpt. The threshold is the
-negative-score quantile that lets through the target false-positive rate.
+Negatives: each sampled recording (its first QUERY_SEGMENTS segments, the length of a typical query) queried
+against the rest of the collection, as if it were not there (leave one out: its own hits are left out and as
+many more fetched, so a long recording cannot crowd the others out of the hit lists), so its best score is
+what a sound that is not in the catalog scores. Positives: each segment against the neighbouring, overlapping
+segment of the same recording, i.e. the score of a time-shifted excerpt. The threshold is the negative-score
+quantile that lets through the target false-positive rate.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from services.gateway.backends import Backends
 from services.gateway.matching import QuerySegment
 from services.gateway.query import Query
 
-SAMPLE_RECORDINGS = 200
+SAMPLE_RECORDINGS = 1000
+QUERY_SEGMENTS = 10
 MIN_RECORDINGS = 5
+VECTOR_BATCH = 50  # recordings per GetSegmentVectors call, to keep replies small
 READY = pb.AUDIO_STATUS_READY
 
 
@@ -41,7 +45,8 @@ class Calibrator:
         negatives = np.array([self._leave_one_out_score(collection, audio_id, segments)
                               for audio_id, segments in segments_by_audio.items()])
         positives = np.concatenate([_neighbour_scores(segments) for segments in segments_by_audio.values()])
-        threshold = float(min(np.quantile(negatives, 1.0 - target_false_positive_rate) + 1e-4, 1.0))
+        # "higher": the threshold sits just above a negative score, so the sample FPR never exceeds the target.
+        threshold = float(min(np.quantile(negatives, 1.0 - target_false_positive_rate, method="higher") + 1e-4, 1.0))
         true_positive_rate = float(np.mean(positives >= threshold)) if len(positives) else 0.0
         false_positive_rate = float(np.mean(negatives >= threshold))
         source = (f"calibrated for FPR {target_false_positive_rate:g}: {len(negatives)} leave-one-out negatives "
@@ -54,23 +59,30 @@ class Calibrator:
             true_positive_rate=true_positive_rate, false_positive_rate=false_positive_rate)
 
     def _sample_segments(self, collection: str) -> dict[str, list[spb.SegmentVector]]:
-        page = self._backends.catalog.ListAudio(cpb.ListAudioRequest(
-            collection=collection, page_size=SAMPLE_RECORDINGS, status=READY))
-        audio_ids = [audio.id for audio in page.audios]
-        if not audio_ids:
-            return {}
-        stored = self._backends.search.GetSegmentVectors(
-            spb.GetSegmentVectorsRequest(collection=collection, audio_ids=audio_ids)).segments
+        audio_ids: list[str] = []
+        page_token = ""
+        while len(audio_ids) < SAMPLE_RECORDINGS:
+            page = self._backends.catalog.ListAudio(cpb.ListAudioRequest(
+                collection=collection, page_size=min(1000, SAMPLE_RECORDINGS - len(audio_ids)),
+                page_token=page_token, status=READY))
+            audio_ids += [audio.id for audio in page.audios]
+            page_token = page.next_page_token
+            if not page_token:
+                break
         by_audio: dict[str, list[spb.SegmentVector]] = defaultdict(list)
-        for segment in stored:
-            by_audio[segment.audio_id].append(segment)
+        for start in range(0, len(audio_ids), VECTOR_BATCH):
+            stored = self._backends.search.GetSegmentVectors(spb.GetSegmentVectorsRequest(
+                collection=collection, audio_ids=audio_ids[start : start + VECTOR_BATCH])).segments
+            for segment in stored:
+                by_audio[segment.audio_id].append(segment)
         return {audio_id: sorted(segments, key=lambda s: s.start_seconds) for audio_id, segments in by_audio.items()}
 
     def _leave_one_out_score(self, collection: pb.Collection, audio_id: str,
                              segments: list[spb.SegmentVector]) -> float:
-        vectors = _as_matrix(segments)
-        query_segments = [QuerySegment(s.start_seconds, s.end_seconds) for s in segments]
-        others = [m for m in self._query.rank(collection, vectors, query_segments) if m.audio_id != audio_id]
+        excerpt = segments[:QUERY_SEGMENTS]
+        query_segments = [QuerySegment(s.start_seconds, s.end_seconds) for s in excerpt]
+        others = self._query.rank(collection, _as_matrix(excerpt), query_segments,
+                                  excluded=(audio_id, len(segments)))
         return others[0].score if others else -1.0
 
 

@@ -15,6 +15,7 @@ from services.gateway.settings import GatewaySettings
 from services.gateway.stages import stage
 
 HITS_PER_SEGMENT = 64
+MAX_HITS_PER_SEGMENT = 4096
 MAX_FILTERED_CANDIDATES = 16_384
 READY = pb.AUDIO_STATUS_READY
 
@@ -62,11 +63,18 @@ class Query:
 
     def rank(
         self, collection: pb.Collection, vectors: np.ndarray, query_segments: list[QuerySegment],
-        candidates: list[str] | None = None,
+        candidates: list[str] | None = None, excluded: tuple[str, int] | None = None,
     ) -> list[RecordingMatch]:
-        """Every recording with a segment near a query segment, best first, before any threshold."""
+        """Every recording with a segment near a query segment, best first, before any threshold.
+
+        `excluded` is (audio id, its segment count): that recording's hits are left out and as many more are
+        fetched, so the others get the hits they would get if it were not in the collection.
+        """
+        top_k = HITS_PER_SEGMENT + (excluded[1] if excluded else 0)
         with stage("search", "search"):
-            hits = self._segment_hits(collection.name, vectors, candidates or [])
+            hits = self._segment_hits(collection.name, vectors, candidates or [], top_k)
+        if excluded:
+            hits = _without(hits, excluded[0])
         return aggregate_matches(hits, query_segments, collection.segment_config.hop_seconds * 0.75)
 
     def tag(self, data: bytes, sample_rate_hz: int, segment_config: pb.SegmentConfig, top_k: int
@@ -99,11 +107,12 @@ class Query:
                 break
         return ids
 
-    def _segment_hits(self, collection: str, vectors: np.ndarray, candidates: list[str]) -> list[SegmentHit]:
+    def _segment_hits(self, collection: str, vectors: np.ndarray, candidates: list[str],
+                      top_k: int = HITS_PER_SEGMENT) -> list[SegmentHit]:
         little_endian = vectors.astype("<f4", copy=False)
         response = self._backends.search.SearchSegments(spb.SearchSegmentsRequest(
             collection=collection, vectors=[row.tobytes() for row in little_endian],
-            top_k=HITS_PER_SEGMENT, audio_ids=candidates,
+            top_k=min(top_k, MAX_HITS_PER_SEGMENT), audio_ids=candidates,
         ))
         return [
             SegmentHit(query_index, hit.audio_id, hit.start_seconds, hit.end_seconds, hit.score)
@@ -131,3 +140,15 @@ class Query:
             )
             for match in wanted if match.audio_id in by_id
         ][:top_k]
+
+
+def _without(hits: list[SegmentHit], audio_id: str) -> list[SegmentHit]:
+    """The hits of other recordings, at most HITS_PER_SEGMENT per query segment (hits arrive best first)."""
+    kept: list[SegmentHit] = []
+    per_segment: dict[int, int] = {}
+    for hit in hits:
+        taken = per_segment.get(hit.query_index, 0)
+        if hit.audio_id != audio_id and taken < HITS_PER_SEGMENT:
+            per_segment[hit.query_index] = taken + 1
+            kept.append(hit)
+    return kept

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 TARGET_RMS = 0.1  # -20 dBFS: each window is brought to one loudness, so a gain change cannot move a vector
 SILENCE_BELOW_LOUDEST_DB = 50.0
+# A short sound is looped from its first to its last audible 10 ms, not from the file's edges: codec padding
+# (mp3 adds ~50 ms), leading silence or a cut tail would otherwise change the loop and so the vector.
+EDGE_BELOW_PEAK_DB = 60.0
+EDGE_FRAME_SECONDS = 0.01
+# Every window gets the same faint noise floor, 40 dB under its loudness: digital silence, codec padding and
+# empty bands (telephone or 8 kHz audio) then all read as the same floor instead of log-mel values near
+# -100 dB that dominate the vector. Fixed noise, so equal windows still give equal vectors.
+NOISE_FLOOR_DB = -40.0
+_FLOOR_SEED = 20_240_601
 
 
 @dataclass(frozen=True)
@@ -21,15 +31,17 @@ class Segments:
 
 
 def cut_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float, hop_seconds: float) -> Segments:
-    """Overlapping windows covering the whole clip; a clip shorter than one window is looped to fill it.
+    """Overlapping windows covering the whole clip; a clip shorter than one window is looped to fill it, from
+    its first to its last audible moment (which the one segment's range then gives).
 
     Windows much quieter than the loudest one are dropped (silence matches any silence), but never all.
     """
     window = round(window_seconds * sample_rate_hz)
     hop = round(hop_seconds * sample_rate_hz)
-    duration = len(samples) / sample_rate_hz
     if len(samples) <= window:
-        return Segments(_loop_to(samples, window)[None, :], np.array([0.0]), np.array([duration]))
+        first, last = audible_bounds(samples, sample_rate_hz)
+        return Segments(_loop_to(samples[first:last], window)[None, :], np.array([first / sample_rate_hz]),
+                        np.array([last / sample_rate_hz]))
     starts = list(range(0, len(samples) - window + 1, hop))
     if starts[-1] + window < len(samples):
         starts.append(len(samples) - window)
@@ -40,8 +52,41 @@ def cut_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float
 
 
 def normalise_loudness(windows: np.ndarray) -> np.ndarray:
+    """Each window at TARGET_RMS, over the fixed noise floor (NOISE_FLOOR_DB under it)."""
     rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1, keepdims=True))
-    return (windows * (TARGET_RMS / np.maximum(rms, 1e-8))).astype(np.float32)
+    levelled = windows * (TARGET_RMS / np.maximum(rms, 1e-8))
+    return (levelled + _noise_floor(windows.shape[1])).astype(np.float32)
+
+
+def audible_bounds(samples: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
+    """First and last (exclusive) sample of the audible part: the 10 ms frames within EDGE_BELOW_PEAK_DB of the
+    loudest frame, narrowed inside the edge frames to the first and last sample that reach that level."""
+    frame = max(1, round(EDGE_FRAME_SECONDS * sample_rate_hz))
+    count = -(-len(samples) // frame)
+    padded = np.zeros(count * frame, dtype=np.float64)
+    padded[: len(samples)] = samples
+    energy = np.mean(np.square(padded.reshape(count, frame)), axis=1)
+    if not energy.any():
+        return 0, len(samples)
+    floor = energy.max() * 10 ** (-EDGE_BELOW_PEAK_DB / 10)
+    audible = np.flatnonzero(energy >= floor)
+    first, last = int(audible[0]) * frame, min(len(samples), (int(audible[-1]) + 1) * frame)
+    level = np.sqrt(floor)
+    head = np.flatnonzero(np.abs(samples[first : first + frame]) >= level)
+    tail = np.flatnonzero(np.abs(samples[max(first, last - frame) : last]) >= level)
+    if len(head):
+        first += int(head[0])
+    if len(tail):
+        last = max(first + 1, max(first, last - frame) + int(tail[-1]) + 1)
+    return first, last
+
+
+@lru_cache(maxsize=8)
+def _noise_floor(length: int) -> np.ndarray:
+    noise = np.random.default_rng(_FLOOR_SEED).standard_normal(length)
+    floor = noise * (TARGET_RMS * 10 ** (NOISE_FLOOR_DB / 20) / np.sqrt(np.mean(np.square(noise))))
+    floor.setflags(write=False)
+    return floor
 
 
 def _loop_to(samples: np.ndarray, length: int) -> np.ndarray:

@@ -1,0 +1,109 @@
+"""Calibration and leave-one-out ranking against in-memory catalog and vector-search fakes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from audiosearch.search.v1 import search_pb2 as spb
+from audiosearch.v1 import audiosearch_pb2 as pb
+from services.gateway.calibration import Calibrator
+from services.gateway.matching import QuerySegment
+from services.gateway.query import HITS_PER_SEGMENT, Query
+
+DIM = 16
+COLLECTION = pb.Collection(name="library", segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=1.0))
+
+
+class FakeSearch:
+    """Exact inner-product search over stored segments, best first."""
+
+    def __init__(self) -> None:
+        self.segments: list[spb.SegmentVector] = []
+        self.top_ks: list[int] = []
+
+    def add(self, audio_id: str, vectors: np.ndarray) -> None:
+        for index, vector in enumerate(vectors):
+            self.segments.append(spb.SegmentVector(
+                segment_id=len(self.segments), audio_id=audio_id, start_seconds=float(index),
+                end_seconds=float(index) + 2.0, vector=vector.astype("<f4").tobytes()))
+
+    def _matrix(self) -> np.ndarray:
+        return np.stack([np.frombuffer(s.vector, dtype="<f4") for s in self.segments])
+
+    def SearchSegments(self, request):
+        self.top_ks.append(request.top_k)
+        stored = self._matrix()
+        results = []
+        for raw in request.vectors:
+            scores = stored @ np.frombuffer(raw, dtype="<f4")
+            order = np.argsort(-scores)[: request.top_k]
+            results.append(spb.QueryHits(hits=[
+                spb.SegmentHit(segment_id=self.segments[i].segment_id, audio_id=self.segments[i].audio_id,
+                               start_seconds=self.segments[i].start_seconds, end_seconds=self.segments[i].end_seconds,
+                               score=float(scores[i])) for i in order]))
+        return spb.SearchSegmentsResponse(results=results)
+
+    def GetSegmentVectors(self, request):
+        wanted = set(request.audio_ids)
+        return spb.GetSegmentVectorsResponse(segments=[s for s in self.segments if s.audio_id in wanted])
+
+
+class FakeCatalog:
+    def __init__(self, audio_ids: list[str]) -> None:
+        self.audio_ids = audio_ids
+        self.threshold: tuple[float, str] | None = None
+
+    def ListAudio(self, request):
+        return cpb.ListAudioResponse(audios=[pb.AudioRecord(id=i, status=pb.AUDIO_STATUS_READY)
+                                             for i in self.audio_ids])
+
+    def UpdateCollectionThreshold(self, request):
+        self.threshold = (request.score_threshold, request.threshold_source)
+        return cpb.UpdateCollectionThresholdResponse(collection=pb.Collection(
+            name=request.name, score_threshold=request.score_threshold, threshold_source=request.threshold_source))
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def collection():
+    """A long recording of 150 near-identical segments and twelve short, unrelated ones."""
+    rng = np.random.default_rng(5)
+    search = FakeSearch()
+    drone = rng.standard_normal(DIM)
+    search.add("long", unit(drone + 0.05 * rng.standard_normal((150, DIM))))
+    shorts = [f"short{i}" for i in range(12)]
+    for audio_id in shorts:
+        search.add(audio_id, unit(rng.standard_normal((3, DIM))))
+    catalog = FakeCatalog(["long", *shorts])
+    backends = SimpleNamespace(search=search, catalog=catalog)
+    return search, catalog, Query(backends, pipeline=None, settings=None)
+
+
+def test_leave_one_out_ranking_leaves_the_recording_out_without_starving_the_others(collection):
+    search, _, query = collection
+    long_vectors = np.stack([np.frombuffer(s.vector, dtype="<f4") for s in search.segments[:2]])
+    segments = [QuerySegment(0.0, 2.0), QuerySegment(1.0, 3.0)]
+    plain = query.rank(COLLECTION, long_vectors, segments)
+    assert {m.audio_id for m in plain} == {"long"}  # its own 150 segments fill every hit list
+    others = query.rank(COLLECTION, long_vectors, segments, excluded=("long", 150))
+    assert search.top_ks[-1] == HITS_PER_SEGMENT + 150
+    assert {m.audio_id for m in others} == {f"short{i}" for i in range(12)}
+
+
+def test_calibration_scores_every_recording_as_a_sound_not_in_the_catalog(collection):
+    _, catalog, query = collection
+    reply = Calibrator(SimpleNamespace(catalog=query._backends.catalog, search=query._backends.search),
+                       query).calibrate(COLLECTION, 0.1)
+    assert reply.negative_queries == 13
+    assert reply.false_positive_rate <= 0.1 + 1e-9
+    threshold, source = catalog.threshold
+    assert reply.collection.score_threshold == pytest.approx(threshold)
+    assert "calibrated for FPR 0.1" in source
+    assert threshold < 0.99  # the long recording's own segments (all alike) did not count as negatives
