@@ -14,8 +14,10 @@ Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates
     offset    placed at a random offset inside a longer recording made of held-back sounds 20 dB lower
     mix       mixed with a held-back sound 10 dB lower
 
-A query is the whole sound, or its first `--max-query-seconds` when longer (the crop takes its range from the
-whole sound). Per transform it reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
+Each transform is applied to a seeded sample of `--queries` indexed sounds (default 100; 0 takes them all; every
+query has its own random stream, so a smaller sample holds the same queries). A query is the whole sound, or
+its first `--max-query-seconds` when longer (the crop takes its range from the whole sound). Per transform it
+reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
 the rate at which the right recording comes first *and* clears the calibrated threshold, and for crop and offset
 the fraction whose alignment (reference time minus query time of the matched ranges) is within one hop of the
 truth. Held-back sounds, as they are and once transformed, measure the true-negative rate at the threshold.
@@ -220,22 +222,23 @@ class Transformer:
 
 
 def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str], transformer: Transformer,
-               queries_per_transform: int | None, seed: int) -> list[QueryCase]:
+               queries_per_transform: int, seed: int) -> list[QueryCase]:
     """Positives: each transform of (a seeded sample of) the indexed sounds. Negatives: every held-back sound
     as it is and once transformed (the transforms taken in turn)."""
     cases: list[QueryCase] = []
     for number, transform in enumerate(TRANSFORMS):
-        rng = np.random.default_rng([seed, number])
-        chosen = indexed
-        if queries_per_transform is not None and queries_per_transform < len(indexed):
-            chosen = [indexed[i] for i in sorted(rng.choice(len(indexed), queries_per_transform, replace=False))]
-        cases += [transformer.make(transform, sound, ids[sound.name], rng) for sound in chosen]
-    rng = np.random.default_rng([seed, len(TRANSFORMS)])
+        chosen = range(len(indexed))
+        if queries_per_transform and queries_per_transform < len(indexed):
+            chosen = sorted(np.random.default_rng([seed, number]).choice(len(indexed), queries_per_transform,
+                                                                         replace=False))
+        # Each query has its own random stream, so a smaller sample holds exactly the same queries.
+        cases += [transformer.make(transform, indexed[i], ids[indexed[i].name],
+                                   np.random.default_rng([seed, number, int(i)])) for i in chosen]
     for number, sound in enumerate(held_back):
         clean = sound.samples[: transformer.max_samples]
         cases.append(QueryCase("clean", sound.name, "", wav(clean), len(clean) / WORK_RATE))
         transform = TRANSFORMS[number % len(TRANSFORMS)]
-        cases.append(transformer.make(transform, sound, "", rng))
+        cases.append(transformer.make(transform, sound, "", np.random.default_rng([seed, len(TRANSFORMS), number])))
     return cases
 
 
@@ -446,8 +449,10 @@ def main() -> None:
     parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="use at most N sounds (a seeded random choice)")
-    parser.add_argument("--queries", type=int, help="queries per transform (default: every indexed sound)")
-    parser.add_argument("--gateway", help="an running gateway to use instead of starting a suite")
+    parser.add_argument("--queries", type=int, default=100,
+                        help="queries per transform, a seeded sample of the indexed sounds (default %(default)s; "
+                             "0: every indexed sound)")
+    parser.add_argument("--gateway", help="a running gateway to use instead of starting a suite")
     parser.add_argument("--collection", help="collection name (default bench_quality_s<seed>_n<sounds>)")
     parser.add_argument("--target-fpr", type=float, default=0.05, help="calibration target (default %(default)s)")
     parser.add_argument("--max-query-seconds", type=float, default=10.0)
