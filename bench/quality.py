@@ -31,17 +31,11 @@ measures the pipeline (decoding, resampling, segmentation, aggregation, index), 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import hashlib
 import io
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,9 +49,9 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
+from bench.support import own_suite
 from services.common.audio import AudioError, AudioLimits, decode_audio
 from services.common.errors import reason_of
-from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, SuitePorts, plan_suite, start_suite
 
 WORK_RATE = 44_100
 CHUNK_BYTES = 64 * 1024
@@ -243,31 +237,6 @@ def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str]
 
 
 # ----------------------------------------------------------------------------------------------- the suite
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def own_suite(keep_state: bool) -> Iterator[str]:
-    """A fresh suite on free ports in a temporary state directory; yields the gateway address."""
-    state_dir = Path(tempfile.mkdtemp(prefix="audiosearch-bench-"))
-    extra_env: dict[str, str] = {}
-    repo_checkpoint = REPO_ROOT / "var" / DEFAULT_CHECKPOINT
-    if "EMBEDDER_CHECKPOINT_PATH" not in os.environ and repo_checkpoint.exists():
-        extra_env["EMBEDDER_CHECKPOINT_PATH"] = str(repo_checkpoint)
-    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
-    print(f"starting a suite in {state_dir}", file=sys.stderr)
-    suite = start_suite(plan_suite(state_dir, ports, extra_env), state_dir / "logs", timeout_seconds=600)
-    try:
-        yield suite.gateway_address
-    finally:
-        suite.stop()
-        if not keep_state:
-            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def ensure_collection(client: audiosearch_pb2_grpc.AudioSearchServiceStub, name: str) -> pb.Collection:
@@ -466,7 +435,8 @@ def main() -> None:
     if args.gateway:
         result = run(args, args.gateway)
     else:
-        with own_suite(args.keep_state) as gateway:
+        with own_suite(keep_state=args.keep_state) as bench:
+            gateway = bench.gateway
             result = run(args, gateway)
     print(table(result["summary"], result["info"]))
     if args.json:

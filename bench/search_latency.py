@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import random
 import sys
 import threading
@@ -32,7 +31,7 @@ import soundfile
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from bench.support import DEFAULT_SOUNDS, machine, own_suite, percentiles, shared_load_note, sound_files
+from bench.support import DEFAULT_SOUNDS, emit, machine, own_suite, percentiles, shared_load_note, sound_files
 from services.common.audio import AudioError, decode_audio
 
 COLLECTION = "bench_latency"
@@ -172,14 +171,7 @@ def main() -> None:
     else:
         with own_suite() as bench:
             result = run(args, bench.gateway)
-    report = table(result)
-    if args.json == "-":
-        print(report, file=sys.stderr)
-        print(json.dumps(result, indent=1))
-    else:
-        print(report)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=1))
+    emit(table(result), result, args.json)
 
 
 if __name__ == "__main__":

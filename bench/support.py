@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import urllib.request
@@ -22,12 +22,6 @@ from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePor
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".wv"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def checkpoint_env() -> dict[str, str]:
@@ -62,12 +56,8 @@ def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False)
     `overrides` are service settings (EMBEDDER_*, GATEWAY_*, ...) given to the service they name.
     """
     state_dir = Path(tempfile.mkdtemp(prefix="audiosearch-bench-"))
-    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
-    settings = {**checkpoint_env(), **(overrides or {})}
-    plans = plan_suite(state_dir, ports, settings)
-    plans = [dataclasses.replace(plan, env={**plan.env, **{key: value for key, value in settings.items()
-                                                           if key.startswith(plan.name.upper() + "_")}})
-             for plan in plans]
+    ports = SuitePorts.free()
+    plans = plan_suite(state_dir, ports, {**checkpoint_env(), **(overrides or {})})
     print(f"starting a suite in {state_dir}", file=sys.stderr)
     suite = start_suite(plans, state_dir / "logs", timeout_seconds=900)
     try:
@@ -76,6 +66,17 @@ def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False)
         suite.stop()
         if not keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def emit(report: str, result: dict, json_target: str | None) -> None:
+    """Prints the table; `--json -` puts the JSON on stdout (table on stderr), `--json FILE` writes it too."""
+    if json_target == "-":
+        print(report, file=sys.stderr)
+        print(json.dumps(result, indent=1))
+        return
+    print(report)
+    if json_target:
+        Path(json_target).write_text(json.dumps(result, indent=1))
 
 
 def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -25,7 +25,6 @@ The load average before and after is printed: on a shared machine the rates are 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -44,6 +43,7 @@ from bench.support import (
     BenchSuite,
     checkpoint_env,
     delta,
+    emit,
     machine,
     own_suite,
     scrape,
@@ -335,14 +335,7 @@ def main() -> None:
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
     result = run(args)
-    report = table(result)
-    if args.json == "-":
-        print(report, file=sys.stderr)
-        print(json.dumps(result, indent=1))
-    else:
-        print(report)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=1))
+    emit(table(result), result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -38,9 +37,9 @@ from pymilvus import MilvusClient
 
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
-from bench.support import free_port, machine, percentiles, shared_load_note
+from bench.support import emit, machine, percentiles, shared_load_note
 from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
-from services.suite import REPO_ROOT, is_healthy
+from services.suite import REPO_ROOT, free_port, is_healthy
 
 DIM = 2048
 SEGMENTS_PER_RECORDING = 20
@@ -349,14 +348,7 @@ def main() -> None:
     args = parser.parse_args()
     CONSISTENCY[0] = args.consistency
     result = run(args)
-    report = table(result)
-    if args.json == "-":
-        print(report, file=sys.stderr)
-        print(json.dumps(result, indent=1))
-    else:
-        print(report)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=1))
+    emit(table(result), result, args.json)
 
 
 if __name__ == "__main__":

@@ -18,14 +18,15 @@ SAMPLE_RATE = 44_100
 CHUNK_BYTES = 64 * 1024
 
 
-def _synth(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+def synth(kind: str, seconds: float = 4.0, rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
     if kind == "siren":
         signal = np.sin(2 * np.pi * (700 + 300 * np.sin(2 * np.pi * 0.5 * t)) * t)
     elif kind == "drums":
         signal = np.zeros_like(t)
         for beat in np.arange(0, seconds, 0.25):
-            start = int(beat * SAMPLE_RATE)
+            start = int(beat * rate)
             hit = rng.standard_normal(2000) * np.exp(-np.arange(2000) / 300)
             signal[start : start + 2000] += hit[: len(signal) - start]
     elif kind == "chord":
@@ -34,20 +35,31 @@ def _synth(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
         signal = np.sin(2 * np.pi * (200 * t + 900 * t**2))
     elif kind == "rain":
         signal = np.convolve(rng.standard_normal(len(t)), np.ones(8) / 8, mode="same")
-    else:  # "morse"
+    elif kind == "morse":
         signal = np.sin(2 * np.pi * 880 * t) * (np.sin(2 * np.pi * 3 * t) > 0.3)
+    elif kind == "hum":
+        signal = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * rng.standard_normal(len(t))
+    elif kind == "birds":
+        signal = np.zeros_like(t)
+        for start in rng.uniform(0, seconds - 0.2, 12):
+            n = int(0.15 * rate)
+            tt = np.arange(n) / rate
+            chirp = np.sin(2 * np.pi * (3000 + 8000 * tt) * tt) * np.hanning(n)
+            index = int(start * rate)
+            signal[index : index + n] += chirp
+    else:
+        raise ValueError(kind)
     return (0.4 * signal / np.max(np.abs(signal))).astype(np.float32)
 
 
 def sample_set(folder: Path) -> Path:
     """Six distinct synthetic sounds in several formats; made once, offline."""
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(7)
     formats = {"siren": "flac", "drums": "wav", "chord": "ogg", "chirp": "wav", "rain": "flac", "morse": "wav"}
-    for kind, extension in formats.items():
+    for seed, (kind, extension) in enumerate(formats.items()):
         path = folder / f"{kind}.{extension}"
         if not path.exists():
-            soundfile.write(path, _synth(kind, 6.0, rng), SAMPLE_RATE)
+            soundfile.write(path, synth(kind, 6.0, seed=seed), SAMPLE_RATE)
     return folder
 
 

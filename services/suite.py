@@ -11,11 +11,12 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import grpc
@@ -46,9 +47,23 @@ class SuitePorts:
     search_metrics: int = 9092
     catalog_metrics: int = 9093
 
+    @classmethod
+    def free(cls) -> SuitePorts:
+        """Every port a free one, for suites that run beside another (tests, benchmarks)."""
+        return cls(**{port.name: free_port() for port in fields(cls)})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
 
 def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | None = None) -> list[ServicePlan]:
-    """The four services, dependencies first, configured from the state dir unless the environment says more."""
+    """The four services, dependencies first, configured from the state dir unless the environment says more.
+
+    Each `extra_env` entry goes to the service its prefix names (`GATEWAY_...` to the gateway, and so on).
+    """
     env = {**os.environ, **(extra_env or {})}
     checkpoint = Path(env.get("EMBEDDER_CHECKPOINT_PATH", state_dir / DEFAULT_CHECKPOINT))
     untrained = env.get("EMBEDDER_UNTRAINED") or ("false" if checkpoint.exists() else "true")
@@ -68,12 +83,16 @@ def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | N
         "GATEWAY_CATALOG_ADDRESS": f"127.0.0.1:{ports.catalog}",
         "GATEWAY_BLOB_URI": env.get("GATEWAY_BLOB_URI", f"file://{(state_dir / 'blobs').resolve()}"),
     }
-    return [
+    plans = [
         ServicePlan("embedder", "services.embedder.server", f"triton:127.0.0.1:{ports.triton_grpc}", embedder_env),
         ServicePlan("search", "services.search.server", f"127.0.0.1:{ports.search}", search_env),
         ServicePlan("catalog", "services.catalog.server", f"127.0.0.1:{ports.catalog}", catalog_env),
         ServicePlan("gateway", "services.gateway.server", f"127.0.0.1:{ports.gateway}", gateway_env),
     ]
+    for plan in plans:
+        prefix = plan.name.upper() + "_"
+        plan.env.update({key: value for key, value in (extra_env or {}).items() if key.startswith(prefix)})
+    return plans
 
 
 def start_service(plan: ServicePlan, log_dir: Path, detach: bool = False) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ Started once per test run. In CI (CI=true) nothing is skipped: a server that can
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +14,6 @@ import pytest
 from services.suite import RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
 from tests.support.mysql import require_server, temporary_database
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -49,25 +42,15 @@ def import_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def suite(tmp_path_factory: pytest.TempPathFactory, milvus_server: str, mysql_dsn: str, import_root: Path
           ) -> Iterator[RunningSuite]:
     state_dir: Path = tmp_path_factory.mktemp("suite")
-    ports = SuitePorts(gateway=free_port(), search=free_port(), catalog=free_port(), triton_grpc=free_port(),
-                       triton_http=free_port(), triton_metrics=free_port(), gateway_metrics=free_port(),
-                       search_metrics=free_port(), catalog_metrics=free_port())
+    ports = SuitePorts.free()
     overrides = {"CATALOG_DSN": mysql_dsn, "SEARCH_MILVUS_URI": milvus_server, "EMBEDDER_UNTRAINED": "true",
                  "GATEWAY_RECONCILE_GRACE_SECONDS": "5", "GATEWAY_RECONCILE_INTERVAL_SECONDS": "2",
                  "GATEWAY_IMPORT_ROOTS": str(import_root)}
-    plans = plan_suite(state_dir, ports, overrides)
-    plans = [plan.__class__(plan.name, plan.module, plan.health_address, {**plan.env, **_only(overrides, plan)})
-             for plan in plans]
-    running = start_suite(plans, state_dir / "logs", timeout_seconds=600)
+    running = start_suite(plan_suite(state_dir, ports, overrides), state_dir / "logs", timeout_seconds=600)
     try:
         yield running
     finally:
         running.stop()
-
-
-def _only(overrides: dict[str, str], plan) -> dict[str, str]:
-    prefix = plan.name.upper() + "_"
-    return {key: value for key, value in overrides.items() if key.startswith(prefix)}
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ Plaintext stays the default (everything on localhost); TLS is switched on by con
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import grpc
 
 from services.common.errors import PermissionDenied
+from services.common.interception import is_observed, wrap_calls
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger("audiosearch.tls")
@@ -60,24 +62,20 @@ class ClientIdentityInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith("/grpc."):
-            return handler
         method = handler_call_details.method
-        kind = next(name for name in ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-                    if getattr(handler, name) is not None)
-        return handler._replace(**{kind: self._checked(getattr(handler, kind), method)})
+        if handler is None or not is_observed(method):
+            return handler
+        return wrap_calls(handler, lambda context: self._admitted(context, method))
 
-    def _checked(self, behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str) -> Callable[..., Any]:
-        def checked(request: Any, context: grpc.ServicerContext) -> Any:
-            names = peer_names(context)
-            if not names & self._allowed:
-                log.warning("client certificate refused", extra={"method": method, "peer": context.peer(),
-                                                                 "names": sorted(names)})
-                raise PermissionDenied("this service admits only " + ", ".join(sorted(self._allowed)),
-                                       reason="PERMISSION_DENIED")
-            return behaviour(request, context)
-
-        return checked
+    @contextmanager
+    def _admitted(self, context: grpc.ServicerContext, method: str) -> Iterator[None]:
+        names = peer_names(context)
+        if not names & self._allowed:
+            log.warning("client certificate refused", extra={"method": method, "peer": context.peer(),
+                                                             "names": sorted(names)})
+            raise PermissionDenied("this service admits only " + ", ".join(sorted(self._allowed)),
+                                   reason="PERMISSION_DENIED")
+        yield
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,11 @@ server-side for a few seconds, which the catalog sees the same way.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -67,12 +65,6 @@ RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCo
 # Clients reconnect within a second of a restart instead of gRPC's default backoff of up to two minutes.
 CLIENT_OPTIONS = [("grpc.max_reconnect_backoff_ms", 1000), ("grpc.initial_reconnect_backoff_ms", 200)]
 MYSQLD = "/usr/sbin/mariadbd"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # The suite under test, with its own Milvus server and database, and the kills.
@@ -389,16 +381,13 @@ def aftermath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aftermath]:
 
 
 def _start_suite(root: Path, milvus: MilvusServer, mysql: MySQLServer, database: str) -> CrashSuite:
-    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
+    ports = SuitePorts.free()
     overrides = {"CATALOG_DSN": mysql.dsn(database), "SEARCH_MILVUS_URI": milvus.uri, "EMBEDDER_UNTRAINED": "true",
                  "GATEWAY_RECONCILE_GRACE_SECONDS": str(GRACE_S),
                  "GATEWAY_RECONCILE_INTERVAL_SECONDS": str(INTERVAL_S),
                  "GATEWAY_RECONCILE_ORPHAN_INTERVAL_SECONDS": str(ORPHAN_SWEEP_S),
                  "SEARCH_PROBE_INTERVAL_SECONDS": "1", "CATALOG_DB_STARTUP_WAIT_SECONDS": "120"}
-    plans = {}
-    for plan in plan_suite(root / "state", ports, overrides):
-        own = {key: value for key, value in overrides.items() if key.startswith(plan.name.upper() + "_")}
-        plans[plan.name] = ServicePlan(plan.name, plan.module, plan.health_address, {**plan.env, **own})
+    plans = {plan.name: plan for plan in plan_suite(root / "state", ports, overrides)}
     suite = CrashSuite(plans, root / "logs", milvus, mysql, database)
     try:
         for name in ("embedder", "search", "catalog", "gateway"):

@@ -15,7 +15,7 @@ from services.gateway.blobs import (
     media_type,
     open_blob_store,
 )
-from tests.conftest import free_port
+from services.suite import free_port
 
 ID_A, ID_B = "a" * 32, "b" * 32
 

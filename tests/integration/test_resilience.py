@@ -6,7 +6,6 @@ dependencies every half second.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -22,7 +21,6 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from services.common.errors import reason_of
 from services.suite import RunningSuite, SuitePorts, plan_suite, start_service, start_suite, wait_healthy
-from tests.conftest import free_port
 from tests.support import sounds
 from tests.support.gateway import ensure_collection, ingest, ingest_messages
 
@@ -36,7 +34,7 @@ RPC_TIMEOUT_SECONDS = 3.0
 def small(suite, milvus_server, tmp_path_factory) -> Iterator[RunningSuite]:
     state = tmp_path_factory.mktemp("small-suite")
     session_gateway = next(plan for plan in suite.plans if plan.name == "gateway")
-    ports = SuitePorts(**{port.name: free_port() for port in dataclasses.fields(SuitePorts)})
+    ports = SuitePorts.free()
     overrides = {
         "SEARCH_MILVUS_URI": milvus_server,
         "CATALOG_DSN": f"sqlite:///{state / 'catalog.db'}",
@@ -47,9 +45,7 @@ def small(suite, milvus_server, tmp_path_factory) -> Iterator[RunningSuite]:
         "GATEWAY_DEPENDENCY_CHECK_SECONDS": "0.5",
         "GATEWAY_RPC_TIMEOUT_SECONDS": str(RPC_TIMEOUT_SECONDS),
     }
-    plans = [plan.__class__(plan.name, plan.module, plan.health_address,
-                            {**plan.env, **{k: v for k, v in overrides.items() if k.startswith(plan.name.upper())}})
-             for plan in plan_suite(state, ports, overrides) if plan.name != "embedder"]
+    plans = [plan for plan in plan_suite(state, ports, overrides) if plan.name != "embedder"]
     running = start_suite(plans, state / "logs", timeout_seconds=300)
     running.log_dir = state / "logs"
     try:

@@ -10,41 +10,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from services.demo import synth  # noqa: F401 - one generator of test sounds, shared with `make run`
+
 RATE = 44_100
-
-
-def synth(kind: str, seconds: float = 4.0, rate: int = RATE, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    if kind == "siren":
-        signal = np.sin(2 * np.pi * (700 + 300 * np.sin(2 * np.pi * 0.5 * t)) * t)
-    elif kind == "drums":
-        signal = np.zeros_like(t)
-        for beat in np.arange(0, seconds, 0.25):
-            start = int(beat * rate)
-            hit = rng.standard_normal(2000) * np.exp(-np.arange(2000) / 300)
-            signal[start : start + 2000] += hit[: len(signal) - start]
-    elif kind == "chord":
-        signal = sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)) / 3
-    elif kind == "chirp":
-        signal = np.sin(2 * np.pi * (200 * t + 900 * t**2))
-    elif kind == "rain":
-        signal = np.convolve(rng.standard_normal(len(t)), np.ones(8) / 8, mode="same")
-    elif kind == "morse":
-        signal = np.sin(2 * np.pi * 880 * t) * (np.sin(2 * np.pi * 3 * t) > 0.3)
-    elif kind == "hum":
-        signal = sum(np.sin(2 * np.pi * 50 * k * t) / k for k in range(1, 8)) + 0.05 * rng.standard_normal(len(t))
-    elif kind == "birds":
-        signal = np.zeros_like(t)
-        for start in rng.uniform(0, seconds - 0.2, 12):
-            n = int(0.15 * rate)
-            tt = np.arange(n) / rate
-            chirp = np.sin(2 * np.pi * (3000 + 8000 * tt) * tt) * np.hanning(n)
-            index = int(start * rate)
-            signal[index : index + n] += chirp
-    else:
-        raise ValueError(kind)
-    return (0.4 * signal / np.max(np.abs(signal))).astype(np.float32)
 
 
 KINDS = ["siren", "drums", "chord", "chirp", "rain", "morse", "hum", "birds"]

@@ -12,9 +12,9 @@ import pytest
 import uvicorn
 
 from services.common.channels import open_channel
+from services.suite import free_port
 from services.web.app import create_app
 from services.web.settings import WebSettings
-from tests.conftest import free_port
 
 
 class WebServer:
