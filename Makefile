@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE_DIR ?= var
 APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grpc-dev golang-google-protobuf-dev \
 	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
-	default-jdk-headless nodejs npm libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
+	libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
 	libjsr305-java liberror-prone-java libgeronimo-annotation-1.3-spec-java golang-google-genproto-dev \
 	golang-github-gogo-googleapis-dev chromium
 BUF := build/tools/node_modules/.bin/buf
@@ -35,8 +35,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed
 
+# A JDK or Node.js installed from outside Debian (e.g. nodesource's nodejs, which ships npm) already serves,
+# and asking apt for Debian's own would conflict with it.
 system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done; \
+	  command -v javac >/dev/null || echo default-jdk-headless; command -v npm >/dev/null || echo nodejs npm); \
 	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
