@@ -40,12 +40,13 @@ RATE = 32_000
 STAGES = ("decode", "embed", "search", "catalog")
 
 
-def import_sounds(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[Path]) -> pb.ImportProgress:
+def import_sounds(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[Path],
+                  collection: str = COLLECTION) -> pb.ImportProgress:
     with contextlib.suppress(grpc.RpcError):
-        client.CreateCollection(pb.CreateCollectionRequest(name=COLLECTION))
+        client.CreateCollection(pb.CreateCollectionRequest(name=collection))
 
     def messages() -> Iterator[pb.ImportAudioRequest]:
-        yield pb.ImportAudioRequest(header=pb.ImportAudioHeader(collection=COLLECTION))
+        yield pb.ImportAudioRequest(header=pb.ImportAudioHeader(collection=collection))
         for path in files:
             yield pb.ImportAudioRequest(file=pb.ImportFileHeader(name=path.name))
             yield pb.ImportAudioRequest(chunk=path.read_bytes())

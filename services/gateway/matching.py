@@ -1,16 +1,18 @@
 """Turning segment hits into matches per recording, with where they sit in the reference and the query.
 
 Segments of the query that line up in time with segments of one recording vote together: each hit proposes
-an offset (reference start - query start). For every recording the offset whose agreeing hits (the best one per
-query segment, within a tolerance) have the largest summed score wins; that group is the match. Its offset is
+an offset (reference start - query start). Queries are cut at a finer hop than recordings, so several query
+segments reach each stored one, and the best-aligned of them speaks for it. For every recording the offset whose
+agreeing hits (the best one per stored segment, within a tolerance) have the largest summed score wins; that group
+is the match. Its offset is
 then refined from its best-aligned hits, and the ranges follow from it: the query range is the span of the
 group's query segments, the reference range that span moved by the offset, both cut to where the recording has
 content (a sound that starts inside the query starts at reference 0, not before).
 
-The score is the mean similarity over every query segment that the alignment puts inside the recording, not
-only over those that found their partner: a segment whose aligned partner is not among its hits counts with
-the lowest score it was returned (an upper bound of the missing one). So one lucky window of a recording cannot
-outscore a recording that lines up with the whole query.
+The score is the mean similarity over every stored segment that the alignment puts under the query, not only
+over those that were found: a stored segment missing from the hits counts with the lowest score its aligned query
+segment was returned (an upper bound of the missing one). So one lucky window of a recording cannot outscore a
+recording that lines up with the whole query.
 """
 
 from __future__ import annotations
@@ -46,55 +48,72 @@ class RecordingMatch:
 
 
 def aggregate_matches(
-    hits: list[SegmentHit], query_segments: list[QuerySegment], offset_tolerance: float
+    hits: list[SegmentHit], query_segments: list[QuerySegment], offset_tolerance: float, reference_hop: float
 ) -> list[RecordingMatch]:
-    """One match per recording, best first."""
+    """One match per recording, best first. `reference_hop` is the stored segments' hop."""
     by_recording: dict[str, list[SegmentHit]] = defaultdict(list)
     lowest: dict[int, float] = {}
     for hit in hits:
         by_recording[hit.audio_id].append(hit)
         lowest[hit.query_index] = min(hit.score, lowest.get(hit.query_index, hit.score))
-    matches = [_best_alignment(audio_id, recording_hits, query_segments, offset_tolerance, lowest)
+    matches = [_best_alignment(audio_id, recording_hits, query_segments, offset_tolerance, reference_hop, lowest)
                for audio_id, recording_hits in by_recording.items()]
     return sorted(matches, key=lambda match: (-match.score, -match.matched_segments, match.audio_id))
 
 
 def _best_alignment(
     audio_id: str, hits: list[SegmentHit], query_segments: list[QuerySegment], tolerance: float,
-    lowest: dict[int, float],
+    reference_hop: float, lowest: dict[int, float],
 ) -> RecordingMatch:
-    query_index = np.array([hit.query_index for hit in hits])
+    query_starts = np.array([segment.start for segment in query_segments])
+    reference_starts = np.array([hit.reference_start for hit in hits])
     scores = np.array([hit.score for hit in hits])
-    offsets = np.array([hit.reference_start - query_segments[hit.query_index].start for hit in hits])
+    offsets = reference_starts - query_starts[[hit.query_index for hit in hits]]
     candidates = np.unique(np.round(offsets, 3))
-    # agree[c, h]: hit h votes for candidate offset c; per candidate keep each query segment's best vote.
+    # agree[c, h]: hit h votes for candidate offset c; per candidate keep each reference segment's best vote
+    # (queries are cut finer than recordings, so several query windows reach one stored window; the best-aligned
+    # one speaks for it).
     agree = np.abs(offsets[None, :] - candidates[:, None]) <= tolerance + 1e-9
-    segments = np.unique(query_index)
-    best = np.full((len(candidates), len(segments)), -np.inf)
-    column = np.searchsorted(segments, query_index)
+    references, column = np.unique(reference_starts, return_inverse=True)
+    best = np.full((len(candidates), len(references)), -np.inf)
     rows, voters = np.nonzero(agree)
     np.maximum.at(best, (rows, column[voters]), scores[voters])
     support = np.where(np.isfinite(best), best, 0.0).sum(axis=1)
-    winner = int(np.argmax(support))
-    group = _group(hits, agree[winner], scores)
-    offset = _refined_offset(group, query_segments)
-    # Query segments the alignment puts on the recording's segments seen in the hits, matched or not.
-    starts = [hit.reference_start for hit in hits]
-    inside = {index for index, segment in enumerate(query_segments)
-              if min(starts) - tolerance <= segment.start + offset <= max(starts) + tolerance}
-    missing = [index for index in inside - {hit.query_index for hit in group} if index in lowest]
-    score = (sum(hit.score for hit in group) + sum(lowest[index] for index in missing)) / (len(group) + len(missing))
+    group = _group(hits, agree[int(np.argmax(support))])
+    offset = _refined_offset(group, query_starts)
+    missing = _missing_scores(group, references, offset, query_starts, tolerance, reference_hop, lowest)
+    score = (sum(hit.score for hit in group) + sum(missing)) / (len(group) + len(missing))
     return _match(audio_id, group, query_segments, offset, score)
 
 
-def _group(hits: list[SegmentHit], votes: np.ndarray, scores: np.ndarray) -> list[SegmentHit]:
-    """The best agreeing hit of each query segment."""
-    best: dict[int, SegmentHit] = {}
+def _missing_scores(
+    group: list[SegmentHit], references: np.ndarray, offset: float, query_starts: np.ndarray, tolerance: float,
+    reference_hop: float, lowest: dict[int, float],
+) -> list[float]:
+    """For each stored window between the recording's first and last seen ones that the alignment puts under a
+    query window but that is not in the group: the lowest score that query window was returned."""
+    grid = np.arange(np.ceil(references[0] / reference_hop - 1e-9), np.floor(references[-1] / reference_hop + 1e-9)
+                     + 1) * reference_hop
+    expected = np.unique(np.concatenate([references, grid]))
+    matched = np.array([hit.reference_start for hit in group])
+    scores: list[float] = []
+    for start in expected:
+        if np.min(np.abs(matched - start)) <= 1e-6:
+            continue
+        nearest = int(np.argmin(np.abs(query_starts - (start - offset))))
+        if abs(query_starts[nearest] - (start - offset)) <= tolerance + 1e-9 and nearest in lowest:
+            scores.append(lowest[nearest])
+    return scores
+
+
+def _group(hits: list[SegmentHit], votes: np.ndarray) -> list[SegmentHit]:
+    """The best agreeing hit of each reference segment."""
+    best: dict[float, SegmentHit] = {}
     for index in np.flatnonzero(votes):
         hit = hits[index]
-        current = best.get(hit.query_index)
+        current = best.get(hit.reference_start)
         if current is None or hit.score > current.score:
-            best[hit.query_index] = hit
+            best[hit.reference_start] = hit
     return list(best.values())
 
 
@@ -117,8 +136,8 @@ def _match(audio_id: str, group: list[SegmentHit], query_segments: list[QuerySeg
     )
 
 
-def _refined_offset(group: list[SegmentHit], query_segments: list[QuerySegment]) -> float:
+def _refined_offset(group: list[SegmentHit], query_starts: np.ndarray) -> float:
     """The offset of the best-aligned hits: those within a hair of the group's best score."""
     top = max(hit.score for hit in group)
     near = [hit for hit in group if hit.score >= top - 0.01]
-    return float(np.median([hit.reference_start - query_segments[hit.query_index].start for hit in near]))
+    return float(np.median([hit.reference_start - query_starts[hit.query_index] for hit in near]))

@@ -11,7 +11,7 @@ from services.common.audio import AudioError, AudioLimits, DecodedAudio, decode_
 from services.common.errors import InvalidArgument
 from services.common.labels import top_labels
 from services.gateway.embedder_client import EmbedderClient, Embeddings
-from services.gateway.segments import Segments, cut_segments, normalise_loudness
+from services.gateway.segments import Segments, cut_segments, normalise_loudness, query_hop_seconds
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,12 @@ class AudioPipeline:
         except AudioError as error:
             raise InvalidArgument(str(error), reason=error.reason) from error
 
-    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig) -> EmbeddedAudio:
-        segments = cut_segments(audio.samples, audio.sample_rate_hz,
-                                segment_config.window_seconds, segment_config.hop_seconds)
+    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig, as_query: bool = False
+              ) -> EmbeddedAudio:
+        """Windows at the collection's hop for storing, or at the finer query hop for searching."""
+        hop = segment_config.hop_seconds
+        if as_query:
+            hop = query_hop_seconds(segment_config.window_seconds, hop)
+        segments = cut_segments(audio.samples, audio.sample_rate_hz, segment_config.window_seconds, hop)
         embeddings = self._embedder.embed(normalise_loudness(segments.windows))
         return EmbeddedAudio(audio, segments, embeddings)

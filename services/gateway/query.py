@@ -11,6 +11,7 @@ from services.gateway import metrics, validation
 from services.gateway.backends import Backends
 from services.gateway.matching import QuerySegment, RecordingMatch, SegmentHit, aggregate_matches
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio, to_tags
+from services.gateway.segments import query_hop_seconds
 from services.gateway.settings import GatewaySettings
 from services.gateway.stages import stage
 
@@ -46,7 +47,7 @@ class Query:
             decoded = self._pipeline.decode(data, collection.model.sample_rate_hz,
                                             self._settings.max_query_duration_seconds)
         with stage("search", "embed"):
-            return self._pipeline.embed(decoded, collection.segment_config)
+            return self._pipeline.embed(decoded, collection.segment_config, as_query=True)
 
     def match(
         self, collection: pb.Collection, embedded: EmbeddedAudio, top_k: int, threshold: float,
@@ -75,7 +76,10 @@ class Query:
             hits = self._segment_hits(collection.name, vectors, candidates or [], top_k)
         if excluded:
             hits = _without(hits, excluded[0])
-        return aggregate_matches(hits, query_segments, collection.segment_config.hop_seconds * 0.75)
+        config = collection.segment_config
+        return aggregate_matches(hits, query_segments,
+                                 query_hop_seconds(config.window_seconds, config.hop_seconds) * 0.75,
+                                 config.hop_seconds)
 
     def tag(self, data: bytes, sample_rate_hz: int, segment_config: pb.SegmentConfig, top_k: int
             ) -> pb.TagAudioResponse:

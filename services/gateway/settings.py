@@ -40,7 +40,7 @@ class GatewaySettings(ServiceSettings):
     internal_tls_key_file: FilePath | None = None
     internal_tls_server_name: str = ""
     default_window_seconds: float = Field(default=2.0, ge=1.0, le=10.0)
-    default_hop_seconds: float = Field(default=1.0, ge=0.25, le=10.0)
+    default_hop_seconds: float = Field(default=2.0, ge=0.25, le=10.0)
     default_score_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
     tags_per_recording: int = Field(default=5, ge=1, le=527)
     tag_floor: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -93,7 +93,7 @@ class NewCollection(BaseModel):
                       examples=["library"])
     description: str = ""
     window_seconds: float = Field(default=0.0, ge=0.0, description="0 takes the default (2 s)")
-    hop_seconds: float = Field(default=0.0, ge=0.0, description="0 takes the default (1 s)")
+    hop_seconds: float = Field(default=0.0, ge=0.0, description="0 takes the default (2 s)")
     score_threshold: float = Field(default=0.0, description="0 takes the default")
 
 

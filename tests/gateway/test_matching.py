@@ -10,7 +10,7 @@ def test_aligned_segments_vote_together_and_give_the_reference_range():
     hits = [SegmentHit(i, "a", 60.0 + i, 62.0 + i, 0.9) for i in range(4)]
     hits += [SegmentHit(0, "b", 10.0, 12.0, 0.95)]
     hits += [SegmentHit(i, "a", 5.0 + 3 * i, 7.0 + 3 * i, 0.6) for i in range(4)]
-    matches = aggregate_matches(hits, QUERY, offset_tolerance=0.75)
+    matches = aggregate_matches(hits, QUERY, offset_tolerance=0.75, reference_hop=1.0)
     best_a = next(m for m in matches if m.audio_id == "a")
     assert best_a.reference_range == (60.0, 65.0)
     assert best_a.query_range == (0.0, 5.0)
@@ -21,14 +21,14 @@ def test_aligned_segments_vote_together_and_give_the_reference_range():
 def test_two_sounds_in_one_query_each_get_their_own_query_range():
     hits = [SegmentHit(0, "a", 0.0, 2.0, 0.97), SegmentHit(1, "a", 1.0, 3.0, 0.96),
             SegmentHit(2, "b", 0.0, 2.0, 0.95), SegmentHit(3, "b", 1.0, 3.0, 0.94)]
-    matches = {m.audio_id: m for m in aggregate_matches(hits, QUERY, offset_tolerance=0.75)}
+    matches = {m.audio_id: m for m in aggregate_matches(hits, QUERY, offset_tolerance=0.75, reference_hop=1.0)}
     assert matches["a"].query_range == (0.0, 3.0)
     assert matches["b"].query_range == (2.0, 5.0)
 
 
 def test_matches_are_sorted_best_first():
     hits = [SegmentHit(0, "weak", 0.0, 2.0, 0.4), SegmentHit(0, "strong", 0.0, 2.0, 0.99)]
-    assert [m.audio_id for m in aggregate_matches(hits, QUERY, 0.75)] == ["strong", "weak"]
+    assert [m.audio_id for m in aggregate_matches(hits, QUERY, 0.75, 1.0)] == ["strong", "weak"]
 
 
 def test_the_offset_comes_from_the_best_aligned_hits_and_both_ranges_follow_it():
@@ -36,7 +36,7 @@ def test_the_offset_comes_from_the_best_aligned_hits_and_both_ranges_follow_it()
     hits = [SegmentHit(0, "long", 102.0, 104.0, 0.97), SegmentHit(1, "long", 103.0, 105.0, 0.96),
             SegmentHit(2, "long", 104.0, 106.0, 0.98), SegmentHit(3, "long", 105.0, 107.0, 0.97),
             SegmentHit(0, "long", 101.0, 103.0, 0.90), SegmentHit(3, "long", 104.0, 106.0, 0.91)]
-    match = aggregate_matches(hits, QUERY, offset_tolerance=0.75)[0]
+    match = aggregate_matches(hits, QUERY, offset_tolerance=0.75, reference_hop=1.0)[0]
     assert match.matched_segments == 4
     assert match.reference_range == (102.0, 107.0)
     assert match.query_range == (0.0, 5.0)
@@ -48,7 +48,7 @@ def test_a_short_sound_inside_a_longer_query_is_placed_where_it_starts():
     query = [QuerySegment(float(s), float(s) + 2.0) for s in range(5)]
     hits = [SegmentHit(2, "click", 0.0, 0.8, 0.93), SegmentHit(3, "click", 0.0, 0.8, 0.95),
             SegmentHit(0, "click", 0.0, 0.8, 0.40)]
-    match = aggregate_matches(hits, query, offset_tolerance=0.75)[0]
+    match = aggregate_matches(hits, query, offset_tolerance=0.75, reference_hop=1.0)[0]
     assert match.reference_range == (0.0, 0.8)
     assert match.query_range == (3.0, 3.8)
 
@@ -58,6 +58,39 @@ def test_a_query_longer_than_the_recording_is_cut_to_the_recording():
     query = [QuerySegment(float(s), float(s) + 2.0) for s in range(5)]
     hits = [SegmentHit(1, "a", 0.0, 2.0, 0.95), SegmentHit(2, "a", 1.0, 3.0, 0.96), SegmentHit(3, "a", 2.0, 4.0, 0.95),
             SegmentHit(0, "a", 0.0, 2.0, 0.70), SegmentHit(4, "a", 2.0, 4.0, 0.72)]
-    match = aggregate_matches(hits, query, offset_tolerance=0.75)[0]
+    match = aggregate_matches(hits, query, offset_tolerance=0.75, reference_hop=1.0)[0]
     assert match.reference_range == (0.0, 4.0)
     assert match.query_range == (1.0, 5.0)
+
+
+QUARTER_HOP_QUERY = [QuerySegment(s * 0.5, s * 0.5 + 2.0) for s in range(7)]  # a 5 s query cut at a 0.5 s hop
+
+
+def test_with_a_finer_query_hop_the_best_aligned_query_window_speaks_for_each_stored_window():
+    # Stored windows every 2 s (hop = window); the excerpt starts at 10.4 s. Query windows at 0.5 and 2.5 s land
+    # 0.1 s from stored windows at 11 and 13 s and score best; their neighbours, 0.4 s off, score less.
+    hits = [SegmentHit(1, "long", 11.0, 13.0, 0.97), SegmentHit(5, "long", 13.0, 15.0, 0.96),
+            SegmentHit(0, "long", 11.0, 13.0, 0.85), SegmentHit(2, "long", 11.0, 13.0, 0.84),
+            SegmentHit(4, "long", 13.0, 15.0, 0.86), SegmentHit(6, "long", 13.0, 15.0, 0.83),
+            SegmentHit(0, "other", 4.0, 6.0, 0.90)]
+    matches = aggregate_matches(hits, QUARTER_HOP_QUERY, offset_tolerance=0.375, reference_hop=2.0)
+    match = matches[0]
+    assert match.audio_id == "long"
+    assert match.matched_segments == 2
+    assert match.score == pytest.approx((0.97 + 0.96) / 2)
+    assert match.reference_range[0] == pytest.approx(11.0)
+    assert match.query_range[0] == pytest.approx(0.5)
+
+
+def test_a_stored_window_under_the_query_but_missing_from_the_hits_counts_at_the_lowest_score():
+    # Stored windows at 20, 22, 24 s; the one at 22 s was not returned for its aligned query window (index 4).
+    hits = [SegmentHit(0, "a", 20.0, 22.0, 0.95), SegmentHit(4, "a", 30.0, 32.0, 0.30),
+            SegmentHit(4, "b", 0.0, 2.0, 0.50), SegmentHit(2, "a", 24.0, 26.0, 0.93)]
+    query = [QuerySegment(s * 0.5, s * 0.5 + 2.0) for s in range(9)]
+    match = next(m for m in aggregate_matches(hits, query, offset_tolerance=0.375, reference_hop=2.0)
+                 if m.audio_id == "a")
+    # Offset 20 s wins with the window at 20 s alone (24 s was hit at offset 23). The grid puts a window at 22 s
+    # under query window 4 (2 s): it counts at that query window's lowest score, 0.30. The one at 24 s sits under
+    # query window 8, which found nothing at all, so it cannot be scored and is left out.
+    assert match.matched_segments == 1
+    assert match.score == pytest.approx((0.95 + 0.30) / 2)

@@ -1,0 +1,318 @@
+"""Load test: concurrent clients mixing search, ingest and delete against one suite for minutes on end.
+
+    python -m bench.load [--sounds DIR] [--clients 16] [--minutes 10] [--search-share 0.7]
+                         [--interval 30] [--gateway ADDR --pids PID...] [--json [FILE]]
+
+Starts its own suite (Milvus Lite, SQLite, Triton; as `make run`) unless --gateway is given, seeds a collection
+with real sounds, then runs `--clients` clients, each one call at a time and on its own connection, until the time
+is up. A call is a search (a 5 s excerpt of a seeded sound, `--search-share` of the calls) or an ingest of a fresh
+recording (a dev sound at a random gain and in a random format, so no two uploads are the same bytes); each client
+deletes its oldest own recording once it holds more than KEPT_PER_CLIENT, so the collection stays the same size
+and memory has no reason to grow.
+
+Per interval it prints the calls, p50 and p99 latency per kind and the resident memory of every service (the
+process and its children: the embedder counts tritonserver and its Python-backend stubs). At the end: errors by
+status (RESOURCE_EXHAUSTED is the gateway's deliberate load shedding and is counted apart), and each service's
+memory growth from the end of the warm-up to the end. Exits 1 when any other error occurred or memory grew more
+than MEMORY_GROWTH_LIMIT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+import soundfile
+
+from audiosearch.v1 import audiosearch_pb2 as pb
+from audiosearch.v1 import audiosearch_pb2_grpc
+from bench.search_latency import import_sounds, make_queries
+from bench.support import DEFAULT_SOUNDS, emit, machine, own_suite, percentiles, shared_load_note, sound_files
+from services.common.audio import AudioError, decode_audio
+
+COLLECTION = "bench_load"
+RATE = 32_000
+KEPT_PER_CLIENT = 4
+MEMORY_GROWTH_LIMIT = 0.10
+UPLOAD_FORMATS = (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"))
+CHUNK_BYTES = 256 * 1024
+SHED_BACKOFF_SECONDS = (0.2, 0.6)
+
+
+@dataclass
+class Call:
+    finished: float  # seconds since the start of the run
+    kind: str
+    latency_ms: float
+    code: str
+
+
+@dataclass
+class Ledger:
+    calls: list[Call] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, call: Call) -> None:
+        with self.lock:
+            self.calls.append(call)
+
+    def between(self, start: float, end: float) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if start <= call.finished < end]
+
+
+def rss_bytes(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children[parent].append(int(entry))
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        pending.extend(children.get(pid, []))
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def upload_pool(files: list[Path], count: int, seed: int) -> list[np.ndarray]:
+    """Decoded dev sounds (32 kHz mono) that the ingest calls re-encode with a fresh gain each time."""
+    rng = random.Random(seed)
+    pool: list[np.ndarray] = []
+    for path in rng.sample(files, min(len(files), count * 2)):
+        with contextlib.suppress(AudioError):
+            pool.append(decode_audio(path.read_bytes(), RATE).samples)
+        if len(pool) == count:
+            break
+    return pool
+
+
+def fresh_upload(samples: np.ndarray, rng: random.Random) -> bytes:
+    peak = float(np.max(np.abs(samples))) or 1.0
+    gain = rng.uniform(0.3, 0.9) / peak
+    file_format, subtype = rng.choice(UPLOAD_FORMATS)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples * gain, RATE, format=file_format, subtype=subtype)
+    return buffer.getvalue()
+
+
+def ingest_messages(data: bytes, name: str) -> Iterator[pb.IngestAudioRequest]:
+    yield pb.IngestAudioRequest(header=pb.IngestAudioHeader(collection=COLLECTION, name=name,
+                                                            metadata={"source": "bench.load"}))
+    for start in range(0, len(data), CHUNK_BYTES):
+        yield pb.IngestAudioRequest(chunk=data[start:start + CHUNK_BYTES])
+
+
+class Client:
+    def __init__(self, index: int, gateway: str, queries: list[bytes], pool: list[np.ndarray],
+                 search_share: float, ledger: Ledger, started: float, seed: int) -> None:
+        self._index = index
+        self._channel = grpc.insecure_channel(gateway)
+        self._stub = audiosearch_pb2_grpc.AudioSearchServiceStub(self._channel)
+        self._queries = queries
+        self._pool = pool
+        self._search_share = search_share
+        self._ledger = ledger
+        self._started = started
+        self._rng = random.Random(seed * 1000 + index)
+        self._own: collections.deque[str] = collections.deque()
+        self._uploads = 0
+
+    def run(self, deadline: float) -> None:
+        try:
+            while time.monotonic() < deadline:
+                if self._rng.random() < self._search_share:
+                    self._call("search", self._search)
+                else:
+                    self._call("ingest", self._ingest)
+                    if len(self._own) > KEPT_PER_CLIENT:
+                        self._call("delete", self._delete)
+        finally:
+            self._channel.close()
+
+    def _call(self, kind: str, action: object) -> None:
+        began = time.monotonic()
+        code = "OK"
+        try:
+            action()  # type: ignore[operator]
+        except grpc.RpcError as error:
+            code = error.code().name
+        finished = time.monotonic()
+        self._ledger.add(Call(finished - self._started, kind, (finished - began) * 1000, code))
+        if code == "RESOURCE_EXHAUSTED":
+            time.sleep(self._rng.uniform(*SHED_BACKOFF_SECONDS))
+
+    def _search(self) -> None:
+        query = self._rng.choice(self._queries)
+        self._stub.SearchAudio(pb.SearchAudioRequest(collection=COLLECTION, audio_content=query, top_k=10),
+                               timeout=120)
+
+    def _ingest(self) -> None:
+        self._uploads += 1
+        data = fresh_upload(self._rng.choice(self._pool), self._rng)
+        reply = self._stub.IngestAudio(ingest_messages(data, f"load-{self._index}-{self._uploads}"), timeout=120)
+        self._own.append(reply.audio.id)
+
+    def _delete(self) -> None:
+        self._stub.DeleteAudio(pb.DeleteAudioRequest(collection=COLLECTION, audio_id=self._own[0]), timeout=60)
+        self._own.popleft()
+
+
+def interval_row(ledger: Ledger, start: float, end: float, memory: dict[str, int]) -> dict:
+    calls = ledger.between(start, end)
+    row: dict = {"end_seconds": round(end), "calls": len(calls),
+                 "errors": sum(call.code not in ("OK", "RESOURCE_EXHAUSTED") for call in calls),
+                 "shed": sum(call.code == "RESOURCE_EXHAUSTED" for call in calls),
+                 "rss_mb": {name: round(value / 2**20) for name, value in memory.items()}}
+    for kind in ("search", "ingest", "delete"):
+        row[kind] = percentiles([call.latency_ms for call in calls if call.kind == kind and call.code == "OK"])
+    return row
+
+
+def print_row(row: dict, services: list[str]) -> None:
+    def cell(kind: str) -> str:
+        value = row[kind]
+        return f"{value['p50']:.0f}/{value['p99']:.0f}" if value else "-"
+
+    memory = " ".join(f"{row['rss_mb'][name]:6d}" for name in services)
+    print(f"{row['end_seconds']:6d} {row['calls']:6d} {row['errors']:4d} {row['shed']:5d} {cell('search'):>12s} "
+          f"{cell('ingest'):>12s} {cell('delete'):>10s}  {memory}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace, gateway: str, service_pids: dict[str, int]) -> dict:
+    files = sound_files(args.sounds)
+    seeded = sorted(random.Random(args.seed).sample(files, min(args.seed_sounds, len(files))))
+    print(f"seeding the collection with {len(seeded)} sounds ...", file=sys.stderr)
+    summary = import_sounds(audiosearch_pb2_grpc.AudioSearchServiceStub(grpc.insecure_channel(gateway)), seeded,
+                            COLLECTION)
+    queries = make_queries(seeded, 32, args.seed)
+    pool = upload_pool(files, 48, args.seed)
+    services = sorted(service_pids)
+    before = machine()
+    ledger = Ledger()
+    started = time.monotonic()
+    deadline = started + args.minutes * 60
+    clients = [Client(index, gateway, queries, pool, args.search_share, ledger, started, args.seed)
+               for index in range(args.clients)]
+    threads = [threading.Thread(target=client.run, args=(deadline,), daemon=True) for client in clients]
+    for thread in threads:
+        thread.start()
+    print(f"{'t(s)':>6s} {'calls':>6s} {'err':>4s} {'shed':>5s} {'search p50/99':>12s} {'ingest p50/99':>12s} "
+          f"{'delete':>10s}  " + " ".join(f"{name[:6]:>6s}" for name in services) + "  (RSS MB)",
+          file=sys.stderr)
+    rows: list[dict] = []
+    window_start = 0.0
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(min(args.interval, max(0.5, deadline - time.monotonic() + 0.5)))
+        now = time.monotonic() - started
+        if now - window_start < args.interval and any(thread.is_alive() for thread in threads):
+            continue
+        rows.append(interval_row(ledger, window_start, now,
+                                 {name: rss_bytes(pid) for name, pid in service_pids.items()}))
+        print_row(rows[-1], services)
+        window_start = now
+    for thread in threads:
+        thread.join()
+    rows.append(interval_row(ledger, window_start, float("inf"),
+                             {name: rss_bytes(pid) for name, pid in service_pids.items()}))
+    return summarise(args, ledger, rows, services, summary, before)
+
+
+def summarise(args: argparse.Namespace, ledger: Ledger, rows: list[dict], services: list[str],
+              seeded: pb.ImportProgress, before: dict) -> dict:
+    calls = ledger.calls
+    codes = collections.Counter(call.code for call in calls)
+    warm = next((row for row in rows if row["end_seconds"] >= args.warmup_seconds), rows[0])
+    last = rows[-1]
+    growth = {name: {"after_warmup_mb": warm["rss_mb"][name], "end_mb": last["rss_mb"][name],
+                     "growth": (last["rss_mb"][name] - warm["rss_mb"][name]) / max(warm["rss_mb"][name], 1)}
+              for name in services}
+    errors = sum(count for code, count in codes.items() if code not in ("OK", "RESOURCE_EXHAUSTED"))
+    wall = max(call.finished for call in calls) if calls else 0.0
+    result = {
+        "clients": args.clients, "minutes": args.minutes, "search_share": args.search_share,
+        "seeded": {"files": seeded.files_ingested + seeded.files_already_existed,
+                   "audio_seconds": seeded.audio_seconds},
+        "calls": len(calls), "calls_per_second": len(calls) / wall if wall else 0.0,
+        "codes": dict(codes), "errors": errors,
+        "by_kind": {kind: {"calls": sum(call.kind == kind for call in calls),
+                           **percentiles([call.latency_ms for call in calls
+                                          if call.kind == kind and call.code == "OK"])}
+                    for kind in ("search", "ingest", "delete")},
+        "intervals": rows, "memory": growth, "machine_before": before, "machine_after": machine(),
+    }
+    result["passed"] = errors == 0 and all(item["growth"] <= MEMORY_GROWTH_LIMIT for item in growth.values())
+    result["load_note"] = shared_load_note(before, result["machine_after"])
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['clients']} clients for {result['minutes']:g} min, {result['search_share']:.0%} searches; "
+             f"collection seeded with {result['seeded']['files']} sounds "
+             f"({result['seeded']['audio_seconds']:.0f} s audio)",
+             f"calls: {result['calls']} ({result['calls_per_second']:.2f}/s); by status: "
+             + ", ".join(f"{code} {count}" for code, count in sorted(result["codes"].items())),
+             f"errors other than RESOURCE_EXHAUSTED: {result['errors']}",
+             f"{'kind':8s} {'calls':>6s} {'p50 ms':>8s} {'p99 ms':>8s}"]
+    for kind, figures in result["by_kind"].items():
+        lines.append(f"{kind:8s} {figures['calls']:6d} {figures.get('p50', 0):8.0f} {figures.get('p99', 0):8.0f}")
+    lines.append("p99 over time (s: search / ingest ms): " + ", ".join(
+        f"{row['end_seconds']}: {row['search'].get('p99', 0):.0f} / {row['ingest'].get('p99', 0):.0f}"
+        for row in result["intervals"]))
+    lines.append(f"memory (RSS MB) after warm-up -> end, limit +{MEMORY_GROWTH_LIMIT:.0%}:")
+    for name, item in result["memory"].items():
+        lines.append(f"  {name:9s} {item['after_warmup_mb']:6d} -> {item['end_mb']:6d} ({item['growth']:+.1%})")
+    lines.append("PASSED" if result["passed"] else "FAILED")
+    lines.append(result["load_note"])
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--search-share", type=float, default=0.7, help="share of calls that search (0.7)")
+    parser.add_argument("--seed-sounds", type=int, default=60, help="sounds in the collection before the load")
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds per reported interval")
+    parser.add_argument("--warmup-seconds", type=float, default=120.0, help="memory is compared from here on")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gateway", help="a running gateway to use instead of starting a suite")
+    parser.add_argument("--pids", nargs="*", default=[], metavar="NAME=PID",
+                        help="with --gateway: the services whose memory to watch")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
+    args = parser.parse_args()
+    if args.gateway:
+        pids = {name: int(pid) for name, pid in (item.split("=", 1) for item in args.pids)}
+        result = run(args, args.gateway, pids)
+    else:
+        with own_suite() as bench:
+            pids = {plan.name: process.pid for plan, process in zip(bench.suite.plans, bench.suite.processes,
+                                                                   strict=True)}
+            result = run(args, bench.gateway, pids)
+    emit(table(result), result, args.json)
+    sys.exit(0 if result["passed"] else 1)
+
+
+if __name__ == "__main__":
+    main()
