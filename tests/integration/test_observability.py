@@ -14,6 +14,7 @@ import grpc
 import pytest
 
 from audiosearch.v1 import audiosearch_pb2 as pb
+from services.gateway.segments import cut_segments, query_hop_seconds
 from services.suite import RunningSuite
 from tests.deploy.test_monitoring import used_series
 from tests.support import sounds
@@ -74,8 +75,11 @@ def test_every_services_metrics_move_with_an_ingest_and_a_search(suite, client) 
 
     assert not ingested.already_existed
     assert found.matches[0].audio.id == ingested.audio.id
-    windows = ingested.audio.segment_count  # the search cuts the same clip into as many windows
-    expected_inferences = windows * 2
+    stored_windows = ingested.audio.segment_count
+    # The search cuts the clip at the finer query hop: 2 s windows every 0.5 s over 5 s.
+    query_windows = len(cut_segments(clip, sounds.RATE, 2.0, query_hop_seconds(2.0, 2.0)))
+    assert (stored_windows, query_windows) == (3, 7)
+    expected_inferences = stored_windows + query_windows
 
     def triton_delta(name: str) -> float:
         return (value(scrape(urls["embedder"]), name, model="panns_cnn14")
@@ -95,7 +99,7 @@ def test_every_services_metrics_move_with_an_ingest_and_a_search(suite, client) 
     assert delta("gateway", "audiosearch_ingests_total", outcome="created") == 1
     assert delta("gateway", "audiosearch_embed_batch_size_sum") == expected_inferences
     assert delta("gateway", "audiosearch_embed_request_duration_seconds_count") >= 2
-    assert delta("gateway", "audiosearch_search_query_segments_sum") == windows
+    assert delta("gateway", "audiosearch_search_query_segments_sum") == query_windows
     assert value(after["gateway"], "audiosearch_ingests_in_progress") == 0
     assert value(after["gateway"], "audiosearch_ingest_slots") >= 1
 
