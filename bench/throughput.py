@@ -15,8 +15,8 @@ In one run, on the same machine:
 
 (a) and (b) include decoding and run for --budget seconds each over the files in a seeded order; (c) runs over
 every file (or --limit of them). Rates are "audio s/s" (the files' decoded duration per wall second) and
-"model-input s/s" (seconds of waveform the model saw: the gateway embeds overlapping 2 s windows with a 1 s hop,
-about twice the audio, and loops sounds shorter than a window to fill it). For (c) it also reads the gateway's
+"model-input s/s" (seconds of waveform the model saw: the gateway stores 2 s windows every 2 s, the last one
+aligned to the end, and loops sounds shorter than a window to fill it). For (c) it also reads the gateway's
 per-stage histograms (`audiosearch_stage_duration_seconds`) and Triton's batch statistics from their /metrics.
 
 The load average before and after is printed: on a shared machine the rates are depressed.
@@ -249,7 +249,7 @@ def _end_to_end_lines(e2e: dict, base: dict | None) -> list[str]:
                      f"audio s/s ({rate / base['audio_per_second']:.1f}x)")
     overlap = e2e["model_input_seconds"] / max(e2e["audio_seconds"], 1e-9)
     lines.append(f"the gateway's windows cost {overlap:.2f} s of model input per s of audio "
-                 "(2 s windows, 1 s hop; short sounds looped to 2 s)")
+                 "(stored windows: 2 s every 2 s, the last one end-aligned; short sounds looped to 2 s)")
     stages = e2e["stage_thread_seconds"]
     busy = sum(stages.values()) or 1.0
     lines.append("\ngateway stages (thread-seconds summed over concurrent files; from its /metrics):")

@@ -45,7 +45,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, milvus_server: str, mysql_ds
     ports = SuitePorts.free()
     overrides = {"CATALOG_DSN": mysql_dsn, "SEARCH_MILVUS_URI": milvus_server, "EMBEDDER_UNTRAINED": "true",
                  "GATEWAY_RECONCILE_GRACE_SECONDS": "5", "GATEWAY_RECONCILE_INTERVAL_SECONDS": "2",
-                 "GATEWAY_IMPORT_ROOTS": str(import_root)}
+                 "GATEWAY_UPLOAD_IDLE_SECONDS": "8", "GATEWAY_IMPORT_ROOTS": str(import_root)}
     running = start_suite(plan_suite(state_dir, ports, overrides), state_dir / "logs", timeout_seconds=600)
     try:
         yield running

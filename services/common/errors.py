@@ -62,6 +62,11 @@ class ResourceExhausted(ServiceError):
     default_reason = "OVERLOADED"
 
 
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
+
+
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
     default_reason = "DEPENDENCY_UNAVAILABLE"

@@ -44,6 +44,7 @@ from services.gateway import metrics, validation
 from services.gateway.collections import Collections
 from services.gateway.records import Records
 from services.gateway.settings import GatewaySettings
+from services.gateway.uploads import within_idle_limit
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ class BulkImporter:
 
     def import_stream(self, requests: Iterator[pb.ImportAudioRequest], context: grpc.ServicerContext
                       ) -> Iterator[pb.ImportAudioResponse]:
+        requests = within_idle_limit(requests, self._settings.upload_idle_seconds)
         first = next(requests, None)
         if first is None or first.WhichOneof("payload") != "header":
             raise InvalidArgument("the first message of ImportAudio must be the header", field="header")

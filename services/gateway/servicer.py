@@ -20,7 +20,7 @@ from services.gateway.collections import Collections
 from services.gateway.query import Query
 from services.gateway.records import Records
 from services.gateway.settings import GatewaySettings
-from services.gateway.uploads import read_upload
+from services.gateway.uploads import read_upload, within_idle_limit
 
 READY = pb.AUDIO_STATUS_READY
 
@@ -67,7 +67,8 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
                 f"{self._settings.max_concurrent_ingests} ingests are running; retry shortly", reason="OVERLOADED")
         try:
             with metrics.INGESTS_IN_PROGRESS.track_inprogress():
-                header, data = read_upload(request_iterator, self._settings.max_upload_bytes)
+                header, data = read_upload(within_idle_limit(request_iterator, self._settings.upload_idle_seconds),
+                                           self._settings.max_upload_bytes)
                 collection = self._collections.get_for_model(header.collection)
                 response = self._records.ingest(collection, header, data)
         except Exception:

@@ -26,6 +26,8 @@ class GatewaySettings(ServiceSettings):
     max_duration_seconds: float = Field(default=3600.0, gt=0)
     max_query_duration_seconds: float = Field(default=600.0, gt=0)
     max_concurrent_ingests: int = Field(default=8, gt=0)
+    # An upload stream that sends nothing for this long is ended (it would hold an ingest slot).
+    upload_idle_seconds: float = Field(default=30.0, gt=0)
     decode_timeout_seconds: float = Field(default=60.0, gt=0)
     # Decoded mono float32 at the source rate, per upload: bounds the memory of one decode (audio.AudioLimits).
     max_decoded_bytes: int = Field(default=1536 * 1024**2, gt=0)

@@ -139,8 +139,9 @@ class Api:
         return self.client.SearchAudio(pb.SearchAudioRequest(
             collection=collection, audio_content=self.payloads[payload], **fields), timeout=120)
 
-    def stalled_upload(self, send_header: bool, send_half: bool) -> object:
-        """A stream that stops sending without closing: the client's deadline ends it."""
+    def stalled_upload(self, send_header: bool, send_half: bool, client_timeout: float = 1.5) -> object:
+        """A stream that stops sending without closing: the client's deadline ends it, or with a longer deadline
+        the gateway's idle limit (GATEWAY_UPLOAD_IDLE_SECONDS in the test suite)."""
         release = threading.Event()
         data = self.payloads["valid"]
 
@@ -149,10 +150,10 @@ class Api:
                 yield pb.IngestAudioRequest(header=pb.IngestAudioHeader(collection=TARGET, name="stall.wav"))
             if send_half:
                 yield pb.IngestAudioRequest(chunk=data[: len(data) // 2])
-            release.wait(30)
+            release.wait(60)
 
         try:
-            return self.client.IngestAudio(messages(), timeout=1.5)
+            return self.client.IngestAudio(messages(), timeout=client_timeout)
         finally:
             release.set()
 
@@ -290,6 +291,9 @@ CORPUS: dict[str, Case] = {
                                         grpc.StatusCode.DEADLINE_EXCEEDED),
     "stream_that_never_sends_a_header": Case(lambda api: api.stalled_upload(send_header=False, send_half=False),
                                              grpc.StatusCode.DEADLINE_EXCEEDED),
+    "stream_that_stalls_past_the_gateway_idle_limit": Case(
+        lambda api: api.stalled_upload(send_header=True, send_half=True, client_timeout=45),
+        grpc.StatusCode.DEADLINE_EXCEEDED, "UPLOAD_STALLED"),
 }
 
 

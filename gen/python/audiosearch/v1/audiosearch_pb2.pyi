@@ -30,6 +30,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_PERMISSION_DENIED: _ClassVar[ErrorReason]
     ERROR_REASON_PATH_NOT_ALLOWED: _ClassVar[ErrorReason]
     ERROR_REASON_PATH_NOT_FOUND: _ClassVar[ErrorReason]
+    ERROR_REASON_UPLOAD_STALLED: _ClassVar[ErrorReason]
 
 class AudioStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ ERROR_REASON_UNAUTHENTICATED: ErrorReason
 ERROR_REASON_PERMISSION_DENIED: ErrorReason
 ERROR_REASON_PATH_NOT_ALLOWED: ErrorReason
 ERROR_REASON_PATH_NOT_FOUND: ErrorReason
+ERROR_REASON_UPLOAD_STALLED: ErrorReason
 AUDIO_STATUS_UNSPECIFIED: AudioStatus
 AUDIO_STATUS_PENDING: AudioStatus
 AUDIO_STATUS_READY: AudioStatus
