@@ -322,8 +322,8 @@ def main() -> None:
     parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
     parser.add_argument("--via", choices=["import", "ingest"], default="import",
                         help="ImportAudio stream (default) or concurrent IngestAudio calls")
-    parser.add_argument("--parallel", type=int, default=4,
-                        help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default 4)")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default 8)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="the suite embedder's EMBEDDER_PRECISION (default: its own choice)")
     parser.add_argument("--limit", type=int, help="end to end over N files only (a seeded random choice)")

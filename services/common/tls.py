@@ -97,3 +97,12 @@ class ClientTls:
 
     def options(self) -> list[tuple[str, Any]]:
         return [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+
+    def triton_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of tritonclient.grpc.InferenceServerClient for this TLS (it takes file paths)."""
+        return {"ssl": True, "root_certificates": _path_or_none(self.ca_file),
+                "private_key": _path_or_none(self.key_file), "certificate_chain": _path_or_none(self.cert_file)}
+
+
+def _path_or_none(path: Path | None) -> str | None:
+    return str(path) if path is not None else None

@@ -25,6 +25,7 @@ from pathlib import Path
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from services.common.tls import ClientTls
 from services.embedder.identity import TRITON_MODEL_NAME
 from services.embedder.tritonserver import REPO_ROOT
 
@@ -50,6 +51,7 @@ class EmbedderHandle:
     metrics_port: int
     state_dir: Path
     log_path: Path
+    tls: ClientTls | None = None  # how to reach a TLS-enabled embedder (EMBEDDER_TLS_* in its env)
 
     @property
     def grpc_address(self) -> str:
@@ -60,7 +62,7 @@ class EmbedderHandle:
         return f"http://{self.host}:{self.http_port}"
 
     def client(self) -> triton.InferenceServerClient:
-        return triton.InferenceServerClient(self.grpc_address)
+        return triton.InferenceServerClient(self.grpc_address, **(self.tls.triton_arguments() if self.tls else {}))
 
     def is_ready(self) -> bool:
         client = self.client()
@@ -113,7 +115,8 @@ def wait_until_ready(handle: EmbedderHandle, timeout_seconds: float) -> None:
     )
 
 
-def _spawn(state_dir: Path, host: str, ports: tuple[int, int, int], env: dict[str, str]) -> EmbedderHandle:
+def _spawn(state_dir: Path, host: str, ports: tuple[int, int, int], env: dict[str, str],
+           tls: ClientTls | None) -> EmbedderHandle:
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "embedder.log"
     full_env = {
@@ -134,7 +137,7 @@ def _spawn(state_dir: Path, host: str, ports: tuple[int, int, int], env: dict[st
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    return EmbedderHandle(process, host, *ports, state_dir=state_dir, log_path=log_path)
+    return EmbedderHandle(process, host, *ports, state_dir=state_dir, log_path=log_path, tls=tls)
 
 
 def start_embedder(
@@ -147,11 +150,12 @@ def start_embedder(
     ports: tuple[int, int, int] | None = None,
     env: dict[str, str] | None = None,
     timeout_seconds: float = 300.0,
+    client_tls: ClientTls | None = None,
 ) -> EmbedderHandle:
     """Start `python -m services.embedder.server` and return once panns_cnn14 is ready.
 
     `ports` is (grpc, http, metrics); by default free ones are picked (and picked again if taken meanwhile).
-    `env` adds or overrides EMBEDDER_* settings.
+    `env` adds or overrides EMBEDDER_* settings; with EMBEDDER_TLS_* there, `client_tls` says how to reach it.
     """
     settings = {"EMBEDDER_UNTRAINED": "true" if untrained else "false", "EMBEDDER_SEED": str(seed)}
     if checkpoint_path is not None:
@@ -160,7 +164,7 @@ def start_embedder(
     attempts = 1 if ports else _PORT_ATTEMPTS
     for attempt in range(1, attempts + 1):
         chosen = ports or (free_port(host), free_port(host), free_port(host))
-        handle = _spawn(state_dir, host, chosen, settings)
+        handle = _spawn(state_dir, host, chosen, settings, client_tls)
         try:
             wait_until_ready(handle, timeout_seconds)
         except EmbedderStartError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.embedder.checkpoint import SHA256_PATTERN
@@ -39,6 +39,12 @@ class EmbedderSettings(BaseSettings):
     max_input_seconds: float = Field(default=60.0, gt=0)
     centering_components: int = Field(default=4, ge=0, le=32)
 
+    # TLS on Triton's gRPC endpoint: a certificate and key turn it on; a client CA makes it mutual (the gateway
+    # presents its certificate). The plaintext HTTP endpoint then answers health probes only.
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+    tls_client_ca_file: FilePath | None = None
+
     state_dir: Path = Path("var/embedder")
     exit_timeout_seconds: int = Field(default=15, ge=0)
     log_level: str = "INFO"
@@ -62,4 +68,12 @@ class EmbedderSettings(BaseSettings):
     def _distinct_ports(self) -> EmbedderSettings:
         if len({self.grpc_port, self.http_port, self.metrics_port}) != 3:
             raise ValueError("grpc_port, http_port and metrics_port must differ")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_is_complete(self) -> EmbedderSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
         return self

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import site
 import sys
 import sysconfig
@@ -111,4 +112,20 @@ def server_command(
     ]
     if not gpu:
         command += ["--pinned-memory-pool-byte-size=0", "--allow-gpu-metrics=false"]
-    return command
+    return command + tls_arguments(settings)
+
+
+# Everything Triton's HTTP endpoint offers but health: with TLS on gRPC, plaintext HTTP stays for probes only.
+HTTP_APIS_BEHIND_TLS = "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging"
+
+
+def tls_arguments(settings: EmbedderSettings) -> list[str]:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return []
+    arguments = ["--grpc-use-ssl=true", f"--grpc-server-cert={settings.tls_cert_file}",
+                 f"--grpc-server-key={settings.tls_key_file}"]
+    if settings.tls_client_ca_file is not None:
+        arguments += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={settings.tls_client_ca_file}"]
+    # The header value is a secret nobody holds: those APIs are simply closed on HTTP.
+    arguments.append(f"--http-restricted-api={HTTP_APIS_BEHIND_TLS}:audiosearch-closed={secrets.token_hex(16)}")
+    return arguments

@@ -17,11 +17,20 @@ from tritonclient.utils import InferenceServerException
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.channels import CHANNEL_OPTIONS
 from services.common.errors import Unavailable
+from services.common.tls import ClientTls
 from services.common.tracing import trace_headers, tracer
 from services.gateway import metrics
 
 MODEL_NAME = "panns_cnn14"
 _IDENTITY_TTL_SECONDS = 30.0
+
+
+def triton_client(url: str, tls: ClientTls | None = None) -> triton.InferenceServerClient:
+    """A Triton gRPC client, over TLS (mTLS with a client certificate) when `tls` is given."""
+    if tls is None:
+        return triton.InferenceServerClient(url=url, channel_args=CHANNEL_OPTIONS)
+    return triton.InferenceServerClient(url=url, channel_args=[*CHANNEL_OPTIONS, *tls.options()],
+                                        **tls.triton_arguments())
 
 
 @dataclass(frozen=True)
@@ -31,9 +40,10 @@ class Embeddings:
 
 
 class EmbedderClient:
-    def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8) -> None:
+    def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8,
+                 tls: ClientTls | None = None) -> None:
         # `dns:///embedder-headless:8001` spreads requests over every embedder pod.
-        self._client = triton.InferenceServerClient(url=url, channel_args=CHANNEL_OPTIONS)
+        self._client = triton_client(url, tls)
         self._timeout_seconds = timeout_seconds
         self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
         self._identity: pb.ModelIdentity | None = None

@@ -52,7 +52,7 @@ class GatewaySettings(ServiceSettings):
     # Bulk import (bulk.py): server-side imports read only under these directories (colon-separated; empty: off);
     # files in flight per import (decoding overlaps embedding, Triton's batches fill); concurrent imports.
     import_roots: str = ""
-    import_parallel_files: int = Field(default=4, ge=1, le=64)
+    import_parallel_files: int = Field(default=8, ge=1, le=64)
     max_concurrent_imports: int = Field(default=2, ge=1)
     import_progress_seconds: float = Field(default=2.0, gt=0)
     # Originals kept for playback: file:///path, s3://bucket/prefix, or empty for none (see blobs.py).
