@@ -3,9 +3,11 @@
 Negatives: each sampled recording (its first QUERY_SEGMENTS segments, the length of a typical query) queried
 against the rest of the collection, as if it were not there (leave one out: its own hits are left out and as
 many more fetched, so a long recording cannot crowd the others out of the hit lists), so its best score is
-what a sound that is not in the catalog scores. Positives: each segment against the neighbouring, overlapping
-segment of the same recording, i.e. the score of a time-shifted excerpt. The threshold is the negative-score
-quantile that lets through the target false-positive rate.
+what a sound that is not in the catalog scores. Positives: each segment against the next segment of the same
+recording, i.e. the score of an excerpt shifted by one hop. With the default hop (= the window) the two share no
+audio, while a real query window lies within a quarter hop of a stored one: the reported true-positive rate is
+then a pessimistic bound, and only informs. The threshold is the negative-score quantile that lets through the
+target false-positive rate.
 """
 
 from __future__ import annotations
