@@ -5,7 +5,7 @@ against the rest of the collection, as if it were not there (leave one out: its 
 many more fetched, so a long recording cannot crowd the others out of the hit lists), so its best score is
 what a sound that is not in the catalog scores. Positives: each segment against the next segment of the same
 recording, i.e. the score of an excerpt shifted by one hop. With the default hop (= the window) the two share no
-audio, while a real query window lies within a quarter hop of a stored one: the reported true-positive rate is
+audio, while a real query window lies within a sixteenth of a window of a stored one: the reported true-positive rate is
 then a pessimistic bound, and only informs. The threshold is the negative-score quantile that lets through the
 target false-positive rate.
 """

@@ -83,7 +83,8 @@ def _best_alignment(
     offset = _refined_offset(group, query_starts)
     missing = _missing_scores(group, references, offset, query_starts, tolerance, reference_hop, lowest)
     score = (sum(hit.score for hit in group) + sum(missing)) / (len(group) + len(missing))
-    return _match(audio_id, group, query_segments, offset, score)
+    extent = (float(references[0]), max(hit.reference_end for hit in hits))
+    return _match(audio_id, group, query_segments, offset, score, extent, reference_hop)
 
 
 def _missing_scores(
@@ -118,12 +119,15 @@ def _group(hits: list[SegmentHit], votes: np.ndarray) -> list[SegmentHit]:
 
 
 def _match(audio_id: str, group: list[SegmentHit], query_segments: list[QuerySegment], offset: float,
-           score: float) -> RecordingMatch:
+           score: float, extent: tuple[float, float], reference_hop: float) -> RecordingMatch:
     spans = [query_segments[hit.query_index] for hit in group]
-    query_start, query_end = min(span.start for span in spans), max(span.end for span in spans)
-    # The reference has content only where its matched segments are; cut both ranges to that.
-    reference_start = max(query_start + offset, min(hit.reference_start for hit in group))
-    reference_end = min(query_end + offset, max(hit.reference_end for hit in group))
+    # Stored windows sit a hop apart, so up to a hop of the query on either side of the matched windows can lie
+    # on the recording with no stored window of its own under it: the range reaches that far, within the query
+    # and within the recording as far as its hits show it (`extent`).
+    query_start = max(min(span.start for span in spans) - reference_hop, query_segments[0].start)
+    query_end = min(max(span.end for span in spans) + reference_hop, max(span.end for span in query_segments))
+    reference_start = max(query_start + offset, extent[0])
+    reference_end = min(query_end + offset, extent[1])
     if reference_end <= reference_start:  # looped short windows: the whole matched reference segment
         reference_start = min(hit.reference_start for hit in group)
         reference_end = max(hit.reference_end for hit in group)

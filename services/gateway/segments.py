@@ -20,13 +20,13 @@ NOISE_FLOOR_DB = -40.0
 _FLOOR_SEED = 20_240_601
 
 
-QUERY_HOPS_PER_WINDOW = 4
+QUERY_HOPS_PER_WINDOW = 8
 
 
 def query_hop_seconds(window_seconds: float, hop_seconds: float) -> float:
-    """Queries are cut at a finer hop than recordings, so some query window always lies within an eighth of a
-    window of a stored one wherever the excerpt starts; the stored side can then use a hop as long as the window
-    (each second of audio embedded once at ingest) while the cost of the density falls on the short query."""
+    """Queries are cut at a finer hop than recordings, so wherever an excerpt starts some query window lies within
+    half a query hop (a sixteenth of a window) of a stored one. The stored side can then use a hop as long as the
+    window (each second of audio embedded once at ingest) while the cost of the density falls on the short query."""
     return min(hop_seconds, window_seconds / QUERY_HOPS_PER_WINDOW)
 
 

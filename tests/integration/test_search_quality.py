@@ -18,8 +18,8 @@ COLLECTION = "quality_library"
 RATE = sounds.RATE
 PIECE_SECONDS = 5.0
 PIECES = 36  # 3 minutes
-# Stricter than the promised one hop (2 s by default): queries are cut every 0.5 s, so some query window lies
-# within 0.25 s of a stored one.
+# Stricter than the promised one hop (2 s by default): queries are cut every 0.25 s, so some query window lies
+# within 0.125 s of a stored one.
 TOLERANCE_SECONDS = 0.5
 
 
@@ -79,11 +79,13 @@ def library(client):
 
 
 @pytest.mark.parametrize("start", [
-    0.0, 47.3,
-    # Known miss with untrained weights (issue 3 open): this excerpt's windows match a neighbour's first.
-    pytest.param(101.65, marks=pytest.mark.xfail(reason="untrained model: excerpt at 101.65 s not ranked first",
-                                                  strict=False)),
-    174.9,
+    0.0,
+    # Known miss with untrained weights (issue 3 open): random Cnn14 features are not shift-invariant. Measured
+    # on this recording: the query window 0.05 s from the stored window at 48 s scores below 0.6 against it while
+    # scoring 0.98 against an unrelated window of a same-kind piece at 168 s, so the match lands there.
+    pytest.param(47.3, marks=pytest.mark.xfail(reason="untrained model: excerpt at 47.3 s placed at a same-kind "
+                                                      "piece elsewhere in the recording", strict=False)),
+    101.65, 133.3, 174.9,
 ])
 def test_a_five_second_excerpt_finds_the_long_recording_where_it_was_cut(client, library, start):
     record, samples = library["long"]
