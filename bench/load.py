@@ -23,7 +23,6 @@ import argparse
 import collections
 import contextlib
 import io
-import os
 import random
 import sys
 import threading
@@ -39,7 +38,17 @@ import soundfile
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.search_latency import import_sounds, make_queries
-from bench.support import DEFAULT_SOUNDS, emit, machine, own_suite, percentiles, shared_load_note, sound_files
+from bench.support import (
+    DEFAULT_SOUNDS,
+    emit,
+    machine,
+    milvus,
+    own_suite,
+    percentiles,
+    shared_load_note,
+    sound_files,
+    tree_rss_bytes,
+)
 from services.common.audio import AudioError, decode_audio
 
 COLLECTION = "bench_load"
@@ -72,27 +81,6 @@ class Ledger:
     def between(self, start: float, end: float) -> list[Call]:
         with self.lock:
             return [call for call in self.calls if start <= call.finished < end]
-
-
-def rss_bytes(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            children[parent].append(int(entry))
-    total, pending = 0, [root_pid]
-    while pending:
-        pid = pending.pop()
-        pending.extend(children.get(pid, []))
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
 
 
 def upload_pool(files: list[Path], count: int, seed: int) -> list[np.ndarray]:
@@ -232,7 +220,7 @@ def run(args: argparse.Namespace, gateway: str, service_pids: dict[str, int]) ->
         if now - window_start < args.interval and any(thread.is_alive() for thread in threads):
             continue
         rows.append(interval_row(ledger, window_start, now,
-                                 {name: rss_bytes(pid) for name, pid in service_pids.items()}))
+                                 {name: (tree_rss_bytes(pid) or 0) for name, pid in service_pids.items()}))
         print_row(rows[-1], services)
         window_start = now
     for thread in threads:
@@ -240,7 +228,7 @@ def run(args: argparse.Namespace, gateway: str, service_pids: dict[str, int]) ->
     now = time.monotonic() - started
     if ledger.between(window_start, now + 1):
         rows.append(interval_row(ledger, window_start, now + 1,
-                                 {name: rss_bytes(pid) for name, pid in service_pids.items()}))
+                                 {name: (tree_rss_bytes(pid) or 0) for name, pid in service_pids.items()}))
     return summarise(args, ledger, rows, services, summary, before)
 
 
@@ -279,7 +267,8 @@ def memory_growth(samples_mb: list[int]) -> dict:
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['clients']} clients for {result['minutes']:g} min, {result['search_share']:.0%} searches; "
+    lines = [f"{result['clients']} clients for {result['minutes']:g} min, {result['search_share']:.0%} searches, "
+             f"Milvus {result.get('milvus', 'as given')}; "
              f"collection seeded with {result['seeded']['files']} sounds "
              f"({result['seeded']['audio_seconds']:.0f} s audio)",
              f"calls: {result['calls']} ({result['calls_per_second']:.2f}/s); by status: "
@@ -301,6 +290,20 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def run_own_suite(args: argparse.Namespace) -> dict:
+    with contextlib.ExitStack() as stack:
+        overrides: dict[str, str] = {}
+        watched: dict[str, int] = {}
+        if args.milvus == "server":
+            uri, milvus_pid = stack.enter_context(milvus(None))
+            overrides["SEARCH_MILVUS_URI"] = uri
+            watched["milvus"] = int(milvus_pid or 0)
+        bench = stack.enter_context(own_suite(overrides))
+        watched.update({plan.name: process.pid
+                        for plan, process in zip(bench.suite.plans, bench.suite.processes, strict=True)})
+        return {**run(args, bench.gateway, watched), "milvus": args.milvus}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -315,16 +318,16 @@ def main() -> None:
     parser.add_argument("--gateway", help="a running gateway to use instead of starting a suite")
     parser.add_argument("--pids", nargs="*", default=[], metavar="NAME=PID",
                         help="with --gateway: the services whose memory to watch")
+    parser.add_argument("--milvus", choices=["lite", "server"], default="lite",
+                        help="the suite's vector store: Milvus Lite in the search service (as `make run`), or a "
+                             "Milvus standalone server started here (as the tests and a deployment)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
     if args.gateway:
         pids = {name: int(pid) for name, pid in (item.split("=", 1) for item in args.pids)}
         result = run(args, args.gateway, pids)
     else:
-        with own_suite() as bench:
-            pids = {plan.name: process.pid for plan, process in zip(bench.suite.plans, bench.suite.processes,
-                                                                   strict=True)}
-            result = run(args, bench.gateway, pids)
+        result = run_own_suite(args)
     emit(table(result), result, args.json)
     sys.exit(0 if result["passed"] else 1)
 

@@ -26,10 +26,8 @@ import contextlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -37,7 +35,7 @@ from pymilvus import MilvusClient
 
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
-from bench.support import emit, machine, percentiles, shared_load_note
+from bench.support import emit, machine, milvus, percentiles, shared_load_note, tree_rss_bytes
 from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
 from services.suite import REPO_ROOT, free_port, is_healthy
 
@@ -109,44 +107,6 @@ def make_queries(count: int, queries: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ the server
-
-
-@contextlib.contextmanager
-def milvus(uri: str | None) -> Iterator[tuple[str, int | None]]:
-    """(uri, pid of the server to measure, when started here)."""
-    if uri:
-        yield uri, None
-        return
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.milvus import start_milvus_server
-
-    with tempfile.TemporaryDirectory(prefix="audiosearch-milvus-") as folder:
-        server = start_milvus_server(Path(folder))
-        try:
-            yield server.uri, server.process.pid
-        finally:
-            server.stop()
-
-
-def tree_rss_bytes(pid: int | None) -> int | None:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    if pid is None:
-        return None
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        stack.extend(children.get(current, []))
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
 
 
 # ------------------------------------------------------------------------------------------------ measuring
