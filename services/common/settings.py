@@ -12,6 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
+def check_server_tls(cert_file: Path | None, key_file: Path | None, client_ca_file: Path | None) -> None:
+    """A server's TLS settings: certificate and key together; a client CA (mTLS) only on top of them."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("tls_cert_file and tls_key_file go together")
+    if client_ca_file is not None and cert_file is None:
+        raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+
+
 class ServiceSettings(BaseSettings):
     """Fields every gRPC service has; each service subclasses it with its own env prefix."""
 
@@ -33,10 +41,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_is_complete(self) -> ServiceSettings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        check_server_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
         if self.allowed_client_names() and self.tls_client_ca_file is None:
             raise ValueError("tls_allowed_client_names needs tls_client_ca_file (client certificates)")
         for path in (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file):

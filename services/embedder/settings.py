@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, FilePath, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.settings import check_server_tls
 from services.embedder.checkpoint import SHA256_PATTERN
 
 Port = int
@@ -72,8 +73,5 @@ class EmbedderSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tls_is_complete(self) -> EmbedderSettings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("tls_cert_file and tls_key_file go together")
-        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise ValueError("tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        check_server_tls(self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file)
         return self
