@@ -4,10 +4,10 @@ Segments of the query that line up in time with segments of one recording vote t
 an offset (reference start - query start). Queries are cut at a finer hop than recordings, so several query
 segments reach each stored one, and the best-aligned of them speaks for it. For every recording the offset whose
 agreeing hits (the best one per stored segment, within a tolerance) have the largest summed score wins; that group
-is the match. Its offset is
-then refined from its best-aligned hits, and the ranges follow from it: the query range is the span of the
-group's query segments, the reference range that span moved by the offset, both cut to where the recording has
-content (a sound that starts inside the query starts at reference 0, not before).
+is the match. Its offset is then refined from its best-aligned hits, and the ranges follow from it: the query
+range is the span of the group's query segments widened by up to one stored hop on each side (audio between
+stored windows), the reference range that span moved by the offset, both cut to the query and to where the
+recording has content (a sound that starts inside the query starts at reference 0, not before).
 
 The score is the mean similarity over every stored segment that the alignment puts under the query, not only
 over those that were found: a stored segment missing from the hits counts with the lowest score its aligned query
