@@ -79,7 +79,7 @@ def test_every_route_works_against_the_real_gateway(http):
 
     created = route("POST", "/v1/collections", 201, json={"name": COLLECTION, "description": "web test"}).json()
     assert created["model"]["name"] == "panns_cnn14"
-    assert created["segment_config"] == {"window_seconds": 2.0, "hop_seconds": 1.0}
+    assert created["segment_config"] == {"window_seconds": 2.0, "hop_seconds": 2.0}
     listed = route("GET", "/v1/collections", 200, params={"page_size": 1000}).json()
     assert COLLECTION in [c["name"] for c in listed["collections"]]
     assert route("GET", "/v1/collections/{collection}", 200, collection=COLLECTION).json()["description"] == "web test"
@@ -136,7 +136,7 @@ def test_every_route_works_against_the_real_gateway(http):
 
     tags = route("POST", "/v1/tag", 200, files={"clip": ("clip.wav", siren_bytes)}, params={"top_k": 4}).json()
     assert len(tags["tags"]) == 4
-    assert len(tags["segments"]) == 3  # 4 s in 2 s windows every 1 s
+    assert len(tags["segments"]) == 2  # 4 s in 2 s windows every 2 s
 
     stats = route("GET", "/v1/collections/{collection}/stats", 200, collection=COLLECTION).json()
     assert stats["audio_count"] == len(library)

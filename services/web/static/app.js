@@ -7,6 +7,7 @@ const state = {
   collection: localStorage.getItem("audiosearch.collection") || "",
   apiKey: localStorage.getItem("audiosearch.apiKey") || "",
   nextToken: "",
+  browseGeneration: 0, // bumped by every fresh listing; a reply for an older one is dropped
   originals: new Map(), // audio id -> Promise<{url, peaks, duration}>
   active: null, // {id, button, card, stopAt}
   recorder: null,
@@ -448,6 +449,9 @@ function filterBy({ tag = "", meta = "" }) {
 }
 
 async function refreshBrowse() {
+  // A newer listing supersedes one still in flight (the page's first load racing a filter, say): without the
+  // generation both would append to the list.
+  state.browseGeneration += 1;
   state.nextToken = "";
   $("#recordings").replaceChildren();
   await Promise.all([loadPage(), loadStats()]);
@@ -474,6 +478,7 @@ async function loadPage() {
   const more = $("#more");
   more.hidden = true;
   if (!state.collection) return;
+  const generation = state.browseGeneration;
   try {
     const page = await api("GET", collectionPath("/audio"), {
       query: {
@@ -481,6 +486,7 @@ async function loadPage() {
         tag: $("#filter-tag").value.trim(), meta: metaPairs($("#filter-meta").value),
       },
     });
+    if (generation !== state.browseGeneration) return;
     for (const record of page.audios) {
       const item = card(record);
       list.append(item);
