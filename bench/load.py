@@ -27,7 +27,6 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +49,7 @@ from bench.support import (
     tree_rss_bytes,
 )
 from services.common.audio import AudioError, decode_audio
+from tests.support.gateway import ingest_messages
 
 COLLECTION = "bench_load"
 RATE = 32_000
@@ -57,7 +57,6 @@ KEPT_PER_CLIENT = 4
 MEMORY_GROWTH_LIMIT = 0.10
 MEMORY_SAMPLES = 3  # interval readings averaged at each end of the comparison
 UPLOAD_FORMATS = (("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"))
-CHUNK_BYTES = 256 * 1024
 SHED_BACKOFF_SECONDS = (0.2, 0.6)
 
 
@@ -108,13 +107,6 @@ def fresh_upload(samples: np.ndarray, rng: random.Random) -> bytes:
     return buffer.getvalue()
 
 
-def ingest_messages(data: bytes, name: str) -> Iterator[pb.IngestAudioRequest]:
-    yield pb.IngestAudioRequest(header=pb.IngestAudioHeader(collection=COLLECTION, name=name,
-                                                            metadata={"source": "bench.load"}))
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield pb.IngestAudioRequest(chunk=data[start:start + CHUNK_BYTES])
-
-
 class Client:
     def __init__(self, index: int, gateway: str, queries: list[bytes], pool: list[np.ndarray],
                  search_share: float, ledger: Ledger, started: float, seed: int) -> None:
@@ -162,7 +154,9 @@ class Client:
     def _ingest(self) -> None:
         self._uploads += 1
         data = fresh_upload(self._rng.choice(self._pool), self._rng)
-        reply = self._stub.IngestAudio(ingest_messages(data, f"load-{self._index}-{self._uploads}"), timeout=120)
+        name = f"load-{self._index}-{self._uploads}"
+        reply = self._stub.IngestAudio(iter(ingest_messages(COLLECTION, name, data, {"source": "bench.load"})),
+                                       timeout=120)
         self._own.append(reply.audio.id)
 
     def _delete(self) -> None:

@@ -53,9 +53,9 @@ from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.support import own_suite
 from services.common.audio import AudioError, AudioLimits, decode_audio
 from services.common.errors import reason_of
+from tests.support.gateway import ingest_messages
 
 WORK_RATE = 44_100
-CHUNK_BYTES = 64 * 1024
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 TRANSFORMS = ("mp3", "gain", "crop", "noise", "telephone", "8k", "offset", "mix")
 ALIGNED_TRANSFORMS = ("crop", "offset")
@@ -253,9 +253,7 @@ def ensure_collection(client: audiosearch_pb2_grpc.AudioSearchServiceStub, name:
 def ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: str, sound: Sound
            ) -> pb.AudioRecord | str:
     """The stored record, or why the gateway refused the file."""
-    header = pb.IngestAudioHeader(collection=collection, name=sound.name, metadata={"bench": "quality"})
-    messages = [pb.IngestAudioRequest(header=header)] + [
-        pb.IngestAudioRequest(chunk=sound.data[i : i + CHUNK_BYTES]) for i in range(0, len(sound.data), CHUNK_BYTES)]
+    messages = ingest_messages(collection, sound.name, sound.data, {"bench": "quality"})
     try:
         return client.IngestAudio(iter(messages), timeout=600).audio
     except grpc.RpcError as error:

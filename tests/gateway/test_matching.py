@@ -63,7 +63,7 @@ def test_a_query_longer_than_the_recording_is_cut_to_the_recording():
     assert match.query_range == (1.0, 5.0)
 
 
-QUARTER_HOP_QUERY = [QuerySegment(s * 0.5, s * 0.5 + 2.0) for s in range(7)]  # a 5 s query cut at a 0.5 s hop
+HALF_SECOND_HOP_QUERY = [QuerySegment(s * 0.5, s * 0.5 + 2.0) for s in range(7)]  # a 5 s query cut at a 0.5 s hop
 
 
 def test_with_a_finer_query_hop_the_best_aligned_query_window_speaks_for_each_stored_window():
@@ -73,7 +73,7 @@ def test_with_a_finer_query_hop_the_best_aligned_query_window_speaks_for_each_st
             SegmentHit(0, "long", 11.0, 13.0, 0.85), SegmentHit(2, "long", 11.0, 13.0, 0.84),
             SegmentHit(4, "long", 13.0, 15.0, 0.86), SegmentHit(6, "long", 13.0, 15.0, 0.83),
             SegmentHit(0, "other", 4.0, 6.0, 0.90)]
-    matches = aggregate_matches(hits, QUARTER_HOP_QUERY, offset_tolerance=0.375, reference_hop=2.0)
+    matches = aggregate_matches(hits, HALF_SECOND_HOP_QUERY, offset_tolerance=0.375, reference_hop=2.0)
     match = matches[0]
     assert match.audio_id == "long"
     assert match.matched_segments == 2

@@ -12,14 +12,9 @@ import pytest
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import reason_of
 from tests.support import sounds
-from tests.support.gateway import CHUNK, ensure_collection, list_all, stub
+from tests.support.gateway import CHUNK, ensure_collection, list_all
 
 GARBAGE = b"this is not audio at all, just text pretending" * 40
-
-
-@pytest.fixture(scope="module")
-def client(gateway_address):
-    return stub(gateway_address)
 
 
 def wav(index: int, seconds: float = 3.0) -> bytes:

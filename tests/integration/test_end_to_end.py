@@ -13,14 +13,9 @@ from audiosearch.search.v1 import search_pb2_grpc
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import reason_of
 from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, list_all, search, stub
+from tests.support.gateway import ensure_collection, ingest, list_all, search
 
 COLLECTION = "e2e_library"
-
-
-@pytest.fixture(scope="module")
-def client(gateway_address):
-    return stub(gateway_address)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, search, stub
+from tests.support.gateway import ensure_collection, ingest, search
 
 COLLECTION = "quality_library"
 RATE = sounds.RATE
@@ -57,11 +57,6 @@ def piece(rng: np.random.Generator, kind: int, seconds: float = PIECE_SECONDS) -
     else:  # amplitude-modulated tone
         signal = np.sin(2 * np.pi * rng.uniform(500, 5000) * t) * (np.sin(2 * np.pi * rng.uniform(2, 30) * t) > 0)
     return (0.4 * signal / np.max(np.abs(signal))).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def client(gateway_address):
-    return stub(gateway_address)
 
 
 @pytest.fixture(scope="module")
