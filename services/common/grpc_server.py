@@ -41,6 +41,7 @@ class RunningServer:
     health: health.HealthServicer
     port: int
     service_names: list[str]
+    health_port: int | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
@@ -90,12 +91,26 @@ def start_server(
     metrics_server = serve_metrics(settings.host, settings.metrics_port) if settings.metrics_port else None
     server.start()
     running = RunningServer(server, health_servicer, port, service_names)
+    if settings.health_port >= 0:
+        health_server, running.health_port = serve_health_only(settings.host, settings.health_port, health_servicer)
+        running.on_stop.append(lambda: health_server.stop(0).wait())
     if metrics_server is not None:
         running.on_stop.append(metrics_server.shutdown)
     running.set_serving(True)
     log.info("serving", extra={"address": f"{settings.host}:{port}", "services": service_names,
-                               "transport": security_mode(settings)})
+                               "transport": security_mode(settings), "health_port": running.health_port})
     return running
+
+
+def serve_health_only(host: str, port: int, servicer: health.HealthServicer) -> tuple[grpc.Server, int]:
+    """A plaintext server with only the health service, sharing the main server's statuses."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=SERVER_OPTIONS)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise SystemExit(f"cannot bind the health port {host}:{port}")
+    server.start()
+    return server, bound
 
 
 def service_name(settings: ServiceSettings) -> str:

@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     grace_seconds: float = 10.0
     log_level: str = "INFO"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Prometheus /metrics over HTTP; 0: off")
+    # A plaintext port that answers grpc.health.v1 and nothing else, for probes that cannot present a client
+    # certificate (the kubelet's gRPC probes) when the main port requires one; -1: none, 0: any free port.
+    health_port: int = Field(default=-1, ge=-1, le=65535)
     # TLS: a certificate and its key make the server speak TLS only; a client CA on top requires every client to
     # present a certificate it signed (mTLS), and a list of names admits only those clients (certificate CN or DNS
     # SAN, comma-separated; e.g. "gateway"), which is how an internal service trusts only the gateway.

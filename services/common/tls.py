@@ -23,14 +23,45 @@ log = logging.getLogger("audiosearch.tls")
 
 
 def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
-    """TLS credentials when a certificate is configured; with a client CA, clients must present a certificate."""
+    """TLS credentials when a certificate is configured; with a client CA, clients must present a certificate.
+
+    The files are read again when they change (a renewed certificate, as cert-manager writes into a mounted
+    secret), and new connections get the new certificate without a restart."""
     if settings.tls_cert_file is None or settings.tls_key_file is None:
         return None
-    client_ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
-    return grpc.ssl_server_credentials(
-        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())],
-        root_certificates=client_ca, require_client_auth=client_ca is not None,
-    )
+    files = ServerCertificateFiles(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    return grpc.dynamic_ssl_server_credentials(files.configuration(), files.changed_configuration,
+                                               require_client_authentication=settings.tls_client_ca_file is not None)
+
+
+class ServerCertificateFiles:
+    """A server's certificate, key and client CA files, and the configuration they held when last read."""
+
+    def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
+        self._paths = [path for path in (cert_file, key_file, client_ca_file) if path is not None]
+        self._cert_file, self._key_file, self._client_ca_file = cert_file, key_file, client_ca_file
+        self._read_at: tuple[int, ...] = ()
+
+    def configuration(self) -> grpc.ServerCertificateConfiguration:
+        self._read_at = self._modified()
+        client_ca = self._client_ca_file.read_bytes() if self._client_ca_file else None
+        return grpc.ssl_server_certificate_configuration(
+            [(self._key_file.read_bytes(), self._cert_file.read_bytes())], root_certificates=client_ca)
+
+    def changed_configuration(self) -> grpc.ServerCertificateConfiguration | None:
+        """Called by gRPC before each new connection's handshake: None keeps the current configuration."""
+        try:
+            if self._modified() == self._read_at:
+                return None
+            configuration = self.configuration()
+        except OSError as error:  # mid-rotation (a file briefly missing): keep serving the previous certificate
+            log.warning("certificate files unreadable, keeping the previous ones", extra={"error": str(error)})
+            return None
+        log.info("certificate files changed, reloaded", extra={"cert_file": str(self._cert_file)})
+        return configuration
+
+    def _modified(self) -> tuple[int, ...]:
+        return tuple(path.stat().st_mtime_ns for path in self._paths)
 
 
 def security_mode(settings: ServiceSettings) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import grpc
 import pytest
@@ -16,11 +17,13 @@ from audiosearch.v1 import audiosearch_pb2_grpc
 from services.catalog.server import CatalogSettings
 from services.catalog.server import build_server as build_catalog
 from services.common.errors import reason_of
+from services.common.grpc_server import start_server
 from services.common.tls import ClientTls
 from services.gateway.auth import hash_key
 from services.gateway.backends import Backends
 from services.gateway.server import build_server as build_gateway
 from services.gateway.settings import GatewaySettings
+from tests.common.probe_server import ProbeSettings
 from tests.support.certs import make_pki
 
 KEY = "as_tls-test-key"
@@ -32,17 +35,23 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def catalog(pki, tmp_path_factory):
-    """A catalog that speaks mTLS only and admits only clients whose certificate names the gateway."""
+def catalog_server(pki, tmp_path_factory):
+    """A catalog that speaks mTLS only and admits only clients whose certificate names the gateway, with a
+    plaintext health-only port for probes."""
     database = tmp_path_factory.mktemp("catalog") / "catalog.db"
     settings = CatalogSettings(
         port=0, max_workers=4, dsn=f"sqlite:///{database}", tls_cert_file=pki.server.cert,
-        tls_key_file=pki.server.key, tls_client_ca_file=pki.ca, tls_allowed_client_names="gateway")
+        tls_key_file=pki.server.key, tls_client_ca_file=pki.ca, tls_allowed_client_names="gateway", health_port=0)
     running = build_catalog(settings)
     try:
-        yield f"localhost:{running.port}"
+        yield running
     finally:
         running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def catalog(catalog_server):
+    return f"localhost:{catalog_server.port}"
 
 
 def client_tls(pki, name: str | None) -> ClientTls:
@@ -81,6 +90,30 @@ def test_an_internal_service_refuses_a_certificate_of_another_name(pki, catalog)
         # health stays open to any client the CA vouches for (probes)
         health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_health_port_answers_plaintext_probes_and_nothing_else(catalog_server):
+    with grpc.insecure_channel(f"127.0.0.1:{catalog_server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "audiosearch.catalog.v1.CatalogService"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as failure:
+            list_collections(channel)
+        assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_the_health_port_reports_what_the_main_port_reports(catalog_server):
+    with grpc.insecure_channel(f"127.0.0.1:{catalog_server.health_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        catalog_server.set_serving(False)
+        try:
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+                health_pb2.HealthCheckResponse.NOT_SERVING
+        finally:
+            catalog_server.set_serving(True)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+            health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +155,30 @@ def test_tls_settings_must_be_complete(pki):
     with pytest.raises(ValueError, match="needs internal_tls_ca_file"):
         GatewaySettings(internal_tls_cert_file=pki.clients["gateway"].cert,
                         internal_tls_key_file=pki.clients["gateway"].key)
+
+
+def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(tmp_path):
+    first, renewed = make_pki(tmp_path / "first", ()), make_pki(tmp_path / "renewed", ())
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    cert, key = mounted / "tls.crt", mounted / "tls.key"
+    shutil.copyfile(first.server.cert, cert)
+    shutil.copyfile(first.server.key, key)
+    settings = ProbeSettings(port=0, max_workers=2, tls_cert_file=cert, tls_key_file=key)
+    running = start_server(settings, lambda server: [])
+    try:
+        assert health_over_tls(running.port, first.ca) == health_pb2.HealthCheckResponse.SERVING
+        shutil.copyfile(renewed.server.cert, cert)
+        shutil.copyfile(renewed.server.key, key)
+        assert health_over_tls(running.port, renewed.ca) == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as failure:
+            health_over_tls(running.port, first.ca)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(0)
+
+
+def health_over_tls(port: int, ca_file) -> int:
+    credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status

@@ -26,6 +26,8 @@ CUSTOM_RESOURCES = {
     ("milvus.io/v1beta1", "Milvus"),  # Milvus Operator (prod's Milvus cluster)
     ("monitoring.coreos.com/v1", "PodMonitor"),  # Prometheus Operator (components/monitoring)
     ("monitoring.coreos.com/v1", "PrometheusRule"),  # Prometheus Operator (deploy/monitoring/alerts.yaml)
+    ("cert-manager.io/v1", "Issuer"),  # cert-manager (components/internal-mtls)
+    ("cert-manager.io/v1", "Certificate"),
 }
 
 
@@ -185,13 +187,17 @@ def test_grpc_services_are_probed_over_native_grpc_health(rendered, overlay: str
         if name not in GRPC_SERVICES:
             continue
         spec = container(deployment)
-        assert spec["ports"][0]["containerPort"] == GRPC_SERVICES[name]
-        for probe in ("readinessProbe", "livenessProbe"):
-            assert spec[probe]["grpc"]["port"] == GRPC_SERVICES[name], (name, probe)
+        ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
+        assert ports["grpc"] == GRPC_SERVICES[name]
         environment_of = environment(rendered[overlay], deployment, spec)
         prefix = name.upper()
         assert environment_of[f"{prefix}_HOST"] == "0.0.0.0"
         assert environment_of[f"{prefix}_PORT"] == str(GRPC_SERVICES[name])
+        # Under mTLS the kubelet (no client certificate) probes the plaintext health-only port.
+        probed = int(environment_of.get(f"{prefix}_HEALTH_PORT", GRPC_SERVICES[name]))
+        assert probed in ports.values(), (name, probed)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert spec[probe]["grpc"]["port"] == probed, (name, probe)
 
 
 @for_every_overlay
@@ -280,6 +286,41 @@ def test_internal_services_are_headless_and_the_gateway_dials_them_by_dns(render
         target = 8001 if service == "embedder" else GRPC_SERVICES[service]
         assert int(port) == target
         assert target in ports
+
+
+def test_prod_internal_hops_use_mtls_with_certificates_from_its_own_issuer(rendered) -> None:
+    documents = rendered["prod"]
+    certificates = {c["spec"]["secretName"]: c for c in of_kind(documents, "Certificate")}
+    issuers = {issuer["metadata"]["name"] for issuer in of_kind(documents, "Issuer")}
+    for certificate in certificates.values():
+        assert certificate["spec"]["issuerRef"]["name"] in issuers
+    gateway = named(documents, "Deployment", "gateway")
+    gateway_env = environment(documents, gateway, container(gateway))
+    client_certificate = certificate_mounted_at(gateway, gateway_env["GATEWAY_INTERNAL_TLS_CERT_FILE"], certificates)
+    assert "client auth" in client_certificate["spec"]["usages"]
+    for variable in ("GATEWAY_INTERNAL_TLS_KEY_FILE", "GATEWAY_INTERNAL_TLS_CA_FILE"):
+        assert certificate_mounted_at(gateway, gateway_env[variable], certificates) is client_certificate
+    for name, address_variable in (("search", "GATEWAY_SEARCH_ADDRESS"), ("catalog", "GATEWAY_CATALOG_ADDRESS"),
+                                   ("embedder", "GATEWAY_EMBEDDER_URL")):
+        deployment = named(documents, "Deployment", name)
+        env = environment(documents, deployment, container(deployment))
+        prefix = name.upper()
+        server_certificate = certificate_mounted_at(deployment, env[f"{prefix}_TLS_CERT_FILE"], certificates)
+        assert certificate_mounted_at(deployment, env[f"{prefix}_TLS_CLIENT_CA_FILE"], certificates)
+        dialled_host = gateway_env[address_variable].removeprefix("dns:///").partition(":")[0]
+        assert dialled_host in server_certificate["spec"]["dnsNames"], name
+        assert "server auth" in server_certificate["spec"]["usages"]
+        if name != "embedder":  # Triton checks the CA only; search and catalog also check the name
+            assert env[f"{prefix}_TLS_ALLOWED_CLIENT_NAMES"] == client_certificate["spec"]["commonName"]
+
+
+def certificate_mounted_at(deployment: dict, path: str, certificates: dict[str, dict]) -> dict:
+    """The cert-manager Certificate whose Secret is mounted where `path` lies in the deployment's container."""
+    spec = container(deployment)
+    mount = next(m for m in spec["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/"))
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+    assert path.rsplit("/", 1)[1] in ("tls.crt", "tls.key", "ca.crt"), path
+    return certificates[volume["secret"]["secretName"]]
 
 
 def test_prod_exposes_the_gateway_through_a_load_balancer(rendered) -> None:
@@ -435,6 +476,7 @@ def test_secrets_come_from_uncommitted_files_that_have_committed_examples(render
             assert "CHANGE_ME" in (K8S / f"{path}.example").read_text()
     documents = rendered[overlay]
     secrets = {s["metadata"]["name"]: s for s in of_kind(documents, "Secret")}
+    written_by_cert_manager = {c["spec"]["secretName"] for c in of_kind(documents, "Certificate")}
     for deployment in app_deployments(documents):
         spec = pod_spec(deployment)
         for container_spec in spec["containers"] + spec.get("initContainers", []):
@@ -443,7 +485,7 @@ def test_secrets_come_from_uncommitted_files_that_have_committed_examples(render
                     assert reference["key"] in secrets[reference["name"]]["data"], reference
         for volume in spec["volumes"]:
             if "secret" in volume:
-                assert volume["secret"]["secretName"] in secrets
+                assert volume["secret"]["secretName"] in secrets.keys() | written_by_cert_manager
     gateway = named(documents, "Deployment", "gateway")
     keys_file = environment(documents, gateway, container(gateway))["GATEWAY_API_KEYS_FILE"]
     mount = next(m for m in container(gateway)["volumeMounts"] if keys_file.startswith(m["mountPath"] + "/"))
