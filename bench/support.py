@@ -131,8 +131,8 @@ def shared_load_note(before: dict[str, object], after: dict[str, object]) -> str
 
 
 @contextlib.contextmanager
-def milvus(uri: str | None) -> Iterator[tuple[str, int | None]]:
-    """(uri, pid of the server to measure, when started here)."""
+def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) -> Iterator[tuple[str, int | None]]:
+    """(uri, pid of the server to measure, when started here with milvus.yaml overrides `config`)."""
     if uri:
         yield uri, None
         return
@@ -140,7 +140,7 @@ def milvus(uri: str | None) -> Iterator[tuple[str, int | None]]:
     from tests.support.milvus import start_milvus_server
 
     with tempfile.TemporaryDirectory(prefix="audiosearch-milvus-") as folder:
-        server = start_milvus_server(Path(folder))
+        server = start_milvus_server(Path(folder), config=config)
         try:
             yield server.uri, server.process.pid
         finally:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +111,15 @@ def milvus_server_executable() -> str:
     return found
 
 
-def start_milvus_server(data_dir: Path, timeout_s: float = START_TIMEOUT_S) -> MilvusServer:
-    """Starts a standalone Milvus under `data_dir` and returns once it serves, or raises MilvusServerError."""
+def start_milvus_server(data_dir: Path, timeout_s: float = START_TIMEOUT_S,
+                        config: Mapping[str, str | int | float] | None = None) -> MilvusServer:
+    """Starts a standalone Milvus under `data_dir` and returns once it serves, or raises MilvusServerError.
+
+    `config` overrides milvus.yaml entries by dotted key (e.g. {"dataCoord.segment.maxSize": 4096})."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, _START_ATTEMPTS + 1):
-        server = _launch(data_dir)
+        server = _launch(data_dir, config or {})
         try:
             _wait_ready(server, timeout_s)
         except _ExitedEarly:
@@ -130,7 +134,7 @@ def start_milvus_server(data_dir: Path, timeout_s: float = START_TIMEOUT_S) -> M
     raise AssertionError("unreachable")
 
 
-def _launch(data_dir: Path) -> MilvusServer:
+def _launch(data_dir: Path, config: Mapping[str, str | int | float]) -> MilvusServer:
     *ports, etcd_peer_port = _free_ports(len(_PORT_FLAGS) + 1)
     port_of = dict(zip(_PORT_FLAGS, ports, strict=True))
     etcd_config = data_dir / "etcd.yaml"
@@ -138,6 +142,8 @@ def _launch(data_dir: Path) -> MilvusServer:
     command = [milvus_server_executable(), "--data", str(data_dir)]
     for flag, port in port_of.items():
         command += [flag, str(port)]
+    for key, value in config.items():
+        command += ["--extra-config", f"{key}={value}"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ETCD_CONFIG_PATH": str(etcd_config)}
     log_path = data_dir / "milvus-server.log"
     process = _spawn(command, env, data_dir, log_path)
