@@ -18,6 +18,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
+from tests.support.milvus import start_milvus_server
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
@@ -136,9 +137,6 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
     if uri:
         yield uri, None
         return
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.milvus import start_milvus_server
-
     with tempfile.TemporaryDirectory(prefix="audiosearch-milvus-") as folder:
         server = start_milvus_server(Path(folder), config=config)
         try:

@@ -38,7 +38,6 @@ class ServerCertificateFiles:
     """A server's certificate, key and client CA files, and the configuration they held when last read."""
 
     def __init__(self, cert_file: Path, key_file: Path, client_ca_file: Path | None) -> None:
-        self._paths = [path for path in (cert_file, key_file, client_ca_file) if path is not None]
         self._cert_file, self._key_file, self._client_ca_file = cert_file, key_file, client_ca_file
         self._read_at: tuple[int, ...] = ()
 
@@ -61,7 +60,8 @@ class ServerCertificateFiles:
         return configuration
 
     def _modified(self) -> tuple[int, ...]:
-        return tuple(path.stat().st_mtime_ns for path in self._paths)
+        paths = (self._cert_file, self._key_file, self._client_ca_file)
+        return tuple(path.stat().st_mtime_ns for path in paths if path is not None)
 
 
 def security_mode(settings: ServiceSettings) -> str:
