@@ -36,14 +36,13 @@ import soundfile
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
+from bench.metrics import emit, percentiles
 from bench.search_latency import import_sounds, make_queries
 from bench.support import (
     DEFAULT_SOUNDS,
-    emit,
     machine,
     milvus,
     own_suite,
-    percentiles,
     shared_load_note,
     sound_files,
     tree_rss_bytes,

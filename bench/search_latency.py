@@ -31,7 +31,8 @@ import soundfile
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from bench.support import DEFAULT_SOUNDS, emit, machine, own_suite, percentiles, shared_load_note, sound_files
+from bench.metrics import emit, percentiles
+from bench.support import DEFAULT_SOUNDS, machine, own_suite, shared_load_note, sound_files
 from services.common.audio import AudioError, decode_audio
 
 COLLECTION = "bench_latency"

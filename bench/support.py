@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import sys
 import tempfile
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
@@ -67,43 +62,6 @@ def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False)
         suite.stop()
         if not keep_state:
             shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def emit(report: str, result: dict, json_target: str | None) -> None:
-    """Prints the table; `--json -` puts the JSON on stdout (table on stderr), `--json FILE` writes it too."""
-    if json_target == "-":
-        print(report, file=sys.stderr)
-        print(json.dumps(result, indent=1))
-        return
-    print(report)
-    if json_target:
-        Path(json_target).write_text(json.dumps(result, indent=1))
-
-
-def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus endpoint: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def delta(after: dict, before: dict, name: str, **labels: str) -> float:
-    """The change of the samples called `name` whose labels include `labels`, summed."""
-    total = 0.0
-    for (sample, sample_labels), value in after.items():
-        if sample != name or not set(labels.items()) <= set(sample_labels):
-            continue
-        total += value - before.get((sample, sample_labels), 0.0)
-    return total
-
-
-def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99)) -> dict[str, float]:
-    array = np.asarray(values, dtype=np.float64)
-    return {f"p{point:g}": float(np.percentile(array, point)) for point in points} if len(array) else {}
 
 
 def machine() -> dict[str, object]:

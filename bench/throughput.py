@@ -38,15 +38,13 @@ import torch
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
+from bench.metrics import delta, emit, scrape
 from bench.support import (
     DEFAULT_SOUNDS,
     BenchSuite,
     checkpoint_env,
-    delta,
-    emit,
     machine,
     own_suite,
-    scrape,
     shared_load_note,
     sound_files,
 )

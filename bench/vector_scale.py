@@ -35,7 +35,8 @@ from pymilvus import MilvusClient
 
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
-from bench.support import emit, machine, milvus, percentiles, shared_load_note, tree_rss_bytes
+from bench.metrics import emit, percentiles
+from bench.support import machine, milvus, shared_load_note, tree_rss_bytes
 from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
 from services.suite import REPO_ROOT, free_port, is_healthy
 

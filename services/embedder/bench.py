@@ -1,6 +1,7 @@
 """Embedder measurements: throughput of the in-process engine, and how well embeddings separate sounds.
 
-    python -m services.embedder.bench throughput [--batch-sizes 1 8 32] [--channels-last] [--compile]
+    python -m services.embedder.bench [--device cpu|cuda] [--precision float32|float16|bfloat16]
+                                      [--channels-last] [--compile] throughput [--batch-sizes 1 8 32]
     python -m services.embedder.bench separation --sounds DIR [--count 50] [--components 0 4]
 
 Both run the untrained model unless --checkpoint is given. Figures are printed as plain text.
@@ -33,6 +34,8 @@ def _embedder(args: argparse.Namespace, components: int = 4) -> Embedder:
         else WeightsSource(untrained_seed=args.seed)
     )
     options = RuntimeOptions(
+        device=args.device,
+        precision=args.precision,
         num_threads=default_threads(1),
         channels_last=args.channels_last,
         compile=args.compile,
@@ -45,7 +48,8 @@ def _embedder(args: argparse.Namespace, components: int = 4) -> Embedder:
 def throughput(args: argparse.Namespace) -> None:
     embedder = _embedder(args)
     rng = np.random.default_rng(0)
-    print(f"threads={torch.get_num_threads()} channels_last={args.channels_last} compile={args.compile}")
+    print(f"device={args.device} precision={args.precision} threads={torch.get_num_threads()} "
+          f"channels_last={args.channels_last} compile={args.compile}")
     for batch_size in args.batch_sizes:
         batch = (0.1 * rng.standard_normal((batch_size, WINDOW))).astype(np.float32)
         embedder.embed(batch)
@@ -161,6 +165,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
     commands = parser.add_subparsers(dest="command", required=True)
     tp = commands.add_parser("throughput")
     tp.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])

@@ -26,6 +26,7 @@ def render_config(
     gpu: bool,
     instance_count: int,
     max_queue_delay_us: int,
+    max_batch_size: int = 64,
 ) -> model_config_pb2.ModelConfig:
     config = model_config_pb2.ModelConfig()
     config.CopyFrom(template)
@@ -35,6 +36,9 @@ def render_config(
     )
     config.instance_group.add(kind=kind, count=instance_count)
     config.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    config.max_batch_size = max_batch_size
+    del config.dynamic_batching.preferred_batch_size[:]
+    config.dynamic_batching.preferred_batch_size.extend(sorted({max(1, max_batch_size // 2), max_batch_size}))
     config.parameters.clear()
     for key, value in sorted(parameters.items()):
         config.parameters[key].string_value = value

@@ -36,6 +36,7 @@ class EmbedderSettings(BaseSettings):
     instance_count: int = Field(default=1, ge=1, le=16)
     num_threads: int = Field(default=0, ge=0, description="torch threads per instance; 0: cores / instances")
     max_queue_delay_us: int = Field(default=5000, ge=0, le=1_000_000)
+    max_batch_size: int = Field(default=64, ge=1, le=4096, description="windows per request and per batch")
     batch_seconds: float = Field(default=64.0, gt=0, description="audio per forward pass; bounds memory")
     max_input_seconds: float = Field(default=60.0, gt=0)
     centering_components: int = Field(default=4, ge=0, le=32)

@@ -148,6 +148,14 @@ def test_the_generated_config_has_the_contract_the_gateway_reads(tmp_path: Path)
     assert public == {"embedding_dim": "2048", "sample_rate": "32000", "untrained": "true"}
 
 
+def test_max_batch_size_sets_the_batch_limit_and_the_preferred_sizes() -> None:
+    config = render_config(read_template(), {}, True, 4, 100, max_batch_size=256)
+
+    assert config.max_batch_size == 256
+    assert list(config.dynamic_batching.preferred_batch_size) == [128, 256]
+    assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 4)]
+
+
 def test_a_gpu_gets_a_gpu_instance_group() -> None:
     config = render_config(read_template(), {}, True, 1, 100)
 

@@ -1,0 +1,52 @@
+"""Prometheus scrapes, percentiles and result output shared by the benches.
+
+Light on imports, so that a bench of one service runs where the rest of the suite is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus endpoint: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+    """The change of the samples called `name` whose labels include `labels`, summed."""
+    total = 0.0
+    for (sample, sample_labels), value in after.items():
+        if sample != name or not set(labels.items()) <= set(sample_labels):
+            continue
+        total += value - before.get((sample, sample_labels), 0.0)
+    return total
+
+
+def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99)) -> dict[str, float]:
+    array = np.asarray(values, dtype=np.float64)
+    return {f"p{point:g}": float(np.percentile(array, point)) for point in points} if len(array) else {}
+
+
+def emit(report: str, result: dict, json_target: str | None) -> None:
+    """Prints the table; `--json -` puts the JSON on stdout (table on stderr), `--json FILE` writes it too."""
+    if json_target == "-":
+        print(report, file=sys.stderr)
+        print(json.dumps(result, indent=1))
+        return
+    print(report)
+    if json_target:
+        Path(json_target).write_text(json.dumps(result, indent=1))
