@@ -2,6 +2,7 @@
 
     python -m services.embedder.bench [--device cpu|cuda] [--precision float32|float16|bfloat16]
                                       [--channels-last] [--compile] throughput [--batch-sizes 1 8 32]
+    python -m services.embedder.bench [...] profile [--batch-size 256] [--repeats 10]
     python -m services.embedder.bench separation --sounds DIR [--count 50] [--components 0 4]
 
 Both run the untrained model unless --checkpoint is given. Figures are printed as plain text.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
+from collections.abc import Callable
 from math import gcd
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import soundfile
@@ -25,6 +28,7 @@ from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource, default_threads
 
 WINDOW = 2 * SAMPLE_RATE
+T = TypeVar("T")
 
 
 def _embedder(args: argparse.Namespace, components: int = 4) -> Embedder:
@@ -63,6 +67,45 @@ def throughput(args: argparse.Namespace) -> None:
         audio_seconds = calls * batch_size * WINDOW / SAMPLE_RATE
         rate = audio_seconds / best
         print(f"batch {batch_size:3d}: {rate:6.1f} s of audio per s ({best / calls * 1e3:.0f} ms/call)")
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Median time of each stage of one `embed` call, synchronised with the device between stages."""
+    embedder = _embedder(args)
+    spectrogram = embedder.model.spectrogram_extractor
+    sync = torch.cuda.synchronize if embedder.device.type == "cuda" else (lambda: None)
+    batch = (0.1 * np.random.default_rng(0).standard_normal((args.batch_size, WINDOW))).astype(np.float32)
+    stages: dict[str, list[float]] = {}
+
+    def timed(name: str, record: bool, step: Callable[..., T], *inputs: object) -> T:
+        sync()
+        started = time.perf_counter()
+        result = step(*inputs)
+        sync()
+        if record:
+            stages.setdefault(name, []).append(time.perf_counter() - started)
+        return result
+
+    def to_host(raw: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return embedder.centering(raw).cpu(), tags.cpu()
+
+    with torch.inference_mode():
+        for repeat in range(args.repeats + 1):  # the first round warms up and is not recorded
+            record = repeat > 0
+            timed("validate (CPU)", record, embedder.validate, batch)
+            waveforms = timed("copy to device", record, torch.from_numpy(batch).to, embedder.device)
+            for by_fft in (False, True):
+                spectrogram.use_fft = by_fft
+                label = f"log-mel, STFT by {'FFT' if by_fft else 'convolution'}"
+                logmel = timed(label, record, embedder.logmel, waveforms)
+            raw, tags = timed("backbone", record, embedder.backbone, logmel)
+            timed("centre, copy to host", record, to_host, raw, tags)
+    audio_seconds = args.batch_size * WINDOW / SAMPLE_RATE
+    print(f"device={args.device} precision={args.precision} channels_last={args.channels_last} "
+          f"compile={args.compile} batch={args.batch_size} windows ({audio_seconds:g} s of audio)")
+    for name, seconds in stages.items():
+        median = float(np.median(seconds))
+        print(f"  {name:36s} {median * 1e3:8.2f} ms  ({audio_seconds / median:10,.0f} s of audio per s)")
 
 
 def decode(path: Path) -> np.ndarray:
@@ -172,6 +215,9 @@ def main() -> None:
     tp.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     tp.add_argument("--windows", type=int, default=64, help="2 s windows per timed run")
     tp.add_argument("--repeats", type=int, default=3, help="timed runs; the best is reported")
+    prof = commands.add_parser("profile")
+    prof.add_argument("--batch-size", type=int, default=256, help="2 s windows per call")
+    prof.add_argument("--repeats", type=int, default=10, help="timed rounds; medians are reported")
     sep = commands.add_parser("separation")
     sep.add_argument("--sounds", required=True)
     sep.add_argument("--count", type=int, default=50)
@@ -179,6 +225,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "throughput":
         throughput(args)
+    elif args.command == "profile":
+        args.batch_sizes = [args.batch_size]
+        profile(args)
     else:
         args.batch_sizes = None
         separation(args)

@@ -136,6 +136,8 @@ class STFT(nn.Module):
         with torch.no_grad():
             self.conv_real.weight.copy_(torch.from_numpy(real))
             self.conv_imag.weight.copy_(torch.from_numpy(imag))
+        # Not in the state dict, so checkpoints load strictly; moves with the module between devices.
+        self.register_buffer("window", torch.from_numpy(periodic_hann(n_fft).astype(np.float32)), persistent=False)
         self.requires_grad_(False)
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,14 +145,32 @@ class STFT(nn.Module):
         x = F.pad(waveform[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")
         return self.conv_real(x), self.conv_imag(x)
 
+    def holds_the_dft(self, tolerance: float = 1e-5) -> bool:
+        """Whether the conv kernels are still the windowed DFT (the checkpoint froze them), so an FFT may
+        compute the same transform."""
+        real, imag = stft_kernels(self.n_fft)
+        return all(
+            torch.allclose(conv.weight.detach().float().cpu(), torch.from_numpy(expected), rtol=0.0, atol=tolerance)
+            for conv, expected in ((self.conv_real, real), (self.conv_imag, imag))
+        )
+
+    def fft(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The same transform through an FFT: complex (batch, n_fft // 2 + 1, frames)."""
+        return torch.stft(waveform, self.n_fft, self.hop_length, window=self.window, center=True,
+                          pad_mode="reflect", return_complex=True)
+
 
 class Spectrogram(nn.Module):
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
         self.stft = STFT(n_fft, hop_length)
+        self.use_fft = False
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, samples) -> power spectrogram (batch, frames, n_fft // 2 + 1)."""
+        if self.use_fft:
+            spectrum = self.stft.fft(waveform)
+            return (spectrum.real.square() + spectrum.imag.square()).transpose(1, 2)
         real, imag = self.stft(waveform)
         return (real.square() + imag.square()).transpose(1, 2)
 
@@ -213,6 +233,12 @@ class Cnn14(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def use_fft_stft(self) -> bool:
+        """Compute the spectrogram with an FFT (O(n log n) instead of a 1024-tap convolution per bin) when the
+        STFT kernels are the exact DFT, as in the published checkpoint; returns whether it does."""
+        self.spectrogram_extractor.use_fft = self.spectrogram_extractor.stft.holds_the_dft()
+        return self.spectrogram_extractor.use_fft
 
     def conv_blocks(self) -> list[ConvBlock]:
         return [getattr(self, f"conv_block{index}") for index in range(1, len(CONV_CHANNELS) + 1)]

@@ -110,6 +110,9 @@ class Embedder:
         self._dtype = _DTYPES[options.precision]
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)
+        self.spectrogram_by_fft = model.use_fft_stft()
+        if not self.spectrogram_by_fft:
+            LOG.warning("the checkpoint's STFT kernels are not the plain DFT: computing them as convolutions")
         self.model = self._place(model)
         self._backbone = (
             torch.compile(self.model.backbone, dynamic=True) if options.compile else self.model.backbone
@@ -146,12 +149,18 @@ class Embedder:
         if not np.isfinite(waveforms).all():
             raise InputError("waveform contains NaN or infinite samples")
 
-    def _forward(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logmel(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Waveforms on the device -> the backbone's input: log-mel in the engine's precision and layout."""
         logmel = self.model.logmel(waveforms).to(self._dtype)
-        if self.options.channels_last:
-            logmel = logmel.contiguous(memory_format=torch.channels_last)
+        return logmel.contiguous(memory_format=torch.channels_last) if self.options.channels_last else logmel
+
+    def backbone(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mel -> raw relu(fc1) embeddings and tag probabilities, float32 on the device."""
         out = self._backbone(logmel)
         return out.embedding.float(), out.clipwise.float()
+
+    def _forward(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.backbone(self.logmel(waveforms))
 
     def _batches(self, waveforms: np.ndarray) -> list[torch.Tensor]:
         tensor = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32))
@@ -169,6 +178,9 @@ class Embedder:
     def embed(self, waveforms: np.ndarray) -> EmbeddingBatch:
         """(n, samples) float32 at 32 kHz -> centred unit embeddings and tag probabilities."""
         self.validate(waveforms)
+        return self._embed_valid(waveforms)
+
+    def _embed_valid(self, waveforms: np.ndarray) -> EmbeddingBatch:
         embeddings, tags = [], []
         with torch.inference_mode():
             for chunk in self._batches(waveforms):
@@ -189,7 +201,7 @@ class Embedder:
                 continue
             by_length.setdefault(waveforms.shape[1], []).append(index)
         for indices in by_length.values():
-            merged = self.embed(np.concatenate([requests[i] for i in indices]))
+            merged = self._embed_valid(np.concatenate([requests[i] for i in indices]))
             start = 0
             for index in indices:
                 stop = start + requests[index].shape[0]

@@ -69,9 +69,9 @@ def build_backend_dir(dist: TritonDistribution, destination: Path) -> Path:
     return destination
 
 
-def site_dirs() -> list[str]:
-    """What the model's shim adds with site.addsitedir: the repository root, then our site-packages."""
-    return [str(REPO_ROOT), *site.getsitepackages()]
+def site_dirs(pythonpath: str = "") -> list[str]:
+    """The launcher's import path for the model's shim: the repository root, PYTHONPATH, our site-packages."""
+    return [str(REPO_ROOT), *(part for part in pythonpath.split(os.pathsep) if part), *site.getsitepackages()]
 
 
 def server_env(dist: TritonDistribution, base: dict[str, str], log_level: str) -> dict[str, str]:
@@ -81,7 +81,7 @@ def server_env(dist: TritonDistribution, base: dict[str, str], log_level: str) -
     # Without the interpreter's own libpython first, the stub binds to another and model load fails.
     library_path = [sysconfig.get_config_var("LIBDIR") or "", str(dist.libs), base.get("LD_LIBRARY_PATH", "")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join(part for part in library_path if part)
-    env["EMBEDDER_SITE_DIRS"] = os.pathsep.join(site_dirs())
+    env["EMBEDDER_SITE_DIRS"] = os.pathsep.join(site_dirs(base.get("PYTHONPATH", "")))
     env["EMBEDDER_LOG_LEVEL"] = log_level
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

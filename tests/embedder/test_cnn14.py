@@ -86,6 +86,21 @@ def test_conv_stft_power_equals_numpy_rfft_of_hann_frames() -> None:
     np.testing.assert_allclose(power, expected, rtol=1e-3, atol=1e-2)
 
 
+def test_fft_spectrogram_equals_the_conv_one_and_is_used_only_while_the_kernels_are_the_dft() -> None:
+    model = Cnn14().eval()
+    waveforms = torch.from_numpy(np.random.default_rng(1).standard_normal((3, 64000)).astype(np.float32))
+    with torch.inference_mode():
+        by_conv = model.spectrogram_extractor(waveforms)
+        assert model.use_fft_stft()
+        by_fft = model.spectrogram_extractor(waveforms)
+
+    assert by_fft.shape == by_conv.shape == (3, 201, 513)
+    torch.testing.assert_close(by_fft, by_conv, rtol=1e-3, atol=1e-2)
+    with torch.no_grad():
+        model.spectrogram_extractor.stft.conv_real.weight[5, 0, 100] += 0.01
+    assert not model.use_fft_stft()
+
+
 def test_forward_gives_a_relu_embedding_and_sigmoid_tags() -> None:
     model = untrained_cnn14(seed=0).eval()
     with torch.inference_mode():

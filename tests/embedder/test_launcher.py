@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +189,16 @@ def test_prepare_writes_repository_and_backend_dir_and_sets_the_interpreter_env(
     assert "--grpc-port=18101" in plan.command
     assert "--grpc-address=127.0.0.1" in plan.command
     assert _written_parameters(plan.model_repository)["model_identity"] == str(plan.identity)
+
+
+def test_the_model_sees_the_launchers_pythonpath_between_the_repository_and_site_packages(tmp_path: Path) -> None:
+    plan = prepare(
+        settings(untrained=True, state_dir=tmp_path), {"PATH": "/bin", "PYTHONPATH": f"/opt/extra{os.pathsep}/opt/more"}
+    )
+
+    site_dirs = plan.env["EMBEDDER_SITE_DIRS"].split(os.pathsep)
+    assert site_dirs[:3] == [str(REPO_ROOT), "/opt/extra", "/opt/more"]
+    assert site_dirs[3:] == site.getsitepackages()
 
 
 def _written_parameters(repository: Path) -> dict[str, str]:
