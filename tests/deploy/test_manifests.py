@@ -223,7 +223,12 @@ def test_embedder_asks_for_a_gpu_in_prod(rendered) -> None:
     spec = pod_spec(embedder)
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
-    assert environment(documents, embedder, container(embedder))["EMBEDDER_DEVICE"] == "cuda"
+    env = environment(documents, embedder, container(embedder))
+    assert env["EMBEDDER_DEVICE"] == "cuda"
+    assert (env["EMBEDDER_INSTANCE_COUNT"], env["EMBEDDER_MAX_BATCH_SIZE"]) == ("8", "256")
+    assert float(env["EMBEDDER_BATCH_SECONDS"]) >= int(env["EMBEDDER_MAX_BATCH_SIZE"]) * 2, "one pass per batch"
+    shm = next(volume for volume in spec["volumes"] if volume["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4Gi"}
     for deployment in app_deployments(documents):
         if deployment["metadata"]["name"] != "embedder":
             assert not gpus(deployment)
