@@ -21,6 +21,12 @@ _FLOOR_SEED = 20_240_601
 
 
 QUERY_HOPS_PER_WINDOW = 8
+# Short sounds inside a longer query: frames this far above the query's median level (its background), in runs
+# shorter than a window, at most this many (the loudest), joined across gaps up to EVENT_GAP_SECONDS.
+EVENT_ABOVE_BACKGROUND_DB = 10.0
+EVENT_MIN_SECONDS = 0.05
+EVENT_GAP_SECONDS = 0.05
+MAX_QUERY_EVENTS = 8
 
 
 def query_hop_seconds(window_seconds: float, hop_seconds: float) -> float:
@@ -61,6 +67,38 @@ def cut_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float
     return _without_silent_windows(segments)
 
 
+def event_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float) -> Segments:
+    """Short sounds that stand out of a longer query's background, each looped to one window over its own span.
+
+    Ingest stores a sound shorter than a window looped; a query that holds the same sound once, over other
+    audio, only has windows of it once plus that audio. Looping each such event the same way lets it meet the
+    stored loop, and its range says where in the query it is. A query no longer than a window has none (the
+    whole query is already looped by `cut_segments`).
+    """
+    window = round(window_seconds * sample_rate_hz)
+    frame = max(1, round(EDGE_FRAME_SECONDS * sample_rate_hz))
+    if len(samples) <= window:
+        return _no_segments(window)
+    levels = _frame_levels_db(samples, frame)
+    threshold = max(float(np.median(levels)) + EVENT_ABOVE_BACKGROUND_DB, float(levels.max()) - EDGE_BELOW_PEAK_DB)
+    runs = _runs(levels >= threshold, max_gap=round(EVENT_GAP_SECONDS / EDGE_FRAME_SECONDS))
+    min_frames = round(EVENT_MIN_SECONDS / EDGE_FRAME_SECONDS)
+    short = [(first, last) for first, last in runs if min_frames <= last - first and (last - first) * frame < window]
+    loudest = sorted(short, key=lambda run: float(levels[run[0] : run[1]].max()), reverse=True)[:MAX_QUERY_EVENTS]
+    if not loudest:
+        return _no_segments(window)
+    bounds = [(first * frame, min(len(samples), last * frame)) for first, last in sorted(loudest)]
+    windows = np.stack([_loop_to(samples[first:last], window) for first, last in bounds])
+    starts, ends = (np.array(edge, dtype=np.float64) / sample_rate_hz for edge in zip(*bounds, strict=True))
+    return Segments(windows, starts, ends)
+
+
+def joined(first: Segments, second: Segments) -> Segments:
+    return Segments(np.concatenate([first.windows, second.windows]),
+                    np.concatenate([first.starts_seconds, second.starts_seconds]),
+                    np.concatenate([first.ends_seconds, second.ends_seconds]))
+
+
 def normalise_loudness(windows: np.ndarray) -> np.ndarray:
     """Each window at TARGET_RMS, over the fixed noise floor (NOISE_FLOOR_DB under it)."""
     rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1, keepdims=True))
@@ -97,6 +135,28 @@ def _noise_floor(length: int) -> np.ndarray:
     floor = noise * (TARGET_RMS * 10 ** (NOISE_FLOOR_DB / 20) / np.sqrt(np.mean(np.square(noise))))
     floor.setflags(write=False)
     return floor
+
+
+def _frame_levels_db(samples: np.ndarray, frame: int) -> np.ndarray:
+    count = -(-len(samples) // frame)
+    padded = np.zeros(count * frame, dtype=np.float64)
+    padded[: len(samples)] = samples
+    return 10 * np.log10(np.mean(np.square(padded.reshape(count, frame)), axis=1) + 1e-20)
+
+
+def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+    """[first, last) of each run of True, runs separated by at most `max_gap` False joined."""
+    indices = np.flatnonzero(flags)
+    if not len(indices):
+        return []
+    breaks = np.flatnonzero(np.diff(indices) > max_gap + 1)
+    firsts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    lasts = np.concatenate([indices[breaks], [indices[-1]]]) + 1
+    return [(int(first), int(last)) for first, last in zip(firsts, lasts, strict=True)]
+
+
+def _no_segments(window: int) -> Segments:
+    return Segments(np.zeros((0, window), dtype=np.float32), np.zeros(0), np.zeros(0))
 
 
 def _loop_to(samples: np.ndarray, length: int) -> np.ndarray:

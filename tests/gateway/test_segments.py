@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from services.gateway.segments import NOISE_FLOOR_DB, TARGET_RMS, cut_segments, normalise_loudness
+from services.gateway.segments import (
+    MAX_QUERY_EVENTS,
+    NOISE_FLOOR_DB,
+    TARGET_RMS,
+    cut_segments,
+    event_segments,
+    normalise_loudness,
+)
 
 RATE = 32_000
 
@@ -60,3 +67,45 @@ def test_every_window_gets_the_same_faint_noise_floor():
     assert 20 * np.log10(level / TARGET_RMS) == pytest.approx(NOISE_FLOOR_DB, abs=0.1)
     loud = normalise_loudness(noise(2.0)[None, :])
     assert np.sqrt(np.mean(np.square(loud, dtype=np.float64))) == pytest.approx(TARGET_RMS, rel=0.01)
+
+
+def tone(seconds: float, hz: float, amplitude: float = 0.5) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * hz * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+
+
+def placed(background: np.ndarray, sound: np.ndarray, at_seconds: float) -> np.ndarray:
+    mixed = background.copy()
+    start = int(at_seconds * RATE)
+    mixed[start : start + len(sound)] += sound
+    return mixed
+
+
+def test_a_short_sound_over_a_quieter_background_becomes_a_window_looped_like_the_stored_one():
+    sound = tone(0.7, 440.0)
+    query = placed(noise(8.0) * 0.1, sound, 3.2)
+
+    events = event_segments(query, RATE, 2.0)
+
+    assert len(events) == 1
+    assert (events.starts_seconds[0], events.ends_seconds[0]) == pytest.approx((3.2, 3.9), abs=0.011)
+    stored = cut_segments(sound, RATE, 2.0, 2.0).windows[0]
+    correlation = np.corrcoef(events.windows[0], stored)[0, 1]
+    assert correlation > 0.95, "the event's loop lines up with the loop ingest stores for the sound alone"
+
+
+def test_a_background_alone_a_long_sound_or_a_query_within_one_window_has_no_events():
+    assert len(event_segments(noise(8.0), RATE, 2.0)) == 0
+    assert len(event_segments(placed(noise(8.0) * 0.1, tone(3.0, 440.0), 2.0), RATE, 2.0)) == 0
+    assert len(event_segments(placed(noise(1.8) * 0.1, tone(0.5, 440.0), 0.5), RATE, 2.0)) == 0
+
+
+def test_only_the_loudest_events_are_kept_in_time_order():
+    query = noise(30.0) * 0.05
+    for index in range(MAX_QUERY_EVENTS + 3):
+        query = placed(query, tone(0.4, 300.0 + 50 * index, amplitude=0.2 + 0.05 * index), 1.0 + 2.5 * index)
+
+    events = event_segments(query, RATE, 2.0)
+
+    assert len(events) == MAX_QUERY_EVENTS
+    assert list(events.starts_seconds) == sorted(events.starts_seconds)
+    assert events.starts_seconds[0] == pytest.approx(1.0 + 2.5 * 3, abs=0.011), "the three quietest are left out"
