@@ -110,10 +110,7 @@ def audible_bounds(samples: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
     """First and last (exclusive) sample of the audible part: the 10 ms frames within EDGE_BELOW_PEAK_DB of the
     loudest frame, narrowed inside the edge frames to the first and last sample that reach that level."""
     frame = max(1, round(EDGE_FRAME_SECONDS * sample_rate_hz))
-    count = -(-len(samples) // frame)
-    padded = np.zeros(count * frame, dtype=np.float64)
-    padded[: len(samples)] = samples
-    energy = np.mean(np.square(padded.reshape(count, frame)), axis=1)
+    energy = _frame_energies(samples, frame)
     if not energy.any():
         return 0, len(samples)
     floor = energy.max() * 10 ** (-EDGE_BELOW_PEAK_DB / 10)
@@ -137,11 +134,16 @@ def _noise_floor(length: int) -> np.ndarray:
     return floor
 
 
-def _frame_levels_db(samples: np.ndarray, frame: int) -> np.ndarray:
+def _frame_energies(samples: np.ndarray, frame: int) -> np.ndarray:
+    """Mean square of each `frame` samples, the last frame zero-padded."""
     count = -(-len(samples) // frame)
     padded = np.zeros(count * frame, dtype=np.float64)
     padded[: len(samples)] = samples
-    return 10 * np.log10(np.mean(np.square(padded.reshape(count, frame)), axis=1) + 1e-20)
+    return np.mean(np.square(padded.reshape(count, frame)), axis=1)
+
+
+def _frame_levels_db(samples: np.ndarray, frame: int) -> np.ndarray:
+    return 10 * np.log10(_frame_energies(samples, frame) + 1e-20)
 
 
 def _runs(flags: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
