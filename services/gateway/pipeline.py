@@ -11,14 +11,7 @@ from services.common.audio import AudioError, AudioLimits, DecodedAudio, decode_
 from services.common.errors import InvalidArgument
 from services.common.labels import top_labels
 from services.gateway.embedder_client import EmbedderClient, Embeddings
-from services.gateway.segments import (
-    Segments,
-    cut_segments,
-    event_segments,
-    joined,
-    normalise_loudness,
-    query_hop_seconds,
-)
+from services.gateway.segments import Segments, cut_segments, normalise_loudness, query_segments
 
 
 @dataclass(frozen=True)
@@ -56,13 +49,7 @@ class AudioPipeline:
               ) -> EmbeddedAudio:
         """Windows at the collection's hop for storing; for searching, at the finer query hop plus a looped window
         for each short sound that stands out of the query's background."""
-        window = segment_config.window_seconds
-        if as_query:
-            segments = joined(
-                cut_segments(audio.samples, audio.sample_rate_hz, window,
-                             query_hop_seconds(window, segment_config.hop_seconds)),
-                event_segments(audio.samples, audio.sample_rate_hz, window))
-        else:
-            segments = cut_segments(audio.samples, audio.sample_rate_hz, window, segment_config.hop_seconds)
+        cut = query_segments if as_query else cut_segments
+        segments = cut(audio.samples, audio.sample_rate_hz, segment_config.window_seconds, segment_config.hop_seconds)
         embeddings = self._embedder.embed(normalise_loudness(segments.windows))
         return EmbeddedAudio(audio, segments, embeddings)

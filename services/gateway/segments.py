@@ -93,10 +93,13 @@ def event_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     return Segments(windows, starts, ends)
 
 
-def joined(first: Segments, second: Segments) -> Segments:
-    return Segments(np.concatenate([first.windows, second.windows]),
-                    np.concatenate([first.starts_seconds, second.starts_seconds]),
-                    np.concatenate([first.ends_seconds, second.ends_seconds]))
+def query_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float, hop_seconds: float) -> Segments:
+    """A query's windows for a collection stored at `hop_seconds`: every query hop, then the short events."""
+    regular = cut_segments(samples, sample_rate_hz, window_seconds, query_hop_seconds(window_seconds, hop_seconds))
+    events = event_segments(samples, sample_rate_hz, window_seconds)
+    return Segments(np.concatenate([regular.windows, events.windows]),
+                    np.concatenate([regular.starts_seconds, events.starts_seconds]),
+                    np.concatenate([regular.ends_seconds, events.ends_seconds]))
 
 
 def normalise_loudness(windows: np.ndarray) -> np.ndarray:

@@ -8,6 +8,8 @@ from services.gateway.segments import (
     cut_segments,
     event_segments,
     normalise_loudness,
+    query_hop_seconds,
+    query_segments,
 )
 
 RATE = 32_000
@@ -109,3 +111,14 @@ def test_only_the_loudest_events_are_kept_in_time_order():
     assert len(events) == MAX_QUERY_EVENTS
     assert list(events.starts_seconds) == sorted(events.starts_seconds)
     assert events.starts_seconds[0] == pytest.approx(1.0 + 2.5 * 3, abs=0.011), "the three quietest are left out"
+
+
+def test_a_query_is_its_windows_at_the_query_hop_then_its_events():
+    query = placed(noise(8.0) * 0.1, tone(0.7, 440.0), 3.2)
+
+    segments = query_segments(query, RATE, 2.0, 2.0)
+
+    regular = cut_segments(query, RATE, 2.0, query_hop_seconds(2.0, 2.0))
+    assert len(segments) == len(regular) + 1
+    assert np.array_equal(segments.starts_seconds[:-1], regular.starts_seconds)
+    assert (segments.starts_seconds[-1], segments.ends_seconds[-1]) == pytest.approx((3.2, 3.9), abs=0.011)
