@@ -54,7 +54,6 @@ class ClientPlan:
     threads: int
     request_windows: int
     start_at: float  # time.time() shared by every client process
-    measure_from: float
     measure_until: float
     seed: int
 
@@ -177,8 +176,8 @@ def served_rate(handle: EmbedderHandle, args: argparse.Namespace) -> dict[str, o
     start_at = time.time() + 10.0  # every client process is up and has its inputs before anyone sends
     measure_from = start_at + args.warmup
     measure_until = measure_from + args.duration
-    plans = [ClientPlan(handle.grpc_address, args.threads, args.request_windows, start_at, measure_from,
-                        measure_until, seed) for seed in range(args.clients)]
+    plans = [ClientPlan(handle.grpc_address, args.threads, args.request_windows, start_at, measure_until, seed)
+             for seed in range(args.clients)]
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold a CUDA context
     with context.Pool(args.clients) as pool:
         pending = pool.map_async(client_process, plans)

@@ -110,8 +110,7 @@ class Embedder:
         self._dtype = _DTYPES[options.precision]
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)
-        self.spectrogram_by_fft = model.use_fft_stft()
-        if not self.spectrogram_by_fft:
+        if not model.use_fft_stft():
             LOG.warning("the checkpoint's STFT kernels are not the plain DFT: computing them as convolutions")
         self.model = self._place(model)
         self._backbone = (

@@ -26,7 +26,7 @@ def render_config(
     gpu: bool,
     instance_count: int,
     max_queue_delay_us: int,
-    max_batch_size: int = 64,
+    max_batch_size: int,
 ) -> model_config_pb2.ModelConfig:
     config = model_config_pb2.ModelConfig()
     config.CopyFrom(template)

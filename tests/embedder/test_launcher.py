@@ -129,7 +129,7 @@ def test_instance_parameters_round_trip_through_strings() -> None:
 
 
 def test_the_generated_config_has_the_contract_the_gateway_reads(tmp_path: Path) -> None:
-    config = render_config(read_template(), InstancePlan().to_parameters(IDENTITY), False, 2, 1234)
+    config = render_config(read_template(), InstancePlan().to_parameters(IDENTITY), False, 2, 1234, 64)
     repository = write_repository(tmp_path / "repo", config)
 
     written = model_config_pb2.ModelConfig()
@@ -159,7 +159,7 @@ def test_max_batch_size_sets_the_batch_limit_and_the_preferred_sizes() -> None:
 
 
 def test_a_gpu_gets_a_gpu_instance_group() -> None:
-    config = render_config(read_template(), {}, True, 1, 100)
+    config = render_config(read_template(), {}, True, 1, 100, 64)
 
     assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
 
