@@ -86,14 +86,19 @@ def profile(args: argparse.Namespace) -> None:
             stages.setdefault(name, []).append(time.perf_counter() - started)
         return result
 
+    def finite_rows(waveforms: torch.Tensor) -> torch.Tensor:
+        return torch.isfinite(waveforms).all(dim=1).cpu()
+
     def to_host(raw: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return embedder.centering(raw).cpu(), tags.cpu()
 
     with torch.inference_mode():
         for repeat in range(args.repeats + 1):  # the first round warms up and is not recorded
             record = repeat > 0
-            timed("validate (CPU)", record, embedder.validate, batch)
-            waveforms = timed("copy to device", record, torch.from_numpy(batch).to, embedder.device)
+            timed("check shape (CPU)", record, embedder.check_shape, batch)
+            timed("copy to device from pageable memory", record, torch.from_numpy(batch).to, embedder.device)
+            waveforms = timed("gather rows (pinned on a GPU), to device", record, embedder.to_device, [batch])
+            timed("finite check (device)", record, finite_rows, waveforms)
             for by_fft in (False, True):
                 spectrogram.use_fft = by_fft
                 label = f"log-mel, STFT by {'FFT' if by_fft else 'convolution'}"
@@ -105,7 +110,7 @@ def profile(args: argparse.Namespace) -> None:
           f"compile={args.compile} batch={args.batch_size} windows ({audio_seconds:g} s of audio)")
     for name, seconds in stages.items():
         median = float(np.median(seconds))
-        print(f"  {name:36s} {median * 1e3:8.2f} ms  ({audio_seconds / median:10,.0f} s of audio per s)")
+        print(f"  {name:40s} {median * 1e3:8.2f} ms  ({audio_seconds / median:10,.0f} s of audio per s)")
 
 
 def decode(path: Path) -> np.ndarray:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -108,6 +108,7 @@ class Embedder:
         self.options = options
         self.device = torch.device(options.device)
         self._dtype = _DTYPES[options.precision]
+        self._pinned = self.device.type == "cuda"
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)
         if not model.use_fft_stft():
@@ -133,7 +134,8 @@ class Embedder:
                 module.to(memory_format=torch.channels_last)
         return model
 
-    def validate(self, waveforms: np.ndarray) -> None:
+    def check_shape(self, waveforms: np.ndarray) -> None:
+        """Rank, emptiness and length; whether the samples are finite is checked on the device."""
         if waveforms.ndim != 2 or waveforms.shape[0] == 0:
             raise InputError(
                 f"expected a batch of waveforms shaped (n, samples), got shape {waveforms.shape}"
@@ -145,8 +147,28 @@ class Embedder:
                 f"waveform of {waveforms.shape[1]} samples exceeds the limit of {self.options.max_samples} "
                 f"({self.options.max_samples / SAMPLE_RATE:g} s at {SAMPLE_RATE} Hz)"
             )
-        if not np.isfinite(waveforms).all():
-            raise InputError("waveform contains NaN or infinite samples")
+
+    def to_device(self, pieces: Sequence[np.ndarray]) -> torch.Tensor:
+        """The rows of `pieces` as one (n, samples) float32 tensor on the device, loop-padded to 1 s.
+
+        On a GPU the rows are gathered straight into pinned memory, so the copy to the device is a single
+        asynchronous transfer instead of a staged copy out of pageable memory.
+        """
+        rows = sum(piece.shape[0] for piece in pieces)
+        host = torch.empty((rows, pieces[0].shape[1]), dtype=torch.float32, pin_memory=self._pinned)
+        np.concatenate(pieces, axis=0, out=host.numpy(), casting="unsafe")
+        waveforms = host.to(self.device, non_blocking=True)
+        if waveforms.shape[1] < MIN_SAMPLES:
+            repeats = -(-MIN_SAMPLES // waveforms.shape[1])
+            waveforms = waveforms.repeat(1, repeats)[:, :MIN_SAMPLES]
+        return waveforms
+
+    def _chunks(self, parts: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
+        """All rows of `parts`, in order, on the device, at most `batch_samples` of audio per chunk."""
+        samples = max(parts[0].shape[1], MIN_SAMPLES)
+        rows_per_chunk = max(1, self.options.batch_samples // samples)
+        for pieces in row_groups(parts, rows_per_chunk):
+            yield self.to_device(pieces)
 
     def logmel(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Waveforms on the device -> the backbone's input: log-mel in the engine's precision and layout."""
@@ -161,53 +183,76 @@ class Embedder:
     def _forward(self, waveforms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.backbone(self.logmel(waveforms))
 
-    def _batches(self, waveforms: np.ndarray) -> list[torch.Tensor]:
-        tensor = torch.from_numpy(np.ascontiguousarray(waveforms, dtype=np.float32))
-        if tensor.shape[1] < MIN_SAMPLES:
-            repeats = -(-MIN_SAMPLES // tensor.shape[1])
-            tensor = tensor.repeat(1, repeats)[:, :MIN_SAMPLES]
-        rows = max(1, self.options.batch_samples // tensor.shape[1])
-        return [chunk.to(self.device) for chunk in tensor.split(rows)]
-
     def raw_embeddings(self, waveforms: np.ndarray) -> torch.Tensor:
         """Uncentred relu(fc1) embeddings, (n, 2048) float32 on the device."""
         with torch.inference_mode():
-            return torch.cat([self._forward(chunk)[0] for chunk in self._batches(waveforms)])
+            return torch.cat([self._forward(chunk)[0] for chunk in self._chunks([waveforms])])
 
     def embed(self, waveforms: np.ndarray) -> EmbeddingBatch:
         """(n, samples) float32 at 32 kHz -> centred unit embeddings and tag probabilities."""
-        self.validate(waveforms)
-        return self._embed_valid(waveforms)
-
-    def _embed_valid(self, waveforms: np.ndarray) -> EmbeddingBatch:
-        embeddings, tags = [], []
-        with torch.inference_mode():
-            for chunk in self._batches(waveforms):
-                raw, clipwise = self._forward(chunk)
-                embeddings.append(self.centering(raw).cpu())
-                tags.append(clipwise.cpu())
-        return EmbeddingBatch(torch.cat(embeddings).numpy(), torch.cat(tags).numpy())
+        result = self.embed_many([waveforms])[0]
+        if isinstance(result, InputError):
+            raise result
+        return result
 
     def embed_many(self, requests: Sequence[np.ndarray]) -> list[EmbeddingBatch | InputError]:
-        """Embed several requests at once: same-length ones run as one batch and are split back in order."""
+        """Embed several requests at once: same-length ones run as one batch and are split back in order.
+
+        A request with a NaN or infinite sample gets an InputError. Rows never mix in Cnn14 at inference, so
+        such a row is found on the device after the forward pass and spoils only its own request.
+        """
         results: list[EmbeddingBatch | InputError | None] = [None] * len(requests)
         by_length: dict[int, list[int]] = {}
         for index, waveforms in enumerate(requests):
             try:
-                self.validate(waveforms)
+                self.check_shape(waveforms)
             except InputError as exc:
                 results[index] = exc
                 continue
             by_length.setdefault(waveforms.shape[1], []).append(index)
         for indices in by_length.values():
-            merged = self._embed_valid(np.concatenate([requests[i] for i in indices]))
+            merged, finite_rows = self._embed_rows([requests[i] for i in indices])
             start = 0
             for index in indices:
                 stop = start + requests[index].shape[0]
-                results[index] = EmbeddingBatch(merged.embeddings[start:stop], merged.tags[start:stop])
+                results[index] = (
+                    EmbeddingBatch(merged.embeddings[start:stop], merged.tags[start:stop])
+                    if finite_rows[start:stop].all()
+                    else InputError("waveform contains NaN or infinite samples")
+                )
                 start = stop
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]
+
+    def _embed_rows(self, parts: Sequence[np.ndarray]) -> tuple[EmbeddingBatch, np.ndarray]:
+        """Embeddings and tags of every row of `parts`, and whether each row's samples were all finite."""
+        embeddings, tags, finite_rows = [], [], []
+        with torch.inference_mode():
+            for chunk in self._chunks(parts):
+                raw, clipwise = self._forward(chunk)
+                finite_rows.append(torch.isfinite(chunk).all(dim=1).cpu())
+                embeddings.append(self.centering(raw).cpu())
+                tags.append(clipwise.cpu())
+        batch = EmbeddingBatch(torch.cat(embeddings).numpy(), torch.cat(tags).numpy())
+        return batch, torch.cat(finite_rows).numpy()
+
+
+def row_groups(parts: Sequence[np.ndarray], rows_per_group: int) -> Iterator[list[np.ndarray]]:
+    """The rows of `parts` in order, as lists of row slices holding `rows_per_group` rows (the last fewer)."""
+    group: list[np.ndarray] = []
+    count = 0
+    for part in parts:
+        start = 0
+        while start < part.shape[0]:
+            taken = part[start : start + rows_per_group - count]
+            group.append(taken)
+            count += taken.shape[0]
+            start += taken.shape[0]
+            if count == rows_per_group:
+                yield group
+                group, count = [], 0
+    if group:
+        yield group
 
 
 def default_threads(instance_count: int) -> int:

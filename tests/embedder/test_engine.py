@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from services.embedder.engine import Embedder, InputError, RuntimeOptions, WeightsSource, untrained_cnn14
+from services.embedder.engine import (
+    Embedder,
+    EmbeddingBatch,
+    InputError,
+    RuntimeOptions,
+    WeightsSource,
+    row_groups,
+    untrained_cnn14,
+)
 from tests.embedder.sounds import plucked_string, rain, siren
 
 OPTIONS = RuntimeOptions(num_threads=2)
@@ -91,15 +99,41 @@ def test_embed_many_merges_same_length_requests_and_splits_them_back(embedder: E
 
 
 def test_invalid_requests_get_an_error_and_do_not_spoil_the_others(embedder: Embedder) -> None:
-    broken = rain()[None].copy()
-    broken[0, 100] = np.nan
+    with_nan, with_inf = rain()[None].copy(), np.stack([siren(), rain()])
+    with_nan[0, 100] = np.nan
+    with_inf[1, 5] = -np.inf
+    healthy = plucked_string()[None]
+    assert with_nan.shape[1] == healthy.shape[1] == with_inf.shape[1]  # one forward pass holds all three
 
-    results = embedder.embed_many([broken, siren()[None], np.zeros((1, 0), np.float32)])
+    results = embedder.embed_many([with_nan, healthy, with_inf, np.zeros((1, 0), np.float32)])
 
-    assert isinstance(results[0], InputError)
-    assert "NaN" in str(results[0])
-    assert results[1].embeddings.shape == (1, 2048)
-    assert isinstance(results[2], InputError)
+    assert [type(result) for result in results] == [InputError, EmbeddingBatch, InputError, InputError]
+    assert "NaN or infinite" in str(results[0])
+    assert "NaN or infinite" in str(results[2])
+    assert "empty" in str(results[3])
+    np.testing.assert_allclose(results[1].embeddings, embedder.embed(healthy).embeddings, atol=1e-5)
+    with pytest.raises(InputError, match="NaN or infinite"):
+        embedder.embed(with_nan)
+
+
+def test_requests_split_across_forward_passes_come_back_whole_and_in_order(embedder: Embedder) -> None:
+    requests = [np.stack([rain(), siren(), plucked_string()]), siren()[None], np.stack([plucked_string(), rain()])]
+    two_rows_per_pass = Embedder.load(
+        WeightsSource(untrained_seed=0), RuntimeOptions(num_threads=2, batch_samples=2 * 32000)
+    )
+
+    results = two_rows_per_pass.embed_many(requests)
+
+    for request, result in zip(requests, results, strict=True):
+        np.testing.assert_allclose(result.embeddings, embedder.embed(request).embeddings, atol=1e-5)
+
+
+def test_row_groups_cut_the_rows_of_all_parts_into_groups_of_the_given_size() -> None:
+    parts = [np.arange(3)[:, None], np.arange(3, 4)[:, None], np.arange(4, 9)[:, None]]
+
+    groups = [np.concatenate(group).ravel().tolist() for group in row_groups(parts, 4)]
+
+    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
 
 
 def test_too_long_inputs_are_refused() -> None:
