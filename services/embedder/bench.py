@@ -96,8 +96,7 @@ def profile(args: argparse.Namespace) -> None:
         for repeat in range(args.repeats + 1):  # the first round warms up and is not recorded
             record = repeat > 0
             timed("check shape (CPU)", record, embedder.check_shape, batch)
-            timed("copy to device from pageable memory", record, torch.from_numpy(batch).to, embedder.device)
-            waveforms = timed("gather rows (pinned on a GPU), to device", record, embedder.to_device, [batch])
+            waveforms = timed("copy to device", record, embedder.to_device, [batch])
             timed("finite check (device)", record, finite_rows, waveforms)
             for by_fft in (False, True):
                 spectrogram.use_fft = by_fft

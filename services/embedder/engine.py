@@ -108,7 +108,6 @@ class Embedder:
         self.options = options
         self.device = torch.device(options.device)
         self._dtype = _DTYPES[options.precision]
-        self._pinned = self.device.type == "cuda"
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)
         if not model.use_fft_stft():
@@ -151,13 +150,18 @@ class Embedder:
     def to_device(self, pieces: Sequence[np.ndarray]) -> torch.Tensor:
         """The rows of `pieces` as one (n, samples) float32 tensor on the device, loop-padded to 1 s.
 
-        On a GPU the rows are gathered straight into pinned memory, so the copy to the device is a single
-        asynchronous transfer instead of a staged copy out of pageable memory.
+        On a GPU each piece is copied from where it lies (in Triton, its request's shared memory) straight into
+        its rows on the device, with no gathering copy on the host first.
         """
-        rows = sum(piece.shape[0] for piece in pieces)
-        host = torch.empty((rows, pieces[0].shape[1]), dtype=torch.float32, pin_memory=self._pinned)
-        np.concatenate(pieces, axis=0, out=host.numpy(), casting="unsafe")
-        waveforms = host.to(self.device, non_blocking=True)
+        if self.device.type == "cpu":
+            waveforms = torch.from_numpy(np.concatenate(pieces, axis=0, dtype=np.float32))
+        else:
+            rows = sum(piece.shape[0] for piece in pieces)
+            waveforms = torch.empty((rows, pieces[0].shape[1]), dtype=torch.float32, device=self.device)
+            start = 0
+            for piece in pieces:
+                waveforms[start : start + piece.shape[0]].copy_(torch.from_numpy(np.asarray(piece, np.float32)))
+                start += piece.shape[0]
         if waveforms.shape[1] < MIN_SAMPLES:
             repeats = -(-MIN_SAMPLES // waveforms.shape[1])
             waveforms = waveforms.repeat(1, repeats)[:, :MIN_SAMPLES]
