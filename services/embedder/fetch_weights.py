@@ -2,6 +2,8 @@
 
     python -m services.embedder.fetch_weights --output var/models/Cnn14_mAP=0.431.pth [--sha256 HEX]
 
+`--sha256` defaults to $EMBEDDER_CHECKPOINT_SHA256, the setting with which the embedder pins its checkpoint.
+
 Fails within seconds, with a clear message, when the network is unreachable. The file is written under a
 temporary name and only moved into place once its length, optional sha256 and Cnn14 layout are verified.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import socket
 import sys
 import threading
@@ -24,6 +27,7 @@ from services.embedder.checkpoint import CheckpointError, verify_checkpoint
 
 CHECKPOINT_URL = "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1"
 CONNECT_TIMEOUT_SECONDS = 10.0
+SHA256_ENV = "EMBEDDER_CHECKPOINT_SHA256"  # the embedder's pin, so the init container and the server agree
 _CHUNK = 1 << 20
 _PROGRESS_EVERY = 32 << 20
 
@@ -103,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--url", default=CHECKPOINT_URL)
-    parser.add_argument("--sha256", help="expected sha256 of the file (checked when given)")
+    parser.add_argument(
+        "--sha256",
+        default=os.environ.get(SHA256_ENV) or None,
+        help=f"expected sha256 of the file, checked when given (default: ${SHA256_ENV}, the embedder's own pin)",
+    )
     parser.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT_SECONDS, help="seconds; at most 15")
     args = parser.parse_args(argv)
     configure_logging("embedder")

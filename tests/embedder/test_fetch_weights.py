@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from services.embedder.engine import untrained_cnn14
-from services.embedder.fetch_weights import main
+from services.embedder.fetch_weights import SHA256_ENV, main
+from services.embedder.settings import EmbedderSettings
 
 
 @pytest.fixture
@@ -64,3 +65,16 @@ def test_a_download_with_the_wrong_sha256_is_not_kept(tmp_path: Path, file_serve
     assert main(["--output", str(output), "--url", f"{url}/cnn14.pth", "--sha256", "0" * 64]) == 1
     assert not output.exists()
     assert not output.with_name("cnn14.pth.part").exists()
+
+
+def test_the_embedders_pin_applies_to_a_file_already_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    output = tmp_path / "cnn14.pth"
+    torch.save({"model": untrained_cnn14(0).state_dict()}, output)
+    sha256 = hashlib.sha256(output.read_bytes()).hexdigest()
+    assert "checkpoint_sha256" in EmbedderSettings.model_fields
+    assert EmbedderSettings.model_config["env_prefix"] + "CHECKPOINT_SHA256" == SHA256_ENV
+
+    monkeypatch.setenv(SHA256_ENV, "0" * 64)
+    assert main(["--output", str(output), "--url", "http://127.0.0.1:9/absent"]) == 1
+    monkeypatch.setenv(SHA256_ENV, sha256)
+    assert main(["--output", str(output), "--url", "http://127.0.0.1:9/absent"]) == 0
