@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy.signal import resample_poly
 
 from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource, default_threads
+from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource, default_threads, finite_rows_of
 
 WINDOW = 2 * SAMPLE_RATE
 T = TypeVar("T")
@@ -86,9 +86,6 @@ def profile(args: argparse.Namespace) -> None:
             stages.setdefault(name, []).append(time.perf_counter() - started)
         return result
 
-    def finite_rows(waveforms: torch.Tensor) -> torch.Tensor:
-        return torch.isfinite(waveforms).all(dim=1).cpu()
-
     def to_host(raw: torch.Tensor, tags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return embedder.centering(raw).cpu(), tags.cpu()
 
@@ -97,7 +94,7 @@ def profile(args: argparse.Namespace) -> None:
             record = repeat > 0
             timed("check shape (CPU)", record, embedder.check_shape, batch)
             waveforms = timed("copy to device", record, embedder.to_device, [batch])
-            timed("finite check (device)", record, finite_rows, waveforms)
+            timed("finite check (device)", record, finite_rows_of, waveforms)
             for by_fft in (False, True):
                 spectrogram.use_fft = by_fft
                 label = f"log-mel, STFT by {'FFT' if by_fft else 'convolution'}"

@@ -153,7 +153,7 @@ class Embedder:
         On a GPU each piece is copied from where it lies (in Triton, its request's shared memory) straight into
         its rows on the device, with no gathering copy on the host first.
         """
-        if self.device.type == "cpu":
+        if self.device.type == "cpu":  # the concatenation is the one copy the rows need
             waveforms = torch.from_numpy(np.concatenate(pieces, axis=0, dtype=np.float32))
         else:
             rows = sum(piece.shape[0] for piece in pieces)
@@ -234,11 +234,16 @@ class Embedder:
         with torch.inference_mode():
             for chunk in self._chunks(parts):
                 raw, clipwise = self._forward(chunk)
-                finite_rows.append(torch.isfinite(chunk).all(dim=1).cpu())
+                finite_rows.append(finite_rows_of(chunk).cpu())
                 embeddings.append(self.centering(raw).cpu())
                 tags.append(clipwise.cpu())
         batch = EmbeddingBatch(torch.cat(embeddings).numpy(), torch.cat(tags).numpy())
         return batch, torch.cat(finite_rows).numpy()
+
+
+def finite_rows_of(waveforms: torch.Tensor) -> torch.Tensor:
+    """Whether each row's samples are all finite, computed where the rows are (on the device)."""
+    return torch.isfinite(waveforms).all(dim=1)
 
 
 def row_groups(parts: Sequence[np.ndarray], rows_per_group: int) -> Iterator[list[np.ndarray]]:
