@@ -1,7 +1,7 @@
 """Vector search at scale on a real Milvus server: recall@10 against exact search, latency per query vector,
 index build time and memory, for HNSW and IVF indexes; and what the search service adds on top of pymilvus.
 
-    python -m bench.vector_scale [--count 1000000] [--queries 200] [--uri http://host:19530]
+    python -m bench.vector_scale [--count 1000000] [--queries 200] [--warmup-queries 100] [--uri http://host:19530]
                                  [--indexes HNSW IVF_FLAT IVF_SQ8] [--ef 64 128 256] [--nprobe 16 32 64]
                                  [--json [FILE]]
 
@@ -9,7 +9,10 @@ Without --uri it starts a `milvus-server` (tests/support/milvus.py) under a temp
 `--count` synthetic 2048-d unit vectors shaped like segment embeddings, not uniform noise: "recordings" of 20
 segments each scatter around a recording centre, and the centres share a low-rank structure (the anisotropy of
 real CNN embeddings). Queries are noisy copies of stored segments (a re-recording of a known sound); the exact
-top 10 of each is computed by brute force (numpy) while the data are generated.
+top 10 of each is computed by brute force (numpy) while the data are generated. After each index build it waits
+until the loaded segments have settled (sealed, and unchanged for --settle-seconds: no compaction or handoff left
+to share the cores with the searches), and before each search setting it runs --warmup-queries other queries,
+unmeasured, so that the figures are the steady state's, not the first touches of a freshly loaded index.
 
 The collection has the search service's own schema (created through services.search.store), so the same
 collection then serves the overhead test: SearchSegments through a search service started on it versus the same
@@ -46,6 +49,8 @@ CHUNK = 10_000  # vectors generated and inserted at a time (a multiple of SEGMEN
 INSERT_BATCH = 500
 LATENT_RANK = 64
 PREFIX = "bench_"
+SEGMENT_SEALED = 3  # commonpb.SegmentState.Sealed, as get_query_segment_info reports a loaded, indexed segment
+SETTLE_POLL_S = 5.0
 CONSISTENCY = ["Session"]  # --consistency: what the searches (and the search service) ask Milvus for
 NAME = "vectors"
 
@@ -92,9 +97,10 @@ class ExactTopK:
         self.ids = np.take_along_axis(all_ids, best, axis=1)
 
 
-def make_queries(count: int, queries: int, seed: int) -> np.ndarray:
-    """Noisy copies of randomly chosen stored vectors (regenerated from their chunk)."""
-    rng = np.random.default_rng(seed + 1)
+def make_queries(count: int, queries: int, seed: int, pick_seed: int | None = None) -> np.ndarray:
+    """Noisy copies of randomly chosen stored vectors (regenerated from their chunk); `pick_seed` picks another
+    set of them (the warm-up's)."""
+    rng = np.random.default_rng(seed + 1 if pick_seed is None else pick_seed)
     picked = np.sort(rng.choice(count, size=queries, replace=False))
     found = []
     for start, vectors in chunks(count, seed):
@@ -145,6 +151,24 @@ def build(client: MilvusClient, index_type: str, params: dict[str, int], count: 
         time.sleep(2)
     client.load_collection(collection, timeout=24 * 3600)
     return time.perf_counter() - started
+
+
+def settle(client: MilvusClient, quiet_s: float, timeout_s: float = 3600.0) -> list[int]:
+    """Waits until the loaded segments are all sealed and the same for `quiet_s` (no compaction or handoff still
+    under way, which would share the cores with the searches); returns their row counts, largest first."""
+    collection = PREFIX + NAME
+    deadline = time.monotonic() + timeout_s
+    last: tuple[int, ...] = ()
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        segments = client.list_loaded_segments(collection)
+        current = tuple(sorted(segment.segment_id for segment in segments))
+        if current != last or any(segment.state != SEGMENT_SEALED for segment in segments):
+            last, quiet_since = current, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return sorted((segment.num_rows for segment in segments), reverse=True)
+        time.sleep(SETTLE_POLL_S)
+    raise TimeoutError(f"segments still changing after {timeout_s:.0f} s")
 
 
 def search_params(index_type: str, value: int) -> dict:
@@ -217,8 +241,11 @@ def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: st
 def run(args: argparse.Namespace) -> dict:
     before = machine()
     queries = make_queries(args.count, args.queries, args.seed)
+    warmup = make_queries(args.count, args.warmup_queries, args.seed, pick_seed=args.seed + 2) \
+        if args.warmup_queries else np.zeros((0, DIM), np.float32)
     exact = ExactTopK(queries)
-    result: dict = {"count": args.count, "dim": DIM, "queries": args.queries, "raw_bytes": args.count * DIM * 4,
+    result: dict = {"count": args.count, "dim": DIM, "queries": args.queries, "warmup_queries": args.warmup_queries,
+                    "raw_bytes": args.count * DIM * 4,
                     "consistency": args.consistency, "indexes": []}
     result["milvus_config"] = segment_config(args.segment_max_mb) if args.segment_max_mb and not args.uri else {}
     with milvus(args.uri, result["milvus_config"]) as (uri, pid):
@@ -234,10 +261,15 @@ def run(args: argparse.Namespace) -> dict:
                       else {"nlist": args.nlist or max(64, int(4 * np.sqrt(args.count)))})
             print(f"building {index_type} {params} ...", file=sys.stderr)
             seconds = build(client, index_type, params, args.count)
+            segment_rows = settle(client, args.settle_seconds)
             entry = {"index": index_type, "build_params": params, "build_seconds": seconds,
-                     "rss_bytes": tree_rss_bytes(pid), "search": []}
+                     "segment_rows": segment_rows, "rss_bytes": tree_rss_bytes(pid), "search": []}
             for value in args.ef if index_type == "HNSW" else args.nprobe:
-                entry["search"].append(measure(client, queries, exact, search_params(index_type, value)))
+                params_of_value = search_params(index_type, value)
+                for query in warmup:
+                    client.search(PREFIX + NAME, data=[query], limit=10, search_params=params_of_value,
+                                  output_fields=[], consistency_level=CONSISTENCY[0])
+                entry["search"].append(measure(client, queries, exact, params_of_value))
             result["indexes"].append(entry)
             last = (index_type, args.ef[-1] if index_type == "HNSW" else args.nprobe[-1])
         if last and not args.skip_overhead:
@@ -273,7 +305,8 @@ def choose(indexes: list[dict]) -> tuple[str, int] | None:
 def table(result: dict) -> str:
     gib = 1024**3
     lines = [f"{result['count']} vectors x {result['dim']} (raw {result['raw_bytes'] / gib:.2f} GiB), "
-             f"{result['queries']} queries, consistency {result['consistency']}, "
+             f"{result['queries']} queries after {result['warmup_queries']} others to warm up, "
+             f"consistency {result['consistency']}, "
              f"milvus {result['milvus_config'] or 'defaults'}; "
              f"insert {result['insert_seconds']:.0f} s",
              f"{'index':9s} {'build s':>8s} {'RSS GiB':>8s} {'search':>14s} {'recall@10':>9s} {'p50 ms':>7s} "
@@ -286,6 +319,9 @@ def table(result: dict) -> str:
             params = ", ".join(f"{key}={value}" for key, value in search["params"].items())
             lines.append(f"{head} {params:>14s} {search['recall_at_10']:9.3f} {search['p50_ms']:7.1f} "
                          f"{search['p99_ms']:7.1f}")
+    for entry in result["indexes"]:
+        rows = entry["segment_rows"]
+        lines.append(f"{entry['index']}: searched {len(rows)} sealed segments of {', '.join(map(str, rows))} rows")
     if "overhead" in result:
         lines.append(f"\nsearch service vs pymilvus ({result['overhead']['index']}, {result['overhead']['param']}):")
         for call in result["overhead"]["calls"]:
@@ -302,6 +338,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=100_000, help="vectors (default 100000; 1000000 at scale)")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--warmup-queries", type=int, default=100,
+                        help="other queries run, unmeasured, before each setting (default 100)")
+    parser.add_argument("--settle-seconds", type=float, default=60.0,
+                        help="measure once the loaded segments have not changed for this long (default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--uri", help="a running Milvus server (default: start one)")
     parser.add_argument("--indexes", nargs="+", default=["HNSW", "IVF_FLAT", "IVF_SQ8"],
