@@ -15,8 +15,8 @@ and its segment counts by state as its data coordinator and query node report th
 At the end: growth of resident memory from the end of the warm-up to the end (means of MEMORY_SAMPLES readings),
 and the peak and low of each seal cycle. Milvus keeps every row inserted into the growing segment, deleted or not
 (with an interim index), in the query node until that segment is sealed, flushed, indexed and compacted; a cycle
-ends where the query node's entity count falls by HANDOFF_DROP or more. Peaks that do not rise from cycle to cycle
-mean the memory is bounded, whatever the start-to-end growth of a window that ends mid-cycle.
+ends where the query node's entity count falls below HANDOFF_LOW of its cycle's most. Peaks that do not rise from
+cycle to cycle mean the memory is bounded, whatever the start-to-end growth of a window that ends mid-cycle.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ QUERY_WINDOWS = 13
 TOP_K = 64
 WINDOW_SECONDS = 2.0
 MIB = 1024 * 1024
-HANDOFF_DROP = 0.3
+HANDOFF_LOW = 0.3
 
 
 def parse_config(items: list[str]) -> dict[str, str]:
@@ -172,13 +172,17 @@ def run(args: argparse.Namespace, server: MilvusServer) -> dict:
 
 
 def seal_cycles(rows: list[dict]) -> list[dict]:
-    """Readings split where the query node's entity count falls (a sealed segment replaced the growing one):
+    """Readings split where the query node's entity count falls below HANDOFF_LOW of the most it held in the
+    cycle so far (a sealed, compacted segment replaced the growing one; during the handoff both are counted):
     per cycle, its time span, peak and low resident memory, and the most entities the query node held."""
     cycles: list[list[dict]] = [[]]
-    for previous, row in zip([None, *rows], rows, strict=False):
+    most = 0.0
+    for row in rows:
         entities = row.get("querynode_entities", 0)
-        if previous and entities < (1 - HANDOFF_DROP) * previous.get("querynode_entities", 0):
+        if cycles[-1] and entities < HANDOFF_LOW * most:
             cycles.append([])
+            most = 0.0
+        most = max(most, entities)
         cycles[-1].append(row)
     return [{"from_s": cycle[0]["seconds"], "to_s": cycle[-1]["seconds"],
              "peak_mb": max(row["rss_mb"] for row in cycle), "low_mb": min(row["rss_mb"] for row in cycle),
