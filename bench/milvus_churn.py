@@ -3,8 +3,8 @@
     python -m bench.milvus_churn [--minutes 10] [--kept 64] [--max-segments 20] [--interval 30]
                                  [--config KEY=VALUE ...] [--json [FILE]]
 
-`bench.load` churns a Milvus server at about one ingest and one delete per second, so a trend takes it half an
-hour to show. This bench does the same writes through the search service's own store (same schema, HNSW index
+`bench.load` churns a Milvus server at about one ingest and one delete per second, so one seal cycle (below) takes
+it an hour. This bench does the same writes through the search service's own store (same schema, HNSW index
 and consistency as the service's defaults) as fast as one writer and one reader go: each cycle upserts a
 recording of 1 to --max-segments random 2048-d unit vectors, deletes the oldest so that --kept recordings
 remain, and searches with a 13-vector query (a 5 s excerpt's windows). `--config` sets milvus.yaml entries of
