@@ -53,7 +53,7 @@ class SearchSettings(ServiceSettings):
     )
     hnsw_m: int = Field(default=16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(default=200, ge=1)
-    search_ef: int = Field(default=128, ge=1, description="HNSW search breadth (raised to top_k when lower)")
+    search_ef: int = Field(default=64, ge=1, description="HNSW search breadth (raised to top_k when lower)")
     ivf_nlist: int = Field(default=1024, ge=1, le=65536)
     ivf_nprobe: int = Field(default=16, ge=1, le=65536)
     collection_prefix: str = Field(default="audiosearch_", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")

@@ -59,7 +59,7 @@ class StoreConfig:
     index_type: str = "auto"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
-    search_ef: int = 128
+    search_ef: int = 64
     ivf_nlist: int = 1024
     ivf_nprobe: int = 16
     collection_prefix: str = "audiosearch_"
