@@ -27,7 +27,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,10 +34,9 @@ import numpy as np
 
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit, scrape
-from bench.support import machine, tree_rss_bytes
+from bench.support import machine, milvus, tree_rss_bytes
 from services.search.server import SearchSettings, store_config
 from services.search.store import MilvusStore, Segment
-from tests.support.milvus import MilvusServer, start_milvus_server
 
 COLLECTION = "bench_churn"
 DIMENSION = 2048
@@ -56,11 +54,11 @@ def parse_config(items: list[str]) -> dict[str, str]:
     return dict(pairs)
 
 
-def metrics_port(server: MilvusServer) -> int:
+def metrics_port(server_pid: int) -> int:
     """The port of the server's /metrics: the wrapper picks it (the first free from 9091) and hands it to the
     binary as METRICS_PORT. Two servers started at once can both be handed the same port, and only one binds
     it, so the port counts only if this server's binary is the one listening there."""
-    for binary in _children(server.process.pid):
+    for binary in _children(server_pid):
         for entry in Path(f"/proc/{binary}/environ").read_bytes().split(b"\0"):
             if entry.startswith(b"METRICS_PORT="):
                 port = int(entry.split(b"=", 1)[1])
@@ -142,14 +140,14 @@ class Churn:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def run(args: argparse.Namespace, server: MilvusServer) -> dict:
-    settings = SearchSettings(milvus_uri=server.uri)
+def run(args: argparse.Namespace, uri: str, server_pid: int) -> dict:
+    settings = SearchSettings(milvus_uri=uri)
     store = MilvusStore(store_config(settings))
     store.ensure_collection(COLLECTION, DIMENSION)
     churn = Churn(store, args.kept, args.max_segments, args.seed)
     for _ in range(args.kept):
         churn.ingest()
-    port = metrics_port(server)
+    port = metrics_port(server_pid)
     started = time.monotonic()
     rows: list[dict] = []
     cycles = 0
@@ -161,7 +159,7 @@ def run(args: argparse.Namespace, server: MilvusServer) -> dict:
         if time.monotonic() >= next_report:
             next_report += args.interval
             rows.append({"seconds": round(time.monotonic() - started), "cycles": cycles,
-                         "rss_mb": round((tree_rss_bytes(server.process.pid) or 0) / MIB), **server_figures(port)})
+                         "rss_mb": round((tree_rss_bytes(server_pid) or 0) / MIB), **server_figures(port)})
             print(row_line(rows[-1]), file=sys.stderr, flush=True)
     store.close()
     after_warmup = [row["rss_mb"] for row in rows if row["seconds"] >= args.warmup_seconds]
@@ -223,13 +221,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the server
-    with tempfile.TemporaryDirectory(prefix="audiosearch-churn-") as folder:
-        server = start_milvus_server(Path(folder), config=parse_config(args.config))
-        try:
-            result = run(args, server)
-        finally:
-            server.stop()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that leaving `milvus` stops the server
+    with milvus(None, parse_config(args.config)) as (uri, server_pid):
+        result = run(args, uri, int(server_pid or 0))
     emit(table(result), result, args.json)
 
 

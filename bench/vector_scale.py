@@ -176,13 +176,17 @@ def search_params(index_type: str, value: int) -> dict:
     return {"metric_type": METRIC, "params": {key: value}}
 
 
+def search_one(client: MilvusClient, query: np.ndarray, params: dict) -> list:
+    """The top 10 of one query vector, ids only."""
+    return client.search(PREFIX + NAME, data=[query], limit=10, search_params=params, output_fields=[],
+                         consistency_level=CONSISTENCY[0])
+
+
 def measure(client: MilvusClient, queries: np.ndarray, exact: ExactTopK, params: dict) -> dict:
-    collection = PREFIX + NAME
     latencies, hits = [], 0
     for query, truth in zip(queries, exact.ids, strict=True):
         started = time.perf_counter()
-        found = client.search(collection, data=[query], limit=10, search_params=params, output_fields=[],
-                              consistency_level=CONSISTENCY[0])
+        found = search_one(client, query, params)
         latencies.append((time.perf_counter() - started) * 1000)
         hits += len({int(hit["id"]) for hit in found[0]} & {int(i) for i in truth})
     return {"params": params["params"], "recall_at_10": hits / (10 * len(queries)),
@@ -267,8 +271,7 @@ def run(args: argparse.Namespace) -> dict:
             for value in args.ef if index_type == "HNSW" else args.nprobe:
                 params_of_value = search_params(index_type, value)
                 for query in warmup:
-                    client.search(PREFIX + NAME, data=[query], limit=10, search_params=params_of_value,
-                                  output_fields=[], consistency_level=CONSISTENCY[0])
+                    search_one(client, query, params_of_value)
                 entry["search"].append(measure(client, queries, exact, params_of_value))
             result["indexes"].append(entry)
             last = (index_type, args.ef[-1] if index_type == "HNSW" else args.nprobe[-1])
