@@ -9,7 +9,7 @@
       instances get, on batches of --max-batch windows of 2 s: the ceiling for the served figure;
   (b) the embedder as deployed: `python -m services.embedder.server` (tritonserver, Python backend, dynamic
       batching) and P client processes with T threads each, every thread on its own gRPC channel, each sending
-      requests of B windows of 2 s of noise as FP32 tensors, as the gateway does, for --duration seconds after
+      requests of B windows of 2 s of noise as FP16 tensors, as the gateway does, for --duration seconds after
       --warmup seconds.
 
 Reported: audio s/s for both, request latency p50/p99, Triton's executions (mean batch in windows), its queue and
@@ -92,7 +92,7 @@ def engine_rate(settings: EmbedderSettings, seconds: float) -> dict[str, object]
     _, plan = instance_plan(settings, weights_source(settings), gpu)
     embedder = Embedder.load(plan.weights(), plan.runtime("cuda:0" if gpu else "cpu"))
     rng = np.random.default_rng(0)
-    batches = [(0.1 * rng.standard_normal((settings.max_batch_size, WINDOW))).astype(np.float32)
+    batches = [(0.1 * rng.standard_normal((settings.max_batch_size, WINDOW))).astype(np.float16)
                for _ in range(DISTINCT_INPUTS)]
     for batch in batches:  # warm-up: allocator, cuDNN algorithm choice, compilation
         embedder.embed(batch)
@@ -114,8 +114,8 @@ def _client_thread(plan: ClientPlan, seed: int, completions: list[Completion]) -
     rng = np.random.default_rng(seed)
     inputs = []
     for _ in range(DISTINCT_INPUTS):
-        waveform = triton.InferInput("waveform", [plan.request_windows, WINDOW], "FP32")
-        waveform.set_data_from_numpy((0.1 * rng.standard_normal((plan.request_windows, WINDOW))).astype(np.float32))
+        waveform = triton.InferInput("waveform", [plan.request_windows, WINDOW], "FP16")
+        waveform.set_data_from_numpy((0.1 * rng.standard_normal((plan.request_windows, WINDOW))).astype(np.float16))
         inputs.append(waveform)
     outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
     client = triton.InferenceServerClient(plan.address)

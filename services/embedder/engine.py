@@ -148,20 +148,25 @@ class Embedder:
             )
 
     def to_device(self, pieces: Sequence[np.ndarray]) -> torch.Tensor:
-        """The rows of `pieces` as one (n, samples) float32 tensor on the device, loop-padded to 1 s.
+        """The rows of `pieces` (float16 or float32) as one (n, samples) float32 tensor on the device, loop-padded
+        to 1 s.
 
-        On a GPU each piece is copied from where it lies (in Triton, its request's shared memory) straight into
-        its rows on the device, with no gathering copy on the host first.
+        On a GPU each piece is copied in its own dtype from where it lies (in Triton, its request's shared
+        memory) straight into its rows on the device, with no gathering copy on the host; float16 rows are
+        widened there, so they cross the bus at half the bytes.
         """
         if self.device.type == "cpu":  # the concatenation is the one copy the rows need
             waveforms = torch.from_numpy(np.concatenate(pieces, axis=0, dtype=np.float32))
         else:
             rows = sum(piece.shape[0] for piece in pieces)
-            waveforms = torch.empty((rows, pieces[0].shape[1]), dtype=torch.float32, device=self.device)
+            half = all(piece.dtype == np.float16 for piece in pieces)
+            wire_dtype, staged_dtype = (np.float16, torch.float16) if half else (np.float32, torch.float32)
+            staged = torch.empty((rows, pieces[0].shape[1]), dtype=staged_dtype, device=self.device)
             start = 0
             for piece in pieces:
-                waveforms[start : start + piece.shape[0]].copy_(torch.from_numpy(np.asarray(piece, np.float32)))
+                staged[start : start + piece.shape[0]].copy_(torch.from_numpy(np.asarray(piece, wire_dtype)))
                 start += piece.shape[0]
+            waveforms = staged.float()
         if waveforms.shape[1] < MIN_SAMPLES:
             repeats = -(-MIN_SAMPLES // waveforms.shape[1])
             waveforms = waveforms.repeat(1, repeats)[:, :MIN_SAMPLES]
@@ -193,7 +198,7 @@ class Embedder:
             return torch.cat([self._forward(chunk)[0] for chunk in self._chunks([waveforms])])
 
     def embed(self, waveforms: np.ndarray) -> EmbeddingBatch:
-        """(n, samples) float32 at 32 kHz -> centred unit embeddings and tag probabilities."""
+        """(n, samples) float16 or float32 at 32 kHz -> centred unit embeddings and tag probabilities."""
         result = self.embed_many([waveforms])[0]
         if isinstance(result, InputError):
             raise result

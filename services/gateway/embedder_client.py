@@ -82,8 +82,8 @@ class EmbedderClient:
         self._client.close()
 
     def _infer(self, windows: np.ndarray, parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
-        waveform = triton.InferInput("waveform", list(windows.shape), "FP32")
-        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        waveform = triton.InferInput("waveform", list(windows.shape), "FP16")
+        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float16))
         outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
         metrics.EMBED_BATCH_SIZE.observe(len(windows))
         try:

@@ -22,8 +22,8 @@ MODEL = "panns_cnn14"
 def infer(address: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     client = triton.InferenceServerClient(address)
     try:
-        waveform = triton.InferInput("waveform", list(windows.shape), "FP32")
-        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
+        waveform = triton.InferInput("waveform", list(windows.shape), "FP16")
+        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float16))
         outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
         result = client.infer(MODEL, [waveform], outputs=outputs, client_timeout=120)
         return result.as_numpy("embedding"), result.as_numpy("tags")
@@ -47,7 +47,8 @@ def test_a_batch_of_three_windows_gives_unit_embeddings_and_tag_probabilities(em
 def test_the_server_is_deterministic_and_agrees_with_the_engine(embedder_address: str) -> None:
     first, _ = infer(embedder_address, windows())
     second, _ = infer(embedder_address, windows())
-    local = Embedder.load(WeightsSource(untrained_seed=0), RuntimeOptions()).embed(windows()).embeddings
+    engine = Embedder.load(WeightsSource(untrained_seed=0), RuntimeOptions())
+    local = engine.embed(windows().astype(np.float16)).embeddings
 
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first, local, atol=1e-5)

@@ -88,6 +88,26 @@ def test_inputs_shorter_than_a_second_are_loop_padded(embedder: Embedder, sample
     np.testing.assert_allclose(out, embedder.embed(padded[None]).embeddings, atol=1e-5)
 
 
+def as_the_gateway_sends(sounds: np.ndarray) -> np.ndarray:
+    """Each window at -20 dBFS over a noise floor 40 dB under it (services.gateway.segments.normalise_loudness)."""
+    levelled = 0.1 * sounds / np.sqrt(np.mean(np.square(sounds), axis=1, keepdims=True))
+    return (levelled + 0.001 * np.random.default_rng(0).standard_normal(sounds.shape[1])).astype(np.float32)
+
+
+def test_float16_rows_as_sent_on_the_wire_embed_like_their_float32_originals(embedder: Embedder) -> None:
+    # float16 rounding noise lies ~66 dB under the signal, far below the gateway's noise floor. (Bare synthetic
+    # tones, with mel bands near -inf dB, would move: siren() alone comes out at cosine 0.88.)
+    sounds = as_the_gateway_sends(np.stack([plucked_string(), rain(), siren()]))
+    exact = embedder.embed(sounds).embeddings
+
+    wire = embedder.embed(sounds.astype(np.float16)).embeddings
+
+    for index in range(len(sounds)):
+        assert cosine(wire[index], exact[index]) > 0.9999
+        others = [cosine(wire[index], exact[other]) for other in range(len(sounds)) if other != index]
+        assert cosine(wire[index], exact[index]) > max(others) + 0.2
+
+
 def test_embed_many_merges_same_length_requests_and_splits_them_back(embedder: Embedder) -> None:
     first, second, other_length = np.stack([rain(), siren()]), plucked_string()[None], rain(1.5)[None]
 

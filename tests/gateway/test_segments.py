@@ -61,6 +61,16 @@ def test_codec_padding_does_not_change_a_short_sounds_window():
     assert np.array_equal(alone, with_padding)
 
 
+def test_levelled_windows_fit_the_embedders_float16_wire():
+    spike = np.zeros((1, 64000), np.float32)
+    spike[0, 123] = 1.0  # the most a window's peak can exceed its RMS
+
+    levelled = normalise_loudness(np.concatenate([spike, 1e-6 * spike]))
+
+    assert np.isfinite(levelled.astype(np.float16)).all()
+    np.testing.assert_allclose(levelled.astype(np.float16), levelled, rtol=1e-3, atol=1e-4)
+
+
 def test_every_window_gets_the_same_faint_noise_floor():
     silent = np.zeros((2, 2 * RATE), np.float32)
     floor = normalise_loudness(silent)
