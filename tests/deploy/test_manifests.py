@@ -227,6 +227,7 @@ def test_embedder_asks_for_a_gpu_in_prod(rendered) -> None:
     assert env["EMBEDDER_DEVICE"] == "cuda"
     assert (env["EMBEDDER_INSTANCE_COUNT"], env["EMBEDDER_MAX_BATCH_SIZE"]) == ("8", "256")
     assert float(env["EMBEDDER_BATCH_SECONDS"]) >= int(env["EMBEDDER_MAX_BATCH_SIZE"]) * 2, "one pass per batch"
+    assert env["EMBEDDER_COMPILE"] == "true"
     shm = next(volume for volume in spec["volumes"] if volume["name"] == "dshm")
     assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "4Gi"}
     for deployment in app_deployments(documents):
