@@ -11,7 +11,10 @@ In one run, on the same machine:
   (c) the gateway end to end: its own suite on free ports (Milvus Lite, SQLite, Triton; untrained weights unless
       var/models holds the checkpoint), every file through ImportAudio (or concurrent IngestAudio with
       --via ingest): upload, sha256, decode, resample, segment, embed in Triton, catalog, vectors, READY;
-  (d) the model alone, batched (32 windows of 2 s per forward pass) in float32 and bfloat16: the ceiling.
+  (d) the model alone, batched (32 windows of 2 s per forward pass) in float32 and bfloat16: the ceiling;
+  (e) the gateway's host path alone, in one thread: decode, resample, cut into stored windows, level, float16,
+      as the gateway does before it calls the embedder. Its rate per core says how many gateway cores one
+      embedder (a GPU's figure from bench.embedder_serving) needs to be fed.
 
 (a) and (b) include decoding and run for --budget seconds each over the files in a seeded order; (c) runs over
 every file (or --limit of them). Rates are "audio s/s" (the files' decoded duration per wall second) and
@@ -51,6 +54,7 @@ from bench.support import (
 from services.common.audio import AudioError, decode_audio
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
 from services.embedder.engine import MIN_SAMPLES, Embedder, RuntimeOptions, WeightsSource
+from services.gateway.segments import cut_segments, normalise_loudness
 
 CHUNK = 256 * 1024
 COLLECTION = "bench_throughput"
@@ -125,6 +129,37 @@ def model_ceiling(precision: str, budget: float, batch: int = 32, device: str = 
         torch.cuda.synchronize()
     return {"precision": f"{precision}, {device}", "batch": batch, "model_input_seconds": seconds, "wall_seconds": wall,
             "model_input_per_second": seconds / wall}
+
+
+def host_path(files: list[Path], budget: float, seed: int) -> dict:
+    """(e) what the gateway does on its own cores before Triton, file after file in one thread."""
+    order = files[:]
+    random.Random(seed).shuffle(order)
+    audio = model_input = 0.0
+    done = 0
+    by_format: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    for path in order:
+        file_started = time.perf_counter()
+        try:
+            samples = decode_audio(path.read_bytes(), SAMPLE_RATE).samples
+        except AudioError:
+            samples = None
+        if samples is not None:
+            segments = cut_segments(samples, SAMPLE_RATE, WINDOW_SECONDS, WINDOW_SECONDS)
+            wire = normalise_loudness(segments.windows).astype(np.float16)
+            audio += len(samples) / SAMPLE_RATE
+            model_input += wire.shape[0] * WINDOW_SECONDS
+            kind = by_format.setdefault(path.suffix.lower(), {"files": 0, "audio_seconds": 0.0, "wall_seconds": 0.0})
+            kind["files"] += 1
+            kind["audio_seconds"] += len(samples) / SAMPLE_RATE
+            kind["wall_seconds"] += time.perf_counter() - file_started
+        done += 1
+        if time.perf_counter() - started >= budget:
+            break
+    wall = time.perf_counter() - started
+    return {"files": done, "audio_seconds": audio, "model_input_seconds": model_input, "wall_seconds": wall,
+            "audio_per_second": audio / wall, "model_input_per_second": model_input / wall, "by_format": by_format}
 
 
 # ------------------------------------------------------------------------------------------------- end to end
@@ -228,6 +263,7 @@ def _rate_rows(result: dict) -> list[tuple[str, str, str, str]]:
     if e2e:
         entries.append((f"(c) gateway end to end ({e2e['via']}, {e2e['files']} files)", e2e))
     entries += [(f"(d) model only, batch {c['batch']} x 2 s, {c['precision']}", c) for c in result.get("ceilings", [])]
+    entries.append(("(e) gateway host path only, one thread", result.get("host_path")))
     rows = []
     for label, entry in entries:
         if entry is None:
@@ -271,6 +307,12 @@ def table(result: dict) -> str:
              *(f"{a:{width}s}  {b:>9s}  {c:>15s}  {d}" for a, b, c, d in rows)]
     if result.get("end_to_end"):
         lines += _end_to_end_lines(result["end_to_end"], result.get("baseline_new_model"))
+    if result.get("host_path"):
+        formats = sorted(result["host_path"]["by_format"].items(), key=lambda item: -item[1]["audio_seconds"])
+        lines.append("\n(e) by format: " + ", ".join(
+            f"{suffix} {kind['audio_seconds'] / kind['wall_seconds']:.0f} audio s/s "
+            f"({kind['files']} files, {1000 * kind['wall_seconds'] / kind['files']:.0f} ms each)"
+            for suffix, kind in formats))
     lines.append("\n" + result["load_note"])
     if not result.get("cuda"):
         lines.append("GPU: unmeasured (no GPU on this machine); the embedder uses KIND_GPU and float16 when torch "
@@ -306,6 +348,7 @@ def run(args: argparse.Namespace) -> dict:
         ceilings += [("float16", "cuda"), ("float32", "cuda")]
     steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3, device=device)
                                        for precision, device in ceilings]))
+    steps.append(("host_path", lambda: host_path(files, args.budget, args.seed)))
     for name, step in steps:
         print(f"running {name} ...", file=sys.stderr)
         result[name] = step()
