@@ -16,7 +16,8 @@ unmeasured, so that the figures are the steady state's, not the first touches of
 
 The collection has the search service's own schema (created through services.search.store), so the same
 collection then serves the overhead test: SearchSegments through a search service started on it versus the same
-search through pymilvus directly, one vector with top 10 and four vectors with top 64 (what a 5 s query sends).
+search through pymilvus directly, one vector with top 10 and four vectors with top 64 (what a 5 s query sends);
+and, to take the difference apart, a health check through the service and the service's store called in process.
 
 1M x 2048 float32 is 8 GB of raw vectors: on a small machine run --count 100000 or 200000 and read the build
 times and memory as the basis for extrapolation.
@@ -30,10 +31,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymilvus import MilvusClient
 
 from audiosearch.search.v1 import search_pb2 as spb
@@ -215,31 +218,47 @@ def search_service(uri: str, index_type: str, value: int) -> Iterator[str]:
         process.wait(30)
 
 
-def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: str, value: int) -> list[dict]:
-    """SearchSegments through the service vs the same search via pymilvus, interleaved, same consistency."""
+def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: str, value: int) -> dict:
+    """SearchSegments through the service vs the same search via pymilvus, interleaved, same consistency; and,
+    to take the difference apart, a health check through the service (the bare gRPC hop) and the service's own
+    store called in this process (its Milvus call without the hop), one vector with top 10."""
     collection = PREFIX + NAME
-    results = []
+    calls = []
+    hop: dict[str, list[float]] = {"health_check_ms": [], "store_in_process_ms": []}
+    store = MilvusStore(StoreConfig(uri=uri, index_type=index_type, collection_prefix=PREFIX, search_ef=value,
+                                    ivf_nprobe=value, consistency=CONSISTENCY[0]))
     with search_service(uri, index_type, value) as address:
-        stub = search_pb2_grpc.VectorSearchServiceStub(grpc.insecure_channel(address))
+        channel = grpc.insecure_channel(address)
+        stub = search_pb2_grpc.VectorSearchServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
         for vectors_per_call, top_k in ((1, 10), (4, 64)):
             service_ms, direct_ms = [], []
             for index in range(0, len(queries) - vectors_per_call + 1, vectors_per_call):
                 batch = queries[index:index + vectors_per_call]
                 request = spb.SearchSegmentsRequest(collection=NAME, top_k=top_k,
                                                     vectors=[row.astype("<f4").tobytes() for row in batch])
-                started = time.perf_counter()
-                stub.SearchSegments(request, timeout=60)
-                service_ms.append((time.perf_counter() - started) * 1000)
-                started = time.perf_counter()
-                client.search(collection, data=list(batch), limit=top_k, output_fields=HIT_FIELDS,
-                              search_params=search_params(index_type, max(value, top_k) if index_type == "HNSW"
-                                                          else value), consistency_level=CONSISTENCY[0])
-                direct_ms.append((time.perf_counter() - started) * 1000)
+                service_ms.append(_timed_ms(partial(stub.SearchSegments, request, timeout=60)))
+                direct_ms.append(_timed_ms(partial(
+                    client.search, collection, data=list(batch), limit=top_k, output_fields=HIT_FIELDS,
+                    search_params=search_params(index_type, max(value, top_k) if index_type == "HNSW" else value),
+                    consistency_level=CONSISTENCY[0])))
+                if vectors_per_call == 1:
+                    hop["health_check_ms"].append(_timed_ms(
+                        partial(health.Check, health_pb2.HealthCheckRequest(), timeout=60)))
+                    hop["store_in_process_ms"].append(_timed_ms(partial(store.search, NAME, batch, top_k)))
             service, direct = percentiles(service_ms), percentiles(direct_ms)
-            results.append({"vectors_per_call": vectors_per_call, "top_k": top_k, "service_ms": service,
-                            "pymilvus_ms": direct, "ratio_p50": service["p50"] / direct["p50"],
-                            "ratio_p99": service["p99"] / direct["p99"]})
-    return results
+            calls.append({"vectors_per_call": vectors_per_call, "top_k": top_k, "service_ms": service,
+                          "pymilvus_ms": direct, "ratio_p50": service["p50"] / direct["p50"],
+                          "ratio_p99": service["p99"] / direct["p99"]})
+        channel.close()
+    store.close()
+    return {"calls": calls, **{name: percentiles(samples) for name, samples in hop.items()}}
+
+
+def _timed_ms(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -282,7 +301,7 @@ def run(args: argparse.Namespace) -> dict:
                 entry = next(e for e in result["indexes"] if e["index"] == chosen[0])
                 build(client, chosen[0], entry["build_params"], args.count)
             result["overhead"] = {"index": chosen[0], "param": chosen[1],
-                                  "calls": overhead(uri, client, queries, chosen[0], chosen[1])}
+                                  **overhead(uri, client, queries, chosen[0], chosen[1])}
         client.close()
         store.close()
     result["machine_before"], result["machine_after"] = before, machine()
@@ -332,6 +351,10 @@ def table(result: dict) -> str:
                          f"{call['service_ms']['p50']:.1f}/{call['service_ms']['p99']:.1f} ms, pymilvus "
                          f"{call['pymilvus_ms']['p50']:.1f}/{call['pymilvus_ms']['p99']:.1f} ms (p50/p99); "
                          f"ratio {call['ratio_p50']:.2f}x p50, {call['ratio_p99']:.2f}x p99")
+        health, in_process = result["overhead"]["health_check_ms"], result["overhead"]["store_in_process_ms"]
+        lines.append(f"  the hop taken apart (1 vector): health check through the service {health['p50']:.2f}/"
+                     f"{health['p99']:.2f} ms, the service's store called in this process "
+                     f"{in_process['p50']:.1f}/{in_process['p99']:.1f} ms")
     lines.append("\n" + result["load_note"])
     return "\n".join(lines)
 
