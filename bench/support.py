@@ -103,22 +103,40 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             server.stop()
 
 
-def tree_rss_bytes(pid: int | None) -> int | None:
-    """Resident memory of a process and all its descendants (from /proc)."""
-    if pid is None:
-        return None
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
                 children.setdefault(parent, []).append(int(entry.name))
-    total, stack = 0, [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
         stack.extend(children.get(current, []))
+    return found
+
+
+def tree_rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    if pid is None:
+        return None
+    total = 0
+    for current in process_tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) that a process and its living descendants have used so far (from /proc)."""
+    ticks = 0
+    for current in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return ticks / os.sysconf("SC_CLK_TCK")

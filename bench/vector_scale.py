@@ -10,9 +10,10 @@ Without --uri it starts a `milvus-server` (tests/support/milvus.py) under a temp
 segments each scatter around a recording centre, and the centres share a low-rank structure (the anisotropy of
 real CNN embeddings). Queries are noisy copies of stored segments (a re-recording of a known sound); the exact
 top 10 of each is computed by brute force (numpy) while the data are generated. After each index build it waits
-until the loaded segments have settled (sealed, and unchanged for --settle-seconds: no compaction or handoff left
-to share the cores with the searches), and before each search setting it runs --warmup-queries other queries,
-unmeasured, so that the figures are the steady state's, not the first touches of a freshly loaded index.
+until the loaded segments have settled (sealed and unchanged, and a server it started nearly idle, for
+--settle-seconds: no compaction, index build or handoff left to share the cores with the searches), and before each
+search setting it runs --warmup-queries other queries, unmeasured, so that the figures are the steady state's, not
+the first touches of a freshly loaded index.
 
 The collection has the search service's own schema (created through services.search.store), so the same
 collection then serves the overhead test: SearchSegments through a search service started on it versus the same
@@ -42,7 +43,7 @@ from pymilvus import MilvusClient
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from bench.metrics import emit, percentiles
-from bench.support import machine, milvus, shared_load_note, tree_rss_bytes
+from bench.support import machine, milvus, shared_load_note, tree_cpu_seconds, tree_rss_bytes
 from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
 from services.suite import REPO_ROOT, free_port, is_healthy
 
@@ -54,6 +55,7 @@ LATENT_RANK = 64
 PREFIX = "bench_"
 SEGMENT_SEALED = 3  # commonpb.SegmentState.Sealed, as get_query_segment_info reports a loaded, indexed segment
 SETTLE_POLL_S = 5.0
+IDLE_CORES = 0.25  # a standalone Milvus with nothing to do uses a few percent of a core
 CONSISTENCY = ["Session"]  # --consistency: what the searches (and the search service) ask Milvus for
 NAME = "vectors"
 
@@ -156,22 +158,27 @@ def build(client: MilvusClient, index_type: str, params: dict[str, int], count: 
     return time.perf_counter() - started
 
 
-def settle(client: MilvusClient, quiet_s: float, timeout_s: float = 3600.0) -> list[int]:
-    """Waits until the loaded segments are all sealed and the same for `quiet_s` (no compaction or handoff still
-    under way, which would share the cores with the searches); returns their row counts, largest first."""
+def settle(client: MilvusClient, quiet_s: float, pid: int | None, timeout_s: float = 3600.0) -> list[int]:
+    """Waits until the loaded segments are all sealed and the same for `quiet_s`, and the server (when the bench
+    started it) has used under IDLE_CORES of CPU all that time: no compaction, index build or handoff still under
+    way, which would share the cores with the searches. Returns the segments' row counts, largest first."""
     collection = PREFIX + NAME
     deadline = time.monotonic() + timeout_s
     last: tuple[int, ...] = ()
     quiet_since = time.monotonic()
+    cpu_before, polled_at = (tree_cpu_seconds(pid) if pid else 0.0), time.monotonic()
     while time.monotonic() < deadline:
+        time.sleep(SETTLE_POLL_S)
         segments = client.list_loaded_segments(collection)
         current = tuple(sorted(segment.segment_id for segment in segments))
-        if current != last or any(segment.state != SEGMENT_SEALED for segment in segments):
-            last, quiet_since = current, time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
+        cpu_now, now = (tree_cpu_seconds(pid) if pid else 0.0), time.monotonic()
+        busy_cores = (cpu_now - cpu_before) / (now - polled_at)
+        cpu_before, polled_at = cpu_now, now
+        if current != last or any(segment.state != SEGMENT_SEALED for segment in segments) or busy_cores > IDLE_CORES:
+            last, quiet_since = current, now
+        elif now - quiet_since >= quiet_s:
             return sorted((segment.num_rows for segment in segments), reverse=True)
-        time.sleep(SETTLE_POLL_S)
-    raise TimeoutError(f"segments still changing after {timeout_s:.0f} s")
+    raise TimeoutError(f"segments still changing or the server still busy after {timeout_s:.0f} s")
 
 
 def search_params(index_type: str, value: int) -> dict:
@@ -284,7 +291,7 @@ def run(args: argparse.Namespace) -> dict:
                       else {"nlist": args.nlist or max(64, int(4 * np.sqrt(args.count)))})
             print(f"building {index_type} {params} ...", file=sys.stderr)
             seconds = build(client, index_type, params, args.count)
-            segment_rows = settle(client, args.settle_seconds)
+            segment_rows = settle(client, args.settle_seconds, pid)
             entry = {"index": index_type, "build_params": params, "build_seconds": seconds,
                      "segment_rows": segment_rows, "rss_bytes": tree_rss_bytes(pid), "search": []}
             for value in args.ef if index_type == "HNSW" else args.nprobe:
