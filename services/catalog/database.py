@@ -172,10 +172,24 @@ class SQLiteDialect(Dialect):
         connection = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )
-        connection.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal(connection)
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
         return connection
+
+    def _enable_wal(self, connection: Any) -> None:
+        # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is locked" at once,
+        # without its busy handler, when another connection switches it at the same moment (replicas starting
+        # together): retry until the busy timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def begin(self, connection: Any, write: bool) -> None:
         connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from services.catalog.database import Database
+from services.catalog.database import Database, SQLiteDialect
 from services.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
 
 EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata"}
@@ -69,3 +69,24 @@ def test_scripts_split_into_statements_without_their_comments() -> None:
     script = "-- a comment; with a semicolon\nCREATE TABLE a (x INT);\n\n  -- another\nCREATE TABLE b (y INT);\n"
 
     assert split_statements(script) == ("CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)")
+
+
+
+def test_connections_opening_a_fresh_sqlite_file_at_once_all_switch_it_to_wal(tmp_path) -> None:
+    # Without the retry about 8 % of such rounds failed with "database is locked" (SQLite skips its busy handler
+    # while another connection changes the journal mode).
+    for round_number in range(50):
+        dialect = SQLiteDialect(tmp_path / f"fresh-{round_number}.db")
+        barrier = threading.Barrier(8)
+        with ThreadPoolExecutor(8) as pool:
+            modes = list(pool.map(journal_mode_on_connecting, [dialect] * 8, [barrier] * 8))
+        assert modes == ["wal"] * 8
+
+
+def journal_mode_on_connecting(dialect: SQLiteDialect, barrier: threading.Barrier) -> str:
+    barrier.wait()
+    connection = dialect.connect()
+    try:
+        return connection.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        connection.close()
