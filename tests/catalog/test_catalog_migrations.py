@@ -71,7 +71,6 @@ def test_scripts_split_into_statements_without_their_comments() -> None:
     assert split_statements(script) == ("CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)")
 
 
-
 def test_connections_opening_a_fresh_sqlite_file_at_once_all_switch_it_to_wal(tmp_path) -> None:
     # Without the retry about 8 % of such rounds failed with "database is locked" (SQLite skips its busy handler
     # while another connection changes the journal mode).

@@ -65,7 +65,7 @@ def test_levelled_windows_fit_the_embedders_float16_wire():
     spike = np.zeros((1, 64000), np.float32)
     spike[0, 123] = 1.0  # the most a window's peak can exceed its RMS
 
-    levelled = normalise_loudness(np.concatenate([spike, 1e-6 * spike]))
+    levelled = normalise_loudness(spike)
 
     assert np.isfinite(levelled.astype(np.float16)).all()
     np.testing.assert_allclose(levelled.astype(np.float16), levelled, rtol=1e-3, atol=1e-4)
