@@ -151,6 +151,7 @@ def prepare(settings: EmbedderSettings, base_env: dict[str, str]) -> LaunchPlan:
         settings.instance_count,
         settings.max_queue_delay_us,
         settings.max_batch_size,
+        settings.waveform_dtype,
     )
     repository = write_repository(state_dir / "model_repository", config)
     backend_dir = build_backend_dir(dist, state_dir / "backends")

@@ -39,6 +39,9 @@ class EmbedderSettings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="windows per request and per batch")
     batch_seconds: float = Field(default=64.0, gt=0, description="audio per forward pass; bounds memory")
     max_input_seconds: float = Field(default=60.0, gt=0)
+    waveform_dtype: Literal["float16", "float32"] = Field(
+        default="float16", description="datatype of the `waveform` input; gateways read it from the model config"
+    )
     centering_components: int = Field(default=4, ge=0, le=32)
 
     # TLS on Triton's gRPC endpoint: a certificate and key turn it on; a client CA makes it mutual (the gateway

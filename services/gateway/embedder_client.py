@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+import grpc
 import numpy as np
 import tritonclient.grpc as triton
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.channels import CHANNEL_OPTIONS
@@ -22,6 +24,9 @@ from services.common.tracing import trace_headers, tracer
 from services.gateway import metrics
 
 MODEL_NAME = "panns_cnn14"
+WAVEFORM_INPUT = "waveform"
+# The wire datatypes of the waveform the gateway can send, each with the one to try when an embedder refuses it.
+_OTHER_WIRE_DATATYPE = {"FP16": "FP32", "FP32": "FP16"}
 _IDENTITY_TTL_SECONDS = 30.0
 
 
@@ -31,6 +36,15 @@ def triton_client(url: str, tls: ClientTls | None = None) -> triton.InferenceSer
         return triton.InferenceServerClient(url=url, channel_args=CHANNEL_OPTIONS)
     return triton.InferenceServerClient(url=url, channel_args=[*CHANNEL_OPTIONS, *tls.options()],
                                         **tls.triton_arguments())
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the gateway reads from the model config Triton serves."""
+
+    identity: pb.ModelIdentity
+    max_batch_size: int
+    waveform_datatype: str  # KServe datatype of the `waveform` input: FP16 or FP32
 
 
 @dataclass(frozen=True)
@@ -46,18 +60,20 @@ class EmbedderClient:
         self._client = triton_client(url, tls)
         self._timeout_seconds = timeout_seconds
         self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
-        self._identity: pb.ModelIdentity | None = None
-        self._max_batch_size = 0
-        self._identity_read_at = 0.0
+        self._served: ServedModel | None = None
+        self._served_read_at = 0.0
         self._lock = threading.Lock()
 
     def model_identity(self) -> pb.ModelIdentity:
         """The identity of the model Triton serves now (cached briefly; a restarted embedder is noticed)."""
+        return self.served_model().identity
+
+    def served_model(self) -> ServedModel:
         with self._lock:
-            if self._identity is None or time.monotonic() - self._identity_read_at > _IDENTITY_TTL_SECONDS:
-                self._identity, self._max_batch_size = self._read_model_config()
-                self._identity_read_at = time.monotonic()
-            return self._identity
+            if self._served is None or time.monotonic() - self._served_read_at > _IDENTITY_TTL_SECONDS:
+                self._served = self._read_model_config()
+                self._served_read_at = time.monotonic()
+            return self._served
 
     def is_ready(self) -> bool:
         try:
@@ -67,11 +83,12 @@ class EmbedderClient:
 
     def embed(self, windows: np.ndarray) -> Embeddings:
         """Embeds (n, samples) windows; large n is split into max-batch requests sent concurrently."""
-        self.model_identity()
-        batches = [windows[start : start + self._max_batch_size]
-                   for start in range(0, len(windows), self._max_batch_size)]
+        served = self.served_model()
+        batches = [windows[start : start + served.max_batch_size]
+                   for start in range(0, len(windows), served.max_batch_size)]
         # The pool's threads do not inherit the caller's context: hand them the request's trace explicitly.
-        results = list(self._pool.map(partial(self._infer, parent=otel_context.get_current()), batches))
+        infer = partial(self._infer, datatype=served.waveform_datatype, parent=otel_context.get_current())
+        results = list(self._pool.map(infer, batches))
         return Embeddings(
             np.concatenate([vectors for vectors, _ in results]),
             np.concatenate([tags for _, tags in results]),
@@ -81,10 +98,8 @@ class EmbedderClient:
         self._pool.shutdown(wait=False)
         self._client.close()
 
-    def _infer(self, windows: np.ndarray, parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
-        waveform = triton.InferInput("waveform", list(windows.shape), "FP16")
-        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=np.float16))
-        outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
+    def _infer(self, windows: np.ndarray, datatype: str,
+               parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
         metrics.EMBED_BATCH_SIZE.observe(len(windows))
         try:
             # `traceparent` as gRPC metadata: Triton started with --trace-config mode=opentelemetry joins the trace.
@@ -93,15 +108,37 @@ class EmbedderClient:
                                              attributes={"embedder.batch_size": len(windows)}),
                 metrics.EMBED_DURATION.time(),
             ):
-                result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs,
-                                            client_timeout=self._timeout_seconds, headers=trace_headers())
+                return self._infer_as(windows, datatype)
         except InferenceServerException as error:
             metrics.EMBED_ERRORS.inc()
             raise Unavailable(f"the embedder failed: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
                               dependency="embedder") from error
+
+    def _infer_as(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sends in `datatype`; while a rolling update changes it, the pods behind one address disagree, and a pod
+        that refuses the datatype (INVALID_ARGUMENT) is answered by sending again: in the other datatype twice, as
+        the next pod in the round may be one of the kind that wanted the first, then in the first once more, for a
+        fleet mostly of that kind. Inference is idempotent; the first refusal is the one reported."""
+        other = _OTHER_WIRE_DATATYPE[datatype]
+        refusals: list[InferenceServerException] = []
+        for attempt in (datatype, other, other, datatype):
+            try:
+                return self._send(windows, attempt)
+            except InferenceServerException as error:
+                if error.status() != str(grpc.StatusCode.INVALID_ARGUMENT):
+                    raise
+                refusals.append(error)
+        raise refusals[0]
+
+    def _send(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+        waveform = triton.InferInput(WAVEFORM_INPUT, list(windows.shape), datatype)
+        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=triton_to_np_dtype(datatype)))
+        outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
+        result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs, client_timeout=self._timeout_seconds,
+                                    headers=trace_headers())
         return result.as_numpy("embedding"), result.as_numpy("tags")
 
-    def _read_model_config(self) -> tuple[pb.ModelIdentity, int]:
+    def _read_model_config(self) -> ServedModel:
         try:
             config = self._client.get_model_config(MODEL_NAME, client_timeout=5.0).config
         except InferenceServerException as error:
@@ -115,7 +152,17 @@ class EmbedderClient:
             sample_rate_hz=int(parameters["sample_rate"]),
             untrained=parameters.get("untrained", "false").lower() == "true",
         )
-        return identity, config.max_batch_size or 64
+        return ServedModel(identity, config.max_batch_size or 64, waveform_datatype(config))
+
+
+def waveform_datatype(config: model_config_pb2.ModelConfig) -> str:
+    """The KServe datatype (FP16 or FP32) the served config declares for the `waveform` input."""
+    declared = [tensor.data_type for tensor in config.input if tensor.name == WAVEFORM_INPUT]
+    name = model_config_pb2.DataType.Name(declared[0]).removeprefix("TYPE_") if declared else "none"
+    if name not in _OTHER_WIRE_DATATYPE:
+        raise Unavailable(f"the embedder's {MODEL_NAME} declares waveform input {name}; the gateway sends FP16 or "
+                          "FP32", reason="DEPENDENCY_UNAVAILABLE", dependency="embedder")
+    return name
 
 
 def same_model(left: pb.ModelIdentity, right: pb.ModelIdentity) -> bool:

@@ -158,6 +158,19 @@ def test_max_batch_size_sets_the_batch_limit_and_the_preferred_sizes() -> None:
     assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_GPU, 4)]
 
 
+def test_the_waveform_input_is_float16_unless_float32_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDER_WAVEFORM_DTYPE", "float32")
+    chosen = EmbedderSettings().waveform_dtype
+
+    default = render_config(read_template(), {}, False, 1, 100, 64)
+    full = render_config(read_template(), {}, False, 1, 100, 64, waveform_dtype=chosen)
+
+    assert [(i.name, i.data_type) for i in default.input] == [("waveform", model_config_pb2.DataType.TYPE_FP16)]
+    assert [(i.name, i.data_type) for i in full.input] == [("waveform", model_config_pb2.DataType.TYPE_FP32)]
+    with pytest.raises(ValidationError, match="waveform_dtype"):
+        settings(waveform_dtype="int16")
+
+
 def test_a_gpu_gets_a_gpu_instance_group() -> None:
     config = render_config(read_template(), {}, True, 1, 100, 64)
 
