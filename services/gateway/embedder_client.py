@@ -127,6 +127,7 @@ class EmbedderClient:
             except InferenceServerException as error:
                 if error.status() != str(grpc.StatusCode.INVALID_ARGUMENT):
                     raise
+                metrics.EMBED_DATATYPE_REFUSALS.inc()
                 refusals.append(error)
         raise refusals[0]
 

@@ -28,6 +28,11 @@ EMBED_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 EMBED_ERRORS = Counter("audiosearch_embed_errors", "Triton infer requests that failed")
+EMBED_DATATYPE_REFUSALS = Counter(
+    "audiosearch_embed_datatype_refusals",
+    "Triton infer attempts refused with INVALID_ARGUMENT; the gateway then tries the other waveform datatype "
+    "(4 attempts at most)",
+)
 
 STAGE_DURATION = Histogram(
     "audiosearch_stage_duration_seconds",

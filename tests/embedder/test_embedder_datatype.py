@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from prometheus_client import REGISTRY
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
@@ -69,6 +70,7 @@ def test_a_fleet_mid_rollout_between_datatypes_embeds_every_request(embedder_add
     fleet = f"ipv4:{embedder_address},{float32_embedder.grpc_address}"
     expected = embed_with(float32_embedder.grpc_address, windows())
 
+    refused_before = refusals_counted()
     client = EmbedderClient(fleet, timeout_seconds=120)
     try:
         results = [client.embed(windows()).vectors for _ in range(8)]
@@ -76,9 +78,14 @@ def test_a_fleet_mid_rollout_between_datatypes_embeds_every_request(embedder_add
         client.close()
 
     assert all(cosines(vectors, expected).min() > 0.9999 for vectors in results)
+    assert refusals_counted() > refused_before
     # Without the gateway's fallback the FP32 pod refuses its share of the FP16 requests.
     outcomes = fp16_only_outcomes(fleet, attempts=8)
     assert set(outcomes) == {"OK", "StatusCode.INVALID_ARGUMENT"}
+
+
+def refusals_counted() -> float:
+    return REGISTRY.get_sample_value("audiosearch_embed_datatype_refusals_total") or 0.0
 
 
 def fp16_only_outcomes(target: str, attempts: int) -> list[str]:
