@@ -56,7 +56,7 @@ def cut_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float
     hop = round(hop_seconds * sample_rate_hz)
     if len(samples) <= window:
         first, last = audible_bounds(samples, sample_rate_hz)
-        return Segments(_loop_to(samples[first:last], window)[None, :], np.array([first / sample_rate_hz]),
+        return Segments(loop_to(samples[first:last], window)[None, :], np.array([first / sample_rate_hz]),
                         np.array([last / sample_rate_hz]))
     starts = list(range(0, len(samples) - window + 1, hop))
     if starts[-1] + window < len(samples):
@@ -88,7 +88,7 @@ def event_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     if not loudest:
         return _no_segments(window)
     bounds = [(first * frame, min(len(samples), last * frame)) for first, last in sorted(loudest)]
-    windows = np.stack([_loop_to(samples[first:last], window) for first, last in bounds])
+    windows = np.stack([loop_to(samples[first:last], window) for first, last in bounds])
     starts, ends = (np.array(edge, dtype=np.float64) / sample_rate_hz for edge in zip(*bounds, strict=True))
     return Segments(windows, starts, ends)
 
@@ -164,7 +164,7 @@ def _no_segments(window: int) -> Segments:
     return Segments(np.zeros((0, window), dtype=np.float32), np.zeros(0), np.zeros(0))
 
 
-def _loop_to(samples: np.ndarray, length: int) -> np.ndarray:
+def loop_to(samples: np.ndarray, length: int) -> np.ndarray:
     # Looping rather than zero padding keeps a short sound's texture over the whole window, so the
     # same sound matches whether it arrives alone or inside a longer recording.
     repeats = -(-length // len(samples))

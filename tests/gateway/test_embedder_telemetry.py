@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.tracing import configure_tracing, tracer
-from services.gateway.embedder_client import EmbedderClient
+from services.gateway.embedder_client import EmbedderClient, ServedModel
 
 
 class FakeTriton:
@@ -38,9 +38,9 @@ def client_with_fake_triton(max_batch_size: int) -> tuple[EmbedderClient, FakeTr
     client._client.close()
     fake = FakeTriton()
     client._client = fake
-    client._identity = pb.ModelIdentity(name="panns_cnn14", version="test", embedding_dim=4, sample_rate_hz=32000)
-    client._identity_read_at = time.monotonic()
-    client._max_batch_size = max_batch_size
+    identity = pb.ModelIdentity(name="panns_cnn14", version="test", embedding_dim=4, sample_rate_hz=32000)
+    client._served = ServedModel(identity, max_batch_size, waveform_datatype="FP16")
+    client._served_read_at = time.monotonic()
     return client, fake
 
 
