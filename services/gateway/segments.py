@@ -24,6 +24,9 @@ QUERY_HOPS_PER_WINDOW = 8
 # Short sounds inside a longer query: frames this far above the query's median level (its background), in runs
 # shorter than a window, at most this many (the loudest), joined across gaps up to EVENT_GAP_SECONDS.
 EVENT_ABOVE_BACKGROUND_DB = 10.0
+# An event's span then reaches out, frame by frame, while the level stays this far above the background, so a
+# decay that the 10 dB detection cut off is kept in the loop as ingest keeps it (hysteresis).
+EVENT_EDGE_ABOVE_BACKGROUND_DB = 3.0
 EVENT_MIN_SECONDS = 0.05
 EVENT_GAP_SECONDS = 0.05
 MAX_QUERY_EVENTS = 8
@@ -80,14 +83,19 @@ def event_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     if len(samples) <= window:
         return _no_segments(window)
     levels = _frame_levels_db(samples, frame)
-    threshold = max(float(np.median(levels)) + EVENT_ABOVE_BACKGROUND_DB, float(levels.max()) - EDGE_BELOW_PEAK_DB)
+    background, peak_floor = float(np.median(levels)), float(levels.max()) - EDGE_BELOW_PEAK_DB
+    threshold = max(background + EVENT_ABOVE_BACKGROUND_DB, peak_floor)
     runs = _runs(levels >= threshold, max_gap=round(EVENT_GAP_SECONDS / EDGE_FRAME_SECONDS))
     min_frames = round(EVENT_MIN_SECONDS / EDGE_FRAME_SECONDS)
     short = [(first, last) for first, last in runs if min_frames <= last - first and (last - first) * frame < window]
     loudest = sorted(short, key=lambda run: float(levels[run[0] : run[1]].max()), reverse=True)[:MAX_QUERY_EVENTS]
     if not loudest:
         return _no_segments(window)
-    bounds = [(first * frame, min(len(samples), last * frame)) for first, last in sorted(loudest)]
+    edge_db = max(background + EVENT_EDGE_ABOVE_BACKGROUND_DB, peak_floor)
+    widened = [_widened(run, levels >= edge_db, -(-window // frame) - 1) for run in sorted(loudest)]
+    edge_level = float(np.sqrt(10 ** (edge_db / 10)))
+    bounds = [_narrowed(samples, first * frame, min(len(samples), last * frame), frame, edge_level)
+              for first, last in widened]
     windows = np.stack([loop_to(samples[first:last], window) for first, last in bounds])
     starts, ends = (np.array(edge, dtype=np.float64) / sample_rate_hz for edge in zip(*bounds, strict=True))
     return Segments(windows, starts, ends)
@@ -119,13 +127,27 @@ def audible_bounds(samples: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
     floor = energy.max() * 10 ** (-EDGE_BELOW_PEAK_DB / 10)
     audible = np.flatnonzero(energy >= floor)
     first, last = int(audible[0]) * frame, min(len(samples), (int(audible[-1]) + 1) * frame)
-    level = np.sqrt(floor)
+    return _narrowed(samples, first, last, frame, float(np.sqrt(floor)))
+
+
+def _narrowed(samples: np.ndarray, first: int, last: int, frame: int, level: float) -> tuple[int, int]:
+    """[first, last) narrowed inside its edge frames to the first and last sample that reach `level`."""
     head = np.flatnonzero(np.abs(samples[first : first + frame]) >= level)
     tail = np.flatnonzero(np.abs(samples[max(first, last - frame) : last]) >= level)
     if len(head):
         first += int(head[0])
     if len(tail):
         last = max(first + 1, max(first, last - frame) + int(tail[-1]) + 1)
+    return first, last
+
+
+def _widened(run: tuple[int, int], above: np.ndarray, max_frames: int) -> tuple[int, int]:
+    """The frame run extended on both sides while `above` holds, to at most `max_frames` frames."""
+    first, last = run
+    while first > 0 and above[first - 1] and last - first < max_frames:
+        first -= 1
+    while last < len(above) and above[last] and last - first < max_frames:
+        last += 1
     return first, last
 
 

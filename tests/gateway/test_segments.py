@@ -105,6 +105,20 @@ def test_a_short_sound_over_a_quieter_background_becomes_a_window_looped_like_th
     assert correlation > 0.95, "the event's loop lines up with the loop ingest stores for the sound alone"
 
 
+def test_an_events_span_keeps_the_decay_that_stands_above_the_background():
+    # A struck tone 31 dB over the background, decaying 60 dB a second: the 10 dB detection alone ends it after
+    # about 0.36 s; the span reaches on while the frames stay 3 dB over the background, which the tone plus the
+    # background do until the tone falls to the background's own level, after about 0.52 s.
+    seconds = np.arange(int(0.6 * RATE)) / RATE
+    struck = (tone(0.6, 440.0) * 10 ** (-60 / 20 * seconds)).astype(np.float32)
+
+    events = event_segments(placed(noise(8.0) * 0.1, struck, 3.2), RATE, 2.0)
+
+    assert len(events) == 1
+    assert events.starts_seconds[0] == pytest.approx(3.2, abs=0.011)
+    assert events.ends_seconds[0] == pytest.approx(3.2 + 0.52, abs=0.03)
+
+
 def test_a_background_alone_a_long_sound_or_a_query_within_one_window_has_no_events():
     assert len(event_segments(noise(8.0), RATE, 2.0)) == 0
     assert len(event_segments(placed(noise(8.0) * 0.1, tone(3.0, 440.0), 2.0), RATE, 2.0)) == 0
