@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 IndexType = Literal["auto", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8"]
 Consistency = Literal["Strong", "Bounded", "Session", "Eventually"]
+_STORE = StoreConfig(uri="")  # the store's defaults are the settings' defaults
 
 # pymilvus installs its own console handlers and logs every failed call (a missing collection included) with a
 # traceback; the interceptor already logs each call's outcome, so only its critical messages are kept.
@@ -47,18 +48,20 @@ class SearchSettings(ServiceSettings):
         description="a path ending in .db for Milvus Lite (embedded), or http://host:19530 (server, cluster)",
     )
     milvus_token: SecretStr = Field(default=SecretStr(""), description="user:password or an API key, if any")
-    milvus_timeout_seconds: float = Field(default=10.0, gt=0, description="deadline of every Milvus call")
+    milvus_timeout_seconds: float = Field(default=_STORE.timeout_s, gt=0, description="deadline of every Milvus call")
     index_type: IndexType = Field(
-        default="auto", description="index of new collections; auto: FLAT on Milvus Lite, HNSW on a server"
+        default=_STORE.index_type, description="index of new collections; auto: FLAT on Milvus Lite, HNSW on a server"
     )
-    hnsw_m: int = Field(default=16, ge=2, le=2048)
-    hnsw_ef_construction: int = Field(default=200, ge=1)
-    search_ef: int = Field(default=64, ge=1, description="HNSW search breadth (raised to top_k when lower)")
-    ivf_nlist: int = Field(default=1024, ge=1, le=65536)
-    ivf_nprobe: int = Field(default=16, ge=1, le=65536)
-    collection_prefix: str = Field(default="audiosearch_", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    hnsw_m: int = Field(default=_STORE.hnsw_m, ge=2, le=2048)
+    hnsw_ef_construction: int = Field(default=_STORE.hnsw_ef_construction, ge=1)
+    search_ef: int = Field(
+        default=_STORE.search_ef, ge=1, description="HNSW search breadth (raised to top_k when lower)"
+    )
+    ivf_nlist: int = Field(default=_STORE.ivf_nlist, ge=1, le=65536)
+    ivf_nprobe: int = Field(default=_STORE.ivf_nprobe, ge=1, le=65536)
+    collection_prefix: str = Field(default=_STORE.collection_prefix, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     consistency: Consistency = Field(
-        default="Strong", description="Strong: a search sees every write acknowledged before it"
+        default=_STORE.consistency, description="Strong: a search sees every write acknowledged before it"
     )
     probe_interval_seconds: float = Field(default=5.0, gt=0, description="how often health re-checks Milvus")
 

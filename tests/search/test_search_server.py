@@ -17,6 +17,7 @@ from services.common.grpc_server import RunningServer
 from services.common.settings import load_settings
 from services.search.probe import DependencyProbe
 from services.search.server import IndexType, SearchSettings, build_server, store_config
+from services.search.store import StoreConfig
 
 
 def closed_port() -> int:
@@ -45,6 +46,18 @@ def test_defaults_are_a_lite_file_strong_consistency_and_port_50052(monkeypatch:
 
     assert (settings.port, settings.milvus_uri, settings.consistency) == (50052, "./var/milvus.db", "Strong")
     assert store_config(settings).effective_index_type == "FLAT"
+
+
+def test_the_services_defaults_are_the_stores_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SEARCH_MILVUS_TIMEOUT_SECONDS", "SEARCH_INDEX_TYPE", "SEARCH_HNSW_M", "SEARCH_HNSW_EF_CONSTRUCTION",
+                 "SEARCH_SEARCH_EF", "SEARCH_IVF_NLIST", "SEARCH_IVF_NPROBE", "SEARCH_COLLECTION_PREFIX",
+                 "SEARCH_CONSISTENCY"):
+        monkeypatch.delenv(name, raising=False)
+
+    configured = store_config(SearchSettings())
+
+    assert configured == StoreConfig(uri=configured.uri, token=configured.token)
+    assert configured.search_ef == 64
 
 
 @pytest.mark.parametrize(("variable", "value"), [
