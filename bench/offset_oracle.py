@@ -29,9 +29,11 @@ from services.common.audio import AudioLimits, decode_audio
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
 from services.gateway.segments import audible_bounds, cut_segments, loop_to, normalise_loudness, query_segments
+from services.gateway.settings import GatewaySettings
 
-WINDOW_SECONDS = 2.0
-HOP_SECONDS = 2.0
+# A new collection's segmentation, as the gateway gives it.
+WINDOW_SECONDS = float(GatewaySettings.model_fields["default_window_seconds"].default)
+HOP_SECONDS = float(GatewaySettings.model_fields["default_hop_seconds"].default)
 LIMITS = AudioLimits(max_duration_seconds=3600.0)
 
 

@@ -8,6 +8,7 @@ from services.embedder.cnn14 import CLASSES_NUM, EMBEDDING_DIM, SAMPLE_RATE
 
 MODEL_NAME = "panns_cnn14"
 TRITON_MODEL_NAME = "panns_cnn14"
+WAVEFORM_INPUT = "waveform"  # the served model's one input
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from services.embedder.identity import TRITON_MODEL_NAME
+from services.embedder.identity import TRITON_MODEL_NAME, WAVEFORM_INPUT
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent / "model_repository"
-WAVEFORM_INPUT = "waveform"
 WAVEFORM_DATATYPES = {
     "float16": model_config_pb2.DataType.TYPE_FP16,
     "float32": model_config_pb2.DataType.TYPE_FP32,

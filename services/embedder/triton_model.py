@@ -15,6 +15,7 @@ import triton_python_backend_utils as pb_utils
 
 from services.common.logs import configure_logging
 from services.embedder.engine import Embedder, EmbeddingBatch, InputError
+from services.embedder.identity import WAVEFORM_INPUT
 from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
 
 LOG = logging.getLogger("services.embedder.model")
@@ -53,7 +54,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         waveforms = [
-            pb_utils.get_input_tensor_by_name(request, "waveform").as_numpy() for request in requests
+            pb_utils.get_input_tensor_by_name(request, WAVEFORM_INPUT).as_numpy() for request in requests
         ]
         try:
             results = self.embedder.embed_many(waveforms)

@@ -27,7 +27,7 @@ MODEL_NAME = "panns_cnn14"
 WAVEFORM_INPUT = "waveform"
 # The wire datatypes of the waveform the gateway can send, each with the one to try when an embedder refuses it.
 _OTHER_WIRE_DATATYPE = {"FP16": "FP32", "FP32": "FP16"}
-_IDENTITY_TTL_SECONDS = 30.0
+_SERVED_MODEL_TTL_SECONDS = 30.0
 
 
 def triton_client(url: str, tls: ClientTls | None = None) -> triton.InferenceServerClient:
@@ -70,7 +70,7 @@ class EmbedderClient:
 
     def served_model(self) -> ServedModel:
         with self._lock:
-            if self._served is None or time.monotonic() - self._served_read_at > _IDENTITY_TTL_SECONDS:
+            if self._served is None or time.monotonic() - self._served_read_at > _SERVED_MODEL_TTL_SECONDS:
                 self._served = self._read_model_config()
                 self._served_read_at = time.monotonic()
             return self._served
