@@ -20,14 +20,10 @@ weights are untrained unless --checkpoint is given: the speed is the same.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +31,7 @@ import numpy as np
 import torch
 import tritonclient.grpc as triton
 
-from bench.metrics import delta, emit, percentiles, scrape
+from bench.metrics import delta, emit, gpu_sampler, percentiles, scrape
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.engine import Embedder
 from services.embedder.identity import TRITON_MODEL_NAME
@@ -143,33 +139,6 @@ def client_process(plan: ClientPlan) -> list[Completion]:
     for thread in threads:
         thread.join()
     return completions
-
-
-@contextlib.contextmanager
-def gpu_sampler() -> Iterator[list[tuple[float, float]]]:
-    """(utilisation %, memory MiB) every 0.5 s from nvidia-smi while the block runs; empty without a GPU."""
-    samples: list[tuple[float, float]] = []
-    if shutil.which("nvidia-smi") is None:
-        yield samples
-        return
-    process = subprocess.Popen(
-        ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "500"],
-        stdout=subprocess.PIPE, text=True)
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with contextlib.suppress(ValueError):
-                utilisation, memory = (float(part) for part in line.split(",")[:2])
-                samples.append((utilisation, memory))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        yield samples
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def served_rate(handle: EmbedderHandle, args: argparse.Namespace) -> dict[str, object]:

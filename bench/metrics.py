@@ -5,10 +5,14 @@ Light on imports, so that a bench of one service runs where the rest of the suit
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
+import subprocess
 import sys
+import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,33 @@ def delta(after: dict, before: dict, name: str, **labels: str) -> float:
             continue
         total += value - before.get((sample, sample_labels), 0.0)
     return total
+
+
+@contextlib.contextmanager
+def gpu_sampler() -> Iterator[list[tuple[float, float]]]:
+    """(utilisation %, memory MiB) every 0.5 s from nvidia-smi while the block runs; empty without a GPU."""
+    samples: list[tuple[float, float]] = []
+    if shutil.which("nvidia-smi") is None:
+        yield samples
+        return
+    process = subprocess.Popen(
+        ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits", "-lms", "500"],
+        stdout=subprocess.PIPE, text=True)
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with contextlib.suppress(ValueError):
+                utilisation, memory = (float(part) for part in line.split(",")[:2])
+                samples.append((utilisation, memory))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield samples
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def percentiles(values: Sequence[float], points: Sequence[float] = (50, 99)) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Embedding throughput: seconds of audio embedded per second of wall time, end to end and against baselines.
 
-    python -m bench.throughput [--sounds DIR] [--json [FILE]] [--via import|ingest] [--parallel N]
+    python -m bench.throughput [--sounds DIR] [--json [FILE]] [--via import|ingest] [--parallel N] [--copies N]
                                [--precision auto|float32|bfloat16] [--limit N] [--budget SECONDS]
 
 In one run, on the same machine:
@@ -10,8 +10,10 @@ In one run, on the same machine:
   (b) the same with the model kept in memory;
   (c) the gateway end to end: its own suite on free ports (Milvus Lite, SQLite, Triton; untrained weights unless
       var/models holds the checkpoint), every file through ImportAudio (or concurrent IngestAudio with
-      --via ingest): upload, sha256, decode, resample, segment, embed in Triton, catalog, vectors, READY;
-  (d) the model alone, batched (32 windows of 2 s per forward pass) in float32 and bfloat16: the ceiling;
+      --via ingest): upload, sha256, decode, resample, segment, embed in Triton, catalog, vectors, READY.
+      --copies N ingests every file into N collections, for N times the work where the folder is small next to
+      a GPU's rate. It also reports the cores each service kept busy and, with a GPU, nvidia-smi's utilisation;
+  (d) the model alone, batched (32 windows of 2 s per forward pass on the CPU, 256 on a GPU): the ceiling;
   (e) the gateway's host path alone, in one thread: decode, resample, cut into stored windows, level, float16,
       as the gateway does before it calls the embedder. Its rate per core says how many gateway cores one
       embedder (a GPU's figure from bench.embedder_serving) needs to be fed.
@@ -41,7 +43,7 @@ import torch
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from bench.metrics import delta, emit, scrape
+from bench.metrics import delta, emit, gpu_sampler, scrape
 from bench.support import (
     DEFAULT_SOUNDS,
     BenchSuite,
@@ -50,6 +52,7 @@ from bench.support import (
     own_suite,
     shared_load_note,
     sound_files,
+    tree_cpu_seconds,
 )
 from services.common.audio import AudioError, decode_audio
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
@@ -192,11 +195,13 @@ def via_import(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[
     return outcomes
 
 
-def via_ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[Path], parallel: int
-               ) -> list[dict]:
-    def one(path: Path) -> dict:
+def via_ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[Path], parallel: int,
+               collections: list[str]) -> list[dict]:
+    def one(job: tuple[str, Path]) -> dict:
+        collection, path = job
+
         def messages() -> Iterator[pb.IngestAudioRequest]:
-            yield pb.IngestAudioRequest(header=pb.IngestAudioHeader(collection=COLLECTION, name=path.name))
+            yield pb.IngestAudioRequest(header=pb.IngestAudioHeader(collection=collection, name=path.name))
             with path.open("rb") as handle:
                 while chunk := handle.read(CHUNK):
                     yield pb.IngestAudioRequest(chunk=chunk)
@@ -208,7 +213,7 @@ def via_ingest(client: audiosearch_pb2_grpc.AudioSearchServiceStub, files: list[
         return _outcome(path.name, reply.audio, reply.already_existed, None)
 
     with ThreadPoolExecutor(parallel) as pool:
-        return list(pool.map(one, files))
+        return list(pool.map(one, [(collection, path) for collection in collections for path in files]))
 
 
 def _outcome(name: str, audio: pb.AudioRecord | None, already: bool, error: str | None) -> dict:
@@ -218,14 +223,38 @@ def _outcome(name: str, audio: pb.AudioRecord | None, already: bool, error: str 
             "already_existed": already}
 
 
-def end_to_end(bench: BenchSuite, files: list[Path], via: str, parallel: int) -> dict:
+def copy_collections(copies: int) -> list[str]:
+    """Where each copy of the files goes: the same bytes in another collection are stored again, not deduplicated."""
+    return [COLLECTION, *(f"{COLLECTION}_{copy}" for copy in range(1, copies))]
+
+
+def service_cpu_seconds(bench: BenchSuite) -> dict[str, float]:
+    """CPU seconds used so far by each service's process tree (the embedder's holds tritonserver and its stubs)."""
+    pairs = zip(bench.suite.plans, bench.suite.processes, strict=True)
+    return {plan.name: tree_cpu_seconds(process.pid) for plan, process in pairs}
+
+
+def _gpu_summary(samples: list[tuple[float, float]]) -> dict | None:
+    if not samples:
+        return None
+    return {"mean_utilisation_percent": float(np.mean([busy for busy, _ in samples])),
+            "peak_memory_mib": max(memory for _, memory in samples), "samples": len(samples)}
+
+
+def end_to_end(bench: BenchSuite, files: list[Path], via: str, parallel: int, copies: int = 1) -> dict:
     channel = grpc.insecure_channel(bench.gateway, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
     client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
-    client.CreateCollection(pb.CreateCollectionRequest(name=COLLECTION))
+    collections = copy_collections(copies)
+    for collection in collections:
+        client.CreateCollection(pb.CreateCollectionRequest(name=collection))
     gateway_before, triton_before = scrape(bench.ports.gateway_metrics), scrape(bench.ports.triton_metrics)
+    cpu_before = service_cpu_seconds(bench)
     started = time.perf_counter()
-    outcomes = via_import(client, files) if via == "import" else via_ingest(client, files, parallel)
+    with gpu_sampler() as gpu:
+        outcomes = (via_import(client, files) if via == "import"
+                    else via_ingest(client, files, parallel, collections))
     wall = time.perf_counter() - started
+    cpu_after = service_cpu_seconds(bench)
     gateway_after, triton_after = scrape(bench.ports.gateway_metrics), scrape(bench.ports.triton_metrics)
     channel.close()
     stored = [outcome for outcome in outcomes if "error" not in outcome and not outcome["already_existed"]]
@@ -238,11 +267,13 @@ def end_to_end(bench: BenchSuite, files: list[Path], via: str, parallel: int) ->
     inferences = delta(triton_after, triton_before, "nv_inference_count_total")
     requests = delta(triton_after, triton_before, "nv_inference_request_success_total")
     return {
-        "via": via, "files": len(outcomes), "stored": len(stored),
-        "errors": sorted({outcome["name"]: outcome["error"] for outcome in outcomes if "error" in outcome}.items()),
+        "via": via, "files": len(outcomes), "copies": copies, "stored": len(stored),
+        "errors": [[outcome["name"], outcome["error"]] for outcome in outcomes if "error" in outcome],
         "audio_seconds": audio, "model_input_seconds": model_input, "wall_seconds": wall,
         "audio_per_second": audio / wall, "model_input_per_second": model_input / wall,
         "stage_thread_seconds": stages,
+        "service_cores": {name: (cpu_after[name] - cpu_before[name]) / wall for name in cpu_before},
+        "gpu": _gpu_summary(gpu),
         "triton": {
             "requests": requests, "windows": inferences, "batches": executions,
             "mean_batch": inferences / executions if executions else 0.0,
@@ -261,7 +292,9 @@ def _rate_rows(result: dict) -> list[tuple[str, str, str, str]]:
                ("(b) model in memory, whole file, batch 1", result.get("baseline_model_in_memory"))]
     e2e = result.get("end_to_end")
     if e2e:
-        entries.append((f"(c) gateway end to end ({e2e['via']}, {e2e['files']} files)", e2e))
+        copies = f" x {e2e['copies']} collections" if e2e.get("copies", 1) > 1 else ""
+        entries.append((f"(c) gateway end to end ({e2e['via']}, {e2e['files'] // e2e.get('copies', 1)} files{copies})",
+                        e2e))
     entries += [(f"(d) model only, batch {c['batch']} x 2 s, {c['precision']}", c) for c in result.get("ceilings", [])]
     entries.append(("(e) gateway host path only, one thread", result.get("host_path")))
     rows = []
@@ -289,14 +322,23 @@ def _end_to_end_lines(e2e: dict, base: dict | None) -> list[str]:
     lines.append("\ngateway stages (thread-seconds summed over concurrent files; from its /metrics):")
     lines += [f"  {stage:8s} {seconds:8.1f} s  {100 * seconds / busy:5.1f} %"
               for stage, seconds in stages.items() if seconds > 0]
+    cores = ", ".join(f"{name} {used:.1f}" for name, used in e2e["service_cores"].items())
+    lines.append(f"cores busy during (c), per service (CPU seconds / wall seconds): {cores}")
+    gpu = e2e.get("gpu")
+    if gpu:
+        lines.append(f"GPU during (c): busy {gpu['mean_utilisation_percent']:.0f} % on average "
+                     f"({gpu['samples']} nvidia-smi samples), peak memory {gpu['peak_memory_mib']:.0f} MiB")
     triton = e2e["triton"]
     lines.append(f"triton: {triton['requests']:.0f} requests, {triton['windows']:.0f} windows in "
                  f"{triton['batches']:.0f} batches (mean batch {triton['mean_batch']:.1f}), mean queue "
                  f"{triton['mean_queue_ms']:.0f} ms/request, compute "
                  f"{triton['mean_compute_ms_per_batch']:.0f} ms/batch")
     if e2e["errors"]:
-        shown = ", ".join(f"{name}: {reason}" for name, reason in e2e["errors"][:5])
-        lines.append(f"files refused: {len(e2e['errors'])} ({shown})")
+        distinct = sorted({(name, reason) for name, reason in e2e["errors"]})
+        shown = ", ".join(f"{name}: {reason}" for name, reason in distinct[:5])
+        lines.append(f"ingests refused: {len(e2e['errors'])} ({shown})")
+        if any(reason == "ABORTED" for _, reason in distinct):
+            lines.append("  (ABORTED: the same bytes, under another name, were being ingested into that collection)")
     return lines
 
 
@@ -329,25 +371,26 @@ def run(args: argparse.Namespace) -> dict:
     result: dict = {"sounds": str(args.sounds), "files": len(files), "checkpoint": checkpoint or "untrained",
                     "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
                     "machine_before": before}
-    overrides = {"GATEWAY_IMPORT_PARALLEL_FILES": str(args.parallel)}
+    overrides = {"GATEWAY_IMPORT_PARALLEL_FILES": str(args.parallel),
+                 "GATEWAY_MAX_CONCURRENT_INGESTS": str(max(args.parallel, 8))}
     if args.precision != "auto":
         overrides["EMBEDDER_PRECISION"] = args.precision
     steps: list[tuple[str, Callable[[], object]]] = []
     if not args.skip_gateway:
         def gateway() -> dict:
             with own_suite(overrides, keep_state=args.keep_state) as bench:
-                print(f"(c) end to end through the gateway, {len(files)} files ...", file=sys.stderr)
-                return end_to_end(bench, files, args.via, args.parallel)
+                print(f"(c) end to end through the gateway, {len(files)} files x {args.copies} ...", file=sys.stderr)
+                return end_to_end(bench, files, args.via, args.parallel, args.copies)
         steps.append(("end_to_end", gateway))
     if not args.skip_baseline:
         steps.append(("baseline_model_in_memory",
                       lambda: per_file_batch_1(files, args.budget, False, checkpoint, args.seed)))
         steps.append(("baseline_new_model", lambda: per_file_batch_1(files, args.budget, True, checkpoint, args.seed)))
-    ceilings = [("float32", "cpu"), ("bfloat16", "cpu")]
+    ceilings = [("float32", "cpu", 32), ("bfloat16", "cpu", 32)]
     if torch.cuda.is_available():
-        ceilings += [("float16", "cuda"), ("float32", "cuda")]
-    steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3, device=device)
-                                       for precision, device in ceilings]))
+        ceilings += [("float16", "cuda", 256), ("float32", "cuda", 256)]
+    steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3, batch, device)
+                                       for precision, device, batch in ceilings]))
     steps.append(("host_path", lambda: host_path(files, args.budget, args.seed)))
     for name, step in steps:
         print(f"running {name} ...", file=sys.stderr)
@@ -368,6 +411,8 @@ def main() -> None:
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="the suite embedder's EMBEDDER_PRECISION (default: its own choice)")
     parser.add_argument("--limit", type=int, help="end to end over N files only (a seeded random choice)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="with --via ingest: every file into N collections, N times the audio (default 1)")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds for each baseline (default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true", help="leave out (a) and (b)")
@@ -375,6 +420,8 @@ def main() -> None:
     parser.add_argument("--keep-state", action="store_true", help="keep the suite's state directory (logs)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
+    if args.copies < 1 or (args.copies > 1 and args.via != "ingest"):
+        parser.error("--copies N needs N >= 1, and N > 1 needs --via ingest")
     result = run(args)
     emit(table(result), result, args.json)
 

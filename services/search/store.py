@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pymilvus.exceptions import ConnectError, ErrorCode, MilvusUnavailableExcept
 
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.metrics import LATENCY_BUCKETS
+from services.search.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,6 @@ class Hit:
     score: float
 
 
-@dataclass
-class _LiteWrites:
-    """Milvus Lite's write serialisation and group flushes (see MilvusStore._write): writes per collection so
-    far, and how many of them a finished flush covers."""
-
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
-    flush_lock: threading.Lock = field(default_factory=threading.Lock)
-    written: dict[str, int] = field(default_factory=dict)
-    flushed: dict[str, int] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class _Layout:
     """What this process needs to know about an existing collection."""
@@ -121,7 +111,8 @@ class MilvusStore:
         self._lock = threading.Lock()
         self._milvus: MilvusClient | None = None
         self._layouts: dict[str, _Layout] = {}
-        self._lite = _LiteWrites()
+        # Milvus Lite's writes go one at a time, grouped (group_commit.py); a server takes them concurrently.
+        self._lite_writes = GroupCommit(self._upsert_rows, self._flush, _worth_isolating, "segment_id")
 
     @property
     def config(self) -> StoreConfig:
@@ -175,16 +166,12 @@ class MilvusStore:
         """Writes segments by id (the last wins when an id repeats); returns how many were written."""
         # Milvus 2.3 keeps both rows when one batch repeats a primary key, so repeats never reach it.
         unique = list({segment.segment_id: segment for segment in segments}.values())
+        rows = [_row(segment) for segment in unique]
         with self._translated(name):
-            milvus = self._client()
-
-            def write() -> None:
-                for start in range(0, len(unique), UPSERT_BATCH):
-                    rows = [_row(segment) for segment in unique[start:start + UPSERT_BATCH]]
-                    with MILVUS_DURATION.labels("upsert").time():
-                        milvus.upsert(self._milvus_name(name), rows, timeout=self._config.timeout_s)
-
-            self._write(milvus, name, write)
+            if self._config.is_lite:
+                self._lite_writes.upsert(self._milvus_name(name), rows)
+            else:
+                self._upsert_rows(self._milvus_name(name), rows)
         return len(unique)
 
     def search(
@@ -224,7 +211,10 @@ class MilvusStore:
                         milvus.delete(self._milvus_name(name), ids=segment_ids[start:start + UPSERT_BATCH],
                                       timeout=self._config.timeout_s)
 
-            self._write(milvus, name, write)
+            if self._config.is_lite:
+                self._lite_writes.run(self._milvus_name(name), write)
+            else:
+                write()
 
     def count(self, name: str, audio_id: str = "") -> int:
         with self._translated(name):
@@ -316,30 +306,15 @@ class MilvusStore:
             milvus.load_collection(milvus_name, timeout=timeout)
         return _Layout(int(vector_field["params"]["dim"]), str(index.get("index_type", "FLAT")))
 
-    def _write(self, milvus: MilvusClient, name: str, write: Callable[[], None]) -> None:
-        """Runs a write; on Milvus Lite, then makes sure a flush that started after it has finished.
+    def _upsert_rows(self, milvus_name: str, rows: list[dict[str, Any]]) -> None:
+        milvus = self._client()
+        for start in range(0, len(rows), UPSERT_BATCH):
+            with MILVUS_DURATION.labels("upsert").time():
+                milvus.upsert(milvus_name, rows[start:start + UPSERT_BATCH], timeout=self._config.timeout_s)
 
-        Milvus Lite rebuilds the arrays of unflushed rows on every search (about 1 s per 10k 2048-d rows), so
-        writes are flushed before they are acknowledged; flushed rows sit in indexed segments. Its writes and
-        flushes run one at a time (two flushes at once break its manifest: "current_seq is monotonic"), and
-        one flush covers every write made before it, so concurrent writers share flushes (group commit).
-        A server seals and indexes segments by itself: nothing to do there.
-        """
-        if not self._config.is_lite:
-            write()
-            return
-        lite = self._lite
-        with lite.write_lock:
-            write()
-            lite.written[name] = ticket = lite.written.get(name, 0) + 1
-        with lite.flush_lock:
-            if lite.flushed.get(name, 0) >= ticket:
-                return  # a flush that started after this write has covered it
-            with lite.write_lock:
-                covered = lite.written[name]
-                with MILVUS_DURATION.labels("flush").time():
-                    milvus.flush(self._milvus_name(name), timeout=self._config.timeout_s)
-            lite.flushed[name] = covered
+    def _flush(self, milvus_name: str) -> None:
+        with MILVUS_DURATION.labels("flush").time():
+            self._client().flush(milvus_name, timeout=self._config.timeout_s)
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -426,6 +401,11 @@ def _is_unreachable(error: MilvusException) -> bool:
     if isinstance(error, ConnectError | MilvusUnavailableException):
         return True
     return error.code == _CONNECT_FAILED_CODE or error.code in _DOWN_STATUS_CODES
+
+
+def _worth_isolating(error: Exception) -> bool:
+    """A merged upsert refused for its data, not because Milvus is down: one of the writes may be to blame."""
+    return isinstance(error, MilvusException) and not (_is_unreachable(error) or _timed_out(error))
 
 
 def _timed_out(error: MilvusException) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from pymilvus import MilvusClient
@@ -156,6 +158,36 @@ def test_delete_audio_is_idempotent(store: MilvusStore, collection: str) -> None
     store.delete_audio(collection, [audio_id, new_audio_id()])
 
     assert store.count(collection) == 0
+
+
+def test_concurrent_writes_to_two_collections_all_land(store: MilvusStore, collection: str) -> None:
+    """On Milvus Lite the writes queue and go in groups (group_commit.py); every acknowledged one is stored."""
+    other = new_collection_name()
+    store.ensure_collection(other, DIM)
+    try:
+        recordings = [(collection if index % 3 else other, new_audio_id(), index) for index in range(24)]
+        doomed = new_audio_id()
+        store.upsert(collection, segments_for(unit_vectors(3, seed=99), [doomed], first_id=90_000))
+
+        def write(index: int) -> None:
+            if index == len(recordings):
+                store.delete_audio(collection, [doomed])
+                return
+            name, audio_id, number = recordings[index]
+            store.upsert(name, segments_for(unit_vectors(3, seed=number), [audio_id], first_id=1 + 3 * number))
+
+        with ThreadPoolExecutor(12) as pool:
+            list(pool.map(write, range(len(recordings) + 1)))
+
+        for name, audio_id, _ in recordings:
+            assert store.count(name, audio_id) == 3
+        assert store.count(collection, doomed) == 0
+        assert store.count(collection) + store.count(other) == 3 * len(recordings)
+        vectors = unit_vectors(3, seed=5)
+        [hits] = store.search(recordings[5][0], vectors[:1], top_k=1)
+        assert hits[0].audio_id == recordings[5][1]
+    finally:
+        store.drop_collection(other)
 
 
 def test_count_counts_the_collection_or_one_recording(store: MilvusStore, collection: str) -> None:
