@@ -26,7 +26,7 @@ Row = dict[str, Any]
 class _Queued:
     collection: str
     rows: list[Row]  # an upsert's rows
-    action: Callable[[], None] | None = None  # any other write (a delete), instead of rows
+    action: Callable[[], object] | None = None  # any other write (a delete), instead of rows
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -48,7 +48,7 @@ class GroupCommit:
     def upsert(self, collection: str, rows: list[Row]) -> None:
         self._submit(_Queued(collection, rows))
 
-    def run(self, collection: str, action: Callable[[], None]) -> None:
+    def run(self, collection: str, action: Callable[[], object]) -> None:
         """Any other write (a delete), in queue order with the upserts, flushed before it returns."""
         self._submit(_Queued(collection, [], action))
 
@@ -98,7 +98,7 @@ class GroupCommit:
             _attempt([queued], lambda rows=queued.rows: self._upsert(first.collection, rows))
 
 
-def _attempt(writes: list[_Queued], write: Callable[[], None]) -> Exception | None:
+def _attempt(writes: list[_Queued], write: Callable[[], object]) -> Exception | None:
     """One call that decides the outcome of `writes`; its error is theirs."""
     try:
         write()

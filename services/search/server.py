@@ -61,7 +61,12 @@ class SearchSettings(ServiceSettings):
     ivf_nprobe: int = Field(default=_STORE.ivf_nprobe, ge=1, le=65536)
     collection_prefix: str = Field(default=_STORE.collection_prefix, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     consistency: Consistency = Field(
-        default=_STORE.consistency, description="Strong: a search sees every write acknowledged before it"
+        default=_STORE.consistency,
+        description="reads: Bounded waits only on a query node > 5 s behind; Strong waits ~200 ms for a time tick",
+    )
+    visible_writes: bool = Field(
+        default=_STORE.visible_writes,
+        description="on a server, a write returns once reads see it, so reads at any level see acknowledged writes",
     )
     probe_interval_seconds: float = Field(default=5.0, gt=0, description="how often health re-checks Milvus")
 
@@ -80,6 +85,7 @@ def store_config(settings: SearchSettings) -> StoreConfig:
         hnsw_ef_construction=settings.hnsw_ef_construction, search_ef=settings.search_ef,
         ivf_nlist=settings.ivf_nlist, ivf_nprobe=settings.ivf_nprobe,
         collection_prefix=settings.collection_prefix, consistency=settings.consistency,
+        visible_writes=settings.visible_writes,
     )
 
 

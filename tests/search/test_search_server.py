@@ -30,21 +30,26 @@ def test_settings_come_from_search_environment_variables(monkeypatch: pytest.Mon
     monkeypatch.setenv("SEARCH_PORT", "6000")
     monkeypatch.setenv("SEARCH_MILVUS_URI", "http://milvus:19530")
     monkeypatch.setenv("SEARCH_INDEX_TYPE", "IVF_SQ8")
-    monkeypatch.setenv("SEARCH_CONSISTENCY", "Bounded")
+    monkeypatch.setenv("SEARCH_CONSISTENCY", "Strong")
+    monkeypatch.setenv("SEARCH_VISIBLE_WRITES", "false")
 
     settings = load_settings(SearchSettings)
 
     assert (settings.port, settings.milvus_uri, settings.index_type, settings.consistency) == (
-        6000, "http://milvus:19530", "IVF_SQ8", "Bounded")
+        6000, "http://milvus:19530", "IVF_SQ8", "Strong")
+    assert store_config(settings).visible_writes is False
 
 
-def test_defaults_are_a_lite_file_strong_consistency_and_port_50052(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SEARCH_PORT", "SEARCH_MILVUS_URI", "SEARCH_CONSISTENCY", "SEARCH_INDEX_TYPE"):
+def test_defaults_are_a_lite_file_bounded_reads_visible_writes_and_port_50052(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SEARCH_PORT", "SEARCH_MILVUS_URI", "SEARCH_CONSISTENCY", "SEARCH_INDEX_TYPE",
+                 "SEARCH_VISIBLE_WRITES"):
         monkeypatch.delenv(name, raising=False)
 
     settings = SearchSettings()
 
-    assert (settings.port, settings.milvus_uri, settings.consistency) == (50052, "./var/milvus.db", "Strong")
+    assert (settings.port, settings.milvus_uri, settings.consistency) == (50052, "./var/milvus.db", "Bounded")
+    assert settings.visible_writes is True
     assert store_config(settings).effective_index_type == "FLAT"
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +191,48 @@ def test_concurrent_writes_to_two_collections_all_land(store: MilvusStore, colle
         assert hits[0].audio_id == recordings[5][1]
     finally:
         store.drop_collection(other)
+
+
+_READER = """
+import sys
+from services.search.store import MilvusStore, StoreConfig
+store = MilvusStore(StoreConfig(uri=sys.argv[1]))
+print("ready", flush=True)
+for line in sys.stdin:
+    collection, audio_id = line.split()
+    print(store.count(collection, audio_id), flush=True)
+"""
+
+
+def test_another_process_reads_each_acknowledged_write_at_once(store: MilvusStore, collection: str) -> None:
+    """Another replica of the search service (its own process and Milvus client) counts a recording right after
+    this one's upsert, then right after its delete: a write returns only once reads see it, whatever the reads'
+    consistency level (Bounded by default, which does not wait for a time tick)."""
+    if store.config.is_lite:
+        pytest.skip("Milvus Lite lives inside one process")
+    reader = subprocess.Popen([sys.executable, "-c", _READER, store.config.uri], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        assert reader.stdin is not None
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "ready"
+
+        def counted(audio_id: str) -> int:
+            reader.stdin.write(f"{collection} {audio_id}\n")
+            reader.stdin.flush()
+            return int(reader.stdout.readline())
+
+        assert store.config.consistency == "Bounded"
+        for round_number in range(5):
+            audio_id = new_audio_id()
+            store.upsert(collection, segments_for(unit_vectors(3, seed=round_number), [audio_id],
+                                                  first_id=7_000 + 10 * round_number))
+            assert counted(audio_id) == 3
+            store.delete_audio(collection, [audio_id])
+            assert counted(audio_id) == 0
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_count_counts_the_collection_or_one_recording(store: MilvusStore, collection: str) -> None:
