@@ -56,7 +56,7 @@ PREFIX = "bench_"
 SEGMENT_SEALED = 3  # commonpb.SegmentState.Sealed, as get_query_segment_info reports a loaded, indexed segment
 SETTLE_POLL_S = 5.0
 IDLE_CORES = 0.25  # a standalone Milvus with nothing to do uses a few percent of a core
-CONSISTENCY = ["Session"]  # --consistency: what the searches (and the search service) ask Milvus for
+CONSISTENCY = [StoreConfig(uri="").consistency]  # --consistency: what the searches (and the service) ask Milvus for
 NAME = "vectors"
 
 
@@ -387,9 +387,9 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--nlist", type=int, help="IVF lists (default 4 * sqrt(count))")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64])
-    parser.add_argument("--consistency", choices=["Strong", "Session", "Bounded", "Eventually"], default="Session",
-                        help="Milvus consistency of the searches (default Session; Strong waits for a time tick, "
-                             "about 200 ms on a standalone server)")
+    parser.add_argument("--consistency", choices=["Strong", "Session", "Bounded", "Eventually"],
+                        default=CONSISTENCY[0], help="Milvus consistency of the searches (default: the search "
+                        "service's, %(default)s; Strong waits for a time tick, about 200 ms on a standalone server)")
     parser.add_argument("--skip-overhead", action="store_true", help="leave out the service-vs-pymilvus test")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
