@@ -1,7 +1,7 @@
 """Milvus's memory under insert/delete churn, without the model: what grows, and whether a setting bounds it.
 
-    python -m bench.milvus_churn [--minutes 10] [--kept 64] [--max-segments 20] [--interval 30]
-                                 [--config KEY=VALUE ...] [--json [FILE]]
+    python -m bench.milvus_churn [--milvus server|lite] [--minutes 10] [--kept 64] [--max-segments 20]
+                                 [--interval 30] [--config KEY=VALUE ...] [--json [FILE]]
 
 `bench.load` churns a Milvus server at about one ingest and one delete per second, so one seal cycle (below) takes
 it an hour. This bench does the same writes through the search service's own store (same schema, HNSW index
@@ -17,6 +17,11 @@ and the peak and low of each seal cycle. Milvus keeps every row inserted into th
 (with an interim index), in the query node until that segment is sealed, flushed, indexed and compacted; a cycle
 ends where the query node's entity count falls below HANDOFF_LOW of its cycle's most. Peaks that do not rise from
 cycle to cycle mean the memory is bounded, whatever the start-to-end growth of a window that ends mid-cycle.
+
+`--milvus lite` runs the same cycles on Milvus Lite, the suite's default, inside this process as the search
+service runs it: per interval this process's resident memory and the Lite folder's files and size on disk. Lite
+flushes each write to a data file and merges files, dropping deleted rows, in the background (size-tiered
+compaction), so there are no seal cycles to split.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +42,7 @@ import numpy as np
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit, scrape
 from bench.support import machine, milvus, tree_rss_bytes
-from services.search.server import SearchSettings, store_config
+from services.search.server import SearchSettings, route_pymilvus_logs, store_config
 from services.search.store import MilvusStore, Segment
 
 COLLECTION = "bench_churn"
@@ -140,14 +147,29 @@ class Churn:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def run(args: argparse.Namespace, uri: str, server_pid: int) -> dict:
+def server_reading(server_pid: int) -> Callable[[], dict[str, float]]:
+    """The Milvus server's resident memory (with its children) and its figures from its metrics port."""
+    port = metrics_port(server_pid)
+    return lambda: {"rss_mb": round((tree_rss_bytes(server_pid) or 0) / MIB), **server_figures(port)}
+
+
+def lite_reading(folder: Path) -> Callable[[], dict[str, float]]:
+    """This process's resident memory (Lite runs inside it) and the Lite folder's files and bytes on disk."""
+    def read() -> dict[str, float]:
+        files = [path for path in folder.rglob("*") if path.is_file()]
+        return {"rss_mb": round((tree_rss_bytes(os.getpid()) or 0) / MIB), "lite_files": len(files),
+                "lite_disk_mb": round(sum(path.stat().st_size for path in files) / MIB, 1)}
+    return read
+
+
+def run(args: argparse.Namespace, uri: str, reading: Callable[[], dict[str, float]]) -> dict:
     settings = SearchSettings(milvus_uri=uri)
+    route_pymilvus_logs()
     store = MilvusStore(store_config(settings))
     store.ensure_collection(COLLECTION, DIMENSION)
     churn = Churn(store, args.kept, args.max_segments, args.seed)
     for _ in range(args.kept):
         churn.ingest()
-    port = metrics_port(server_pid)
     started = time.monotonic()
     rows: list[dict] = []
     cycles = 0
@@ -158,15 +180,16 @@ def run(args: argparse.Namespace, uri: str, server_pid: int) -> dict:
         cycles += 1
         if time.monotonic() >= next_report:
             next_report += args.interval
-            rows.append({"seconds": round(time.monotonic() - started), "cycles": cycles,
-                         "rss_mb": round((tree_rss_bytes(server_pid) or 0) / MIB), **server_figures(port)})
+            rows.append({"seconds": round(time.monotonic() - started), "cycles": cycles, **reading()})
             print(row_line(rows[-1]), file=sys.stderr, flush=True)
     store.close()
     after_warmup = [row["rss_mb"] for row in rows if row["seconds"] >= args.warmup_seconds]
     growth = memory_growth(after_warmup) if len(after_warmup) >= 2 * MEMORY_SAMPLES else {}
-    return {"minutes": args.minutes, "kept": args.kept, "max_segments": args.max_segments, "config": args.config,
-            "cycles": cycles, "cycles_per_second": cycles / (time.monotonic() - started), "intervals": rows,
-            "growth": growth, "seal_cycles": seal_cycles(rows), "machine": machine()}
+    return {"milvus": args.milvus, "minutes": args.minutes, "kept": args.kept, "max_segments": args.max_segments,
+            "config": args.config, "cycles": cycles, "cycles_per_second": cycles / (time.monotonic() - started),
+            "intervals": rows,
+            "growth": growth, "seal_cycles": seal_cycles(rows) if args.milvus == "server" else [],
+            "machine": machine()}
 
 
 def seal_cycles(rows: list[dict]) -> list[dict]:
@@ -190,20 +213,25 @@ def seal_cycles(rows: list[dict]) -> list[dict]:
 def row_line(row: dict) -> str:
     states = " ".join(f"{key}={value:g}" for key, value in sorted(row.items())
                       if key.startswith(("datacoord_", "querynode_")))
+    if "lite_files" in row:
+        return (f"{row['seconds']:5d} s {row['cycles']:7d} cycles  RSS {row['rss_mb']:5d} MB  "
+                f"Lite files {row['lite_files']:4d}, {row['lite_disk_mb']:6.1f} MB on disk")
     return (f"{row['seconds']:5d} s {row['cycles']:7d} cycles  RSS {row['rss_mb']:5d} MB  "
             f"Go heap {row.get('go_heap_mb', 0):4.0f} MB  {states}")
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['cycles']} cycles in {result['minutes']:g} min ({result['cycles_per_second']:.1f}/s): "
-             f"upsert 1-{result['max_segments']} segments, delete the oldest of {result['kept']}, search; "
-             f"config {result['config'] or 'defaults'}"]
+    lines = [f"Milvus {result['milvus']}: {result['cycles']} cycles in {result['minutes']:g} min "
+             f"({result['cycles_per_second']:.1f}/s): upsert 1-{result['max_segments']} segments, delete the "
+             f"oldest of {result['kept']}, search; config {result['config'] or 'defaults'}"]
     lines += [row_line(row) for row in result["intervals"]]
     growth = result["growth"]
     if growth:
-        lines.append(f"Milvus RSS after warm-up -> end: {growth['after_warmup_mb']} -> {growth['end_mb']} MB "
+        measured = "Milvus server" if result["milvus"] == "server" else "this process (Milvus Lite inside)"
+        lines.append(f"{measured} RSS after warm-up -> end: {growth['after_warmup_mb']} -> {growth['end_mb']} MB "
                      f"({growth['growth']:+.1%}), peak {growth['peak_mb']} MB")
-    lines.append("seal cycles (query node entities fall as a sealed segment takes over):")
+    if result["milvus"] == "server":
+        lines.append("seal cycles (query node entities fall as a sealed segment takes over):")
     lines += [f"  {cycle['from_s']:5d}-{cycle['to_s']:5d} s: RSS {cycle['low_mb']}-{cycle['peak_mb']} MB, "
               f"up to {cycle['peak_entities']:.0f} entities" for cycle in result["seal_cycles"]]
     return "\n".join(lines)
@@ -212,6 +240,8 @@ def table(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.milvus_churn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--milvus", choices=["server", "lite"], default="server",
+                        help="a Milvus standalone started here (default), or Milvus Lite in this process")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--kept", type=int, default=64, help="recordings kept (default 64: bench.load's 16 x 4)")
     parser.add_argument("--max-segments", type=int, default=20, help="most segments per recording (20)")
@@ -222,8 +252,14 @@ def main() -> None:
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that leaving `milvus` stops the server
-    with milvus(None, parse_config(args.config)) as (uri, server_pid):
-        result = run(args, uri, int(server_pid or 0))
+    if args.milvus == "lite":
+        if args.config:
+            raise SystemExit("--config sets a Milvus server's milvus.yaml; Milvus Lite has none")
+        with tempfile.TemporaryDirectory(prefix="audiosearch-lite-") as folder:
+            result = run(args, f"{folder}/churn.db", lite_reading(Path(folder)))
+    else:
+        with milvus(None, parse_config(args.config)) as (uri, server_pid):
+            result = run(args, uri, server_reading(int(server_pid or 0)))
     emit(table(result), result, args.json)
 
 
