@@ -229,7 +229,7 @@ def table(result: dict) -> str:
     if growth:
         measured = "Milvus server" if result["milvus"] == "server" else "this process (Milvus Lite inside)"
         lines.append(f"{measured} RSS after warm-up -> end: {growth['after_warmup_mb']} -> {growth['end_mb']} MB "
-                     f"({growth['growth']:+.1%}), peak {growth['peak_mb']} MB")
+                     f"({growth['growth']:+.1%}), trend {growth['trend']:+.1%}, peak {growth['peak_mb']} MB")
     if result["milvus"] == "server":
         lines.append("seal cycles (query node entities fall as a sealed segment takes over):")
     lines += [f"  {cycle['from_s']:5d}-{cycle['to_s']:5d} s: RSS {cycle['low_mb']}-{cycle['peak_mb']} MB, "
