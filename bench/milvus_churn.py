@@ -12,11 +12,12 @@ the server it starts (dotted keys, as `--extra-config`), to try a setting agains
 
 Per interval it prints cycles, the server's resident memory (the process and its children), its Go heap in use,
 and its segment counts by state as its data coordinator and query node report them (from its metrics port).
-At the end: growth of resident memory from the end of the warm-up to the end (means of MEMORY_SAMPLES readings),
-and the peak and low of each seal cycle. Milvus keeps every row inserted into the growing segment, deleted or not
-(with an interim index), in the query node until that segment is sealed, flushed, indexed and compacted; a cycle
-ends where the query node's entity count falls below HANDOFF_LOW of its cycle's most. Peaks that do not rise from
-cycle to cycle mean the memory is bounded, whatever the start-to-end growth of a window that ends mid-cycle.
+At the end: growth of resident memory from the end of the warm-up to the end (means of MEMORY_SAMPLES readings,
+and the rise of a line fitted to them all), and the peak and low of each seal cycle. Milvus keeps every row
+inserted into the growing segment, deleted or not (with an interim index), in the query node until that segment
+is sealed, flushed, indexed and compacted; a cycle ends where the query node's entity count falls below
+HANDOFF_LOW of its cycle's most. Peaks that do not rise from cycle to cycle mean the memory is bounded, whatever
+the start-to-end growth of a window that ends mid-cycle.
 
 `--milvus lite` runs the same cycles on Milvus Lite, the suite's default, inside this process as the search
 service runs it: per interval this process's resident memory and the Lite folder's files and size on disk. Lite
