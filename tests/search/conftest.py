@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from milvus_lite.server_manager import server_manager_instance
 
 from audiosearch.search.v1 import search_pb2_grpc
 from services.common.grpc_server import RunningServer
@@ -23,10 +24,14 @@ HEALTHY_WITHIN_S = 30.0
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def milvus_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "lite":
-        return str(tmp_path_factory.mktemp("milvus-lite") / "milvus.db")
-    return request.getfixturevalue("milvus_server")
+def milvus_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param != "lite":
+        yield request.getfixturevalue("milvus_server")
+        return
+    path = str(tmp_path_factory.mktemp("milvus-lite") / "milvus.db")
+    yield path
+    # Stopped here rather than by Lite's own atexit hook, which logs to a stream pytest has closed by then.
+    server_manager_instance.release_server(path)
 
 
 @pytest.fixture(scope="session")
