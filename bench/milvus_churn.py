@@ -188,9 +188,8 @@ def run(args: argparse.Namespace, uri: str, reading: Callable[[], dict[str, floa
     growth = memory_growth(after_warmup) if len(after_warmup) >= 2 * MEMORY_SAMPLES else {}
     return {"milvus": args.milvus, "minutes": args.minutes, "kept": args.kept, "max_segments": args.max_segments,
             "config": args.config, "cycles": cycles, "cycles_per_second": cycles / (time.monotonic() - started),
-            "intervals": rows,
-            "growth": growth, "seal_cycles": seal_cycles(rows) if args.milvus == "server" else [],
-            "machine": machine()}
+            "intervals": rows, "growth": growth,
+            "seal_cycles": seal_cycles(rows) if args.milvus == "server" else [], "machine": machine()}
 
 
 def seal_cycles(rows: list[dict]) -> list[dict]:
