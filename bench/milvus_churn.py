@@ -211,13 +211,12 @@ def seal_cycles(rows: list[dict]) -> list[dict]:
 
 
 def row_line(row: dict) -> str:
+    common = f"{row['seconds']:5d} s {row['cycles']:7d} cycles  RSS {row['rss_mb']:5d} MB  "
+    if "lite_files" in row:
+        return common + f"Lite files {row['lite_files']:4d}, {row['lite_disk_mb']:6.1f} MB on disk"
     states = " ".join(f"{key}={value:g}" for key, value in sorted(row.items())
                       if key.startswith(("datacoord_", "querynode_")))
-    if "lite_files" in row:
-        return (f"{row['seconds']:5d} s {row['cycles']:7d} cycles  RSS {row['rss_mb']:5d} MB  "
-                f"Lite files {row['lite_files']:4d}, {row['lite_disk_mb']:6.1f} MB on disk")
-    return (f"{row['seconds']:5d} s {row['cycles']:7d} cycles  RSS {row['rss_mb']:5d} MB  "
-            f"Go heap {row.get('go_heap_mb', 0):4.0f} MB  {states}")
+    return common + f"Go heap {row.get('go_heap_mb', 0):4.0f} MB  {states}"
 
 
 def table(result: dict) -> str:
