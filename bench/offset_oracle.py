@@ -4,11 +4,12 @@
 
 Takes the sounds, split and offset queries of `bench.quality` (same seed, same random streams: a short indexed
 sound placed inside a longer recording of held-back sounds 20 dB lower) and, with the model in this process and
-the gateway's own windowing, scores each indexed sound shorter than one window (stored as one looped window):
+the gateway's own windowing, scores each indexed sound shorter than one window (stored looped, over its audible
+span and over its loud core):
 
     query     the best window the gateway cuts from the query (regular windows and event windows)
-    exact     the exact span of the sound inside the query, looped as ingest loops it: what a perfect event
-              detector would cut (the bed 20 dB lower is still under it)
+    exact     the exact audible span of the sound inside the query, looped as ingest loops it: what a perfect
+              event detector would cut (the bed 20 dB lower is still under it)
     other     the best similarity of any query window to any other indexed recording's window
 
 `exact` above `other` is needed for the sound to come first; the share where it is bounds what better event
@@ -28,7 +29,7 @@ from bench.quality import DEFAULT_SOUNDS, TRANSFORMS, Sound, Transformer, load_s
 from services.common.audio import AudioLimits, decode_audio
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
-from services.gateway.segments import audible_bounds, cut_segments, loop_to, normalise_loudness, query_segments
+from services.gateway.segments import audible_bounds, loop_to, normalise_loudness, query_segments, stored_segments
 from services.gateway.settings import GatewaySettings
 
 # A new collection's segmentation, as the gateway gives it.
@@ -52,7 +53,7 @@ class Catalog:
     def __init__(self, embedder: Embedder, sounds: list[Sound]) -> None:
         self._embedder = embedder
         self.samples = {sound.name: decode_audio(sound.data, SAMPLE_RATE, LIMITS).samples for sound in sounds}
-        vectors = {name: self.embed(cut_segments(samples, SAMPLE_RATE, WINDOW_SECONDS, HOP_SECONDS).windows)
+        vectors = {name: self.embed(stored_segments(samples, SAMPLE_RATE, WINDOW_SECONDS, HOP_SECONDS).windows)
                    for name, samples in self.samples.items()}
         self.vectors = np.concatenate(list(vectors.values()))
         self.owners = np.array([name for name, rows in vectors.items() for _ in range(len(rows))])

@@ -96,4 +96,6 @@ def _neighbour_scores(segments: list[spb.SegmentVector]) -> np.ndarray:
     if len(segments) < 2:
         return np.empty(0)
     vectors = _as_matrix(segments)
-    return np.sum(vectors[:-1] * vectors[1:], axis=1)
+    starts = np.array([segment.start_seconds for segment in segments])
+    shifted = starts[1:] != starts[:-1]  # a short sound's core loop shares its loop's range: not a shifted excerpt
+    return np.sum(vectors[:-1] * vectors[1:], axis=1)[shifted]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -11,7 +12,10 @@ from services.common.audio import AudioError, AudioLimits, DecodedAudio, decode_
 from services.common.errors import InvalidArgument
 from services.common.labels import top_labels
 from services.gateway.embedder_client import EmbedderClient, Embeddings
-from services.gateway.segments import Segments, cut_segments, normalise_loudness, query_segments
+from services.gateway.segments import Segments, normalise_loudness
+
+# How a clip is cut for one use: `stored_segments` (ingest), `query_segments` (search) or `cut_segments` (tagging).
+Cutter = Callable[[np.ndarray, int, float, float], Segments]
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,7 @@ class AudioPipeline:
         except AudioError as error:
             raise InvalidArgument(str(error), reason=error.reason) from error
 
-    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig, as_query: bool = False
-              ) -> EmbeddedAudio:
-        """Windows at the collection's hop for storing; for searching, at the finer query hop plus a looped window
-        for each short sound that stands out of the query's background."""
-        cut = query_segments if as_query else cut_segments
+    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig, cut: Cutter) -> EmbeddedAudio:
         segments = cut(audio.samples, audio.sample_rate_hz, segment_config.window_seconds, segment_config.hop_seconds)
         embeddings = self._embedder.embed(normalise_loudness(segments.windows))
         return EmbeddedAudio(audio, segments, embeddings)

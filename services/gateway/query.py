@@ -11,7 +11,7 @@ from services.gateway import metrics, validation
 from services.gateway.backends import Backends
 from services.gateway.matching import QuerySegment, RecordingMatch, SegmentHit, aggregate_matches
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio, to_tags
-from services.gateway.segments import query_hop_seconds
+from services.gateway.segments import cut_segments, query_hop_seconds, query_segments
 from services.gateway.settings import GatewaySettings
 from services.gateway.stages import stage
 
@@ -47,7 +47,7 @@ class Query:
             decoded = self._pipeline.decode(data, collection.model.sample_rate_hz,
                                             self._settings.max_query_duration_seconds)
         with stage("search", "embed"):
-            return self._pipeline.embed(decoded, collection.segment_config, as_query=True)
+            return self._pipeline.embed(decoded, collection.segment_config, query_segments)
 
     def match(
         self, collection: pb.Collection, embedded: EmbeddedAudio, top_k: int, threshold: float,
@@ -84,7 +84,7 @@ class Query:
     def tag(self, data: bytes, sample_rate_hz: int, segment_config: pb.SegmentConfig, top_k: int
             ) -> pb.TagAudioResponse:
         decoded = self._pipeline.decode(data, sample_rate_hz, self._settings.max_query_duration_seconds)
-        embedded = self._pipeline.embed(decoded, segment_config)
+        embedded = self._pipeline.embed(decoded, segment_config, cut_segments)
         probabilities = embedded.embeddings.tag_probabilities
         segments = [
             pb.SegmentTags(range=pb.TimeRange(start_seconds=float(start),

@@ -21,6 +21,7 @@ from services.common.errors import Aborted, NotFound
 from services.gateway.backends import Backends
 from services.gateway.blobs import BlobStore, blob_key
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio
+from services.gateway.segments import stored_segments
 from services.gateway.settings import GatewaySettings
 from services.gateway.stages import stage
 
@@ -54,7 +55,7 @@ class Records:
         with stage("ingest", "decode"):
             decoded = self._pipeline.decode(data, collection.model.sample_rate_hz)
         with stage("ingest", "embed"):
-            embedded = self._pipeline.embed(decoded, collection.segment_config)
+            embedded = self._pipeline.embed(decoded, collection.segment_config, stored_segments)
         with stage("ingest", "catalog"):
             created = self._backends.catalog.CreateAudio(
                 self._create_request(collection, header, data, digest, embedded))

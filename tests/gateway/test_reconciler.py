@@ -130,7 +130,7 @@ class OneWindowPipeline:
     def decode(self, data, sample_rate_hz, max_duration_seconds=None):
         return DecodedAudio(np.zeros(32_000, np.float32), 32_000, 44_100, 1, "wav/pcm_16")
 
-    def embed(self, audio, segment_config):
+    def embed(self, audio, segment_config, cut):
         segments = Segments(np.zeros((1, 64_000), np.float32), np.array([0.0]), np.array([2.0]))
         return EmbeddedAudio(audio, segments, Embeddings(np.ones((1, 4), np.float32), np.zeros((1, 527), np.float32)))
 

@@ -2,14 +2,18 @@ import numpy as np
 import pytest
 
 from services.gateway.segments import (
+    CORE_BELOW_PEAK_DB,
     MAX_QUERY_EVENTS,
     NOISE_FLOOR_DB,
     TARGET_RMS,
+    audible_bounds,
     cut_segments,
     event_segments,
+    loop_to,
     normalise_loudness,
     query_hop_seconds,
     query_segments,
+    stored_segments,
 )
 
 RATE = 32_000
@@ -114,9 +118,51 @@ def test_an_events_span_keeps_the_decay_that_stands_above_the_background():
 
     events = event_segments(placed(noise(8.0) * 0.1, struck, 3.2), RATE, 2.0)
 
-    assert len(events) == 1
     assert events.starts_seconds[0] == pytest.approx(3.2, abs=0.011)
     assert events.ends_seconds[0] == pytest.approx(3.2 + 0.52, abs=0.03)
+
+
+def struck_tone(seconds: float = 0.6) -> np.ndarray:
+    """A tone decaying 60 dB a second: its loud core (within 20 dB of its peak) is its first third of a second."""
+    decay = 10 ** (-60 / 20 * np.arange(int(seconds * RATE)) / RATE)
+    return (tone(seconds, 440.0) * decay).astype(np.float32)
+
+
+def test_a_decaying_short_sound_is_stored_also_as_its_core_looped_with_the_same_range():
+    sound = struck_tone()
+
+    segments = stored_segments(sound, RATE, 2.0, 2.0)
+
+    assert len(segments) == 2
+    assert np.array_equal(segments.windows[:1], cut_segments(sound, RATE, 2.0, 2.0).windows)
+    assert segments.starts_seconds[1] == segments.starts_seconds[0] == pytest.approx(0.0, abs=0.001)
+    assert segments.ends_seconds[1] == segments.ends_seconds[0] == pytest.approx(0.6, abs=0.011)
+    first, last = audible_bounds(sound, RATE, CORE_BELOW_PEAK_DB)
+    assert (last - first) / RATE == pytest.approx(1 / 3, abs=0.011)
+    assert np.array_equal(segments.windows[1], loop_to(sound[first:last], 2 * RATE))
+
+
+def test_a_sound_with_no_quiet_tail_a_long_recording_and_tagging_get_no_core_loop():
+    assert len(stored_segments(tone(0.7, 440.0), RATE, 2.0, 2.0)) == 1
+    long_decay = np.concatenate([struck_tone(), struck_tone(), struck_tone(), struck_tone()])
+    assert np.array_equal(stored_segments(long_decay, RATE, 2.0, 2.0).windows,
+                          cut_segments(long_decay, RATE, 2.0, 2.0).windows)
+    assert len(cut_segments(struck_tone(), RATE, 2.0, 2.0)) == 1
+
+
+def test_an_events_core_loop_follows_its_loop_with_the_events_range():
+    sound = struck_tone()
+
+    events = event_segments(placed(noise(8.0) * 0.01, sound, 3.2), RATE, 2.0)
+
+    assert len(events) == 2
+    assert list(events.starts_seconds) == [events.starts_seconds[0]] * 2
+    assert list(events.ends_seconds) == [events.ends_seconds[0]] * 2
+    core = stored_segments(sound, RATE, 2.0, 2.0).windows[1]
+    one_pass = int(0.3 * RATE)
+    assert np.corrcoef(events.windows[1][:one_pass], core[:one_pass])[0, 1] > 0.99, "it starts as the stored core"
+    assert np.corrcoef(events.windows[0][:one_pass], core[:one_pass])[0, 1] > 0.99
+    assert np.corrcoef(events.windows[1], core)[0, 1] > np.corrcoef(events.windows[0], core)[0, 1] + 0.5
 
 
 def test_a_background_alone_a_long_sound_or_a_query_within_one_window_has_no_events():
