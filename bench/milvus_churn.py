@@ -42,7 +42,7 @@ import numpy as np
 
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit, scrape
-from bench.support import machine, milvus, tree_rss_bytes
+from bench.support import key_values, machine, milvus, tree_rss_bytes
 from services.search.server import SearchSettings, route_pymilvus_logs, store_config
 from services.search.store import MilvusStore, Segment
 
@@ -53,13 +53,6 @@ TOP_K = 64
 WINDOW_SECONDS = 2.0
 MIB = 1024 * 1024
 HANDOFF_LOW = 0.3
-
-
-def parse_config(items: list[str]) -> dict[str, str]:
-    pairs = [item.split("=", 1) for item in items]
-    if any(len(pair) != 2 for pair in pairs):
-        raise SystemExit("--config takes KEY=VALUE")
-    return dict(pairs)
 
 
 def metrics_port(server_pid: int) -> int:
@@ -257,7 +250,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="audiosearch-lite-") as folder:
             result = run(args, f"{folder}/churn.db", lite_reading(Path(folder)))
     else:
-        with milvus(None, parse_config(args.config)) as (uri, server_pid):
+        with milvus(None, key_values(args.config, "--config")) as (uri, server_pid):
             result = run(args, uri, server_reading(int(server_pid or 0)))
     emit(table(result), result, args.json)
 

@@ -64,6 +64,14 @@ def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False)
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
+def key_values(items: list[str], option: str) -> dict[str, str]:
+    """KEY=VALUE arguments of `option` as a dict."""
+    pairs = [item.split("=", 1) for item in items]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"{option} takes KEY=VALUE")
+    return dict(pairs)
+
+
 def machine() -> dict[str, object]:
     load = os.getloadavg()
     return {"cpus": os.cpu_count(), "load_average_1m": round(load[0], 2), "load_average_5m": round(load[1], 2)}

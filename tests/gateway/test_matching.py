@@ -99,7 +99,7 @@ def test_a_stored_window_under_the_query_but_missing_from_the_hits_counts_at_the
 def test_a_short_sounds_loop_and_core_loop_share_a_range_and_count_as_one_stored_window():
     # A query's event (window 4) and its core loop (window 5) at 3.2-3.7 s; the stored sound's loop and core loop
     # both at 0.0-0.5 s. Whichever pair scores best speaks for the one stored window; nothing counts as missing.
-    query = QUERY + [QuerySegment(3.2, 3.7), QuerySegment(3.2, 3.7)]
+    query = [*QUERY, QuerySegment(3.2, 3.7), QuerySegment(3.2, 3.7)]
     hits = [SegmentHit(4, "short", 0.0, 0.5, 0.80), SegmentHit(4, "short", 0.0, 0.5, 0.85),
             SegmentHit(5, "short", 0.0, 0.5, 0.97), SegmentHit(5, "short", 0.0, 0.5, 0.90),
             SegmentHit(5, "other", 0.0, 0.4, 0.95)]
