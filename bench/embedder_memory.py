@@ -19,7 +19,6 @@ the start-to-end growth (means of MEMORY_SAMPLES readings), the trend (rise of a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import threading
@@ -31,13 +30,12 @@ import tritonclient.grpc as triton
 
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit
-from bench.support import key_values, machine, process_tree
+from bench.support import key_values, machine, process_rss, process_tree
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.identity import TRITON_MODEL_NAME
 from services.embedder.launch import EmbedderHandle, start_embedder
 
 WINDOW = 2 * SAMPLE_RATE
-MIB = 1024 * 1024
 
 
 class Clients:
@@ -78,12 +76,8 @@ class Clients:
 def rss_by_process(pid: int) -> dict[str, int]:
     """Resident MiB of each process in the tree under `pid`, by its command name (the same name summed)."""
     found: dict[str, int] = {}
-    for current in process_tree(pid):
-        with contextlib.suppress(OSError):
-            status = Path(f"/proc/{current}/status").read_text().splitlines()
-            fields = dict(line.split(":", 1) for line in status if ":" in line)
-            name = fields["Name"].strip()
-            found[name] = found.get(name, 0) + int(fields.get("VmRSS", "0 kB").split()[0]) // 1024
+    for name, rss in filter(None, map(process_rss, process_tree(pid))):
+        found[name] = found.get(name, 0) + rss // 2**20
     return found
 
 

@@ -131,13 +131,17 @@ def tree_rss_bytes(pid: int | None) -> int | None:
     """Resident memory of a process and all its descendants (from /proc)."""
     if pid is None:
         return None
-    total = 0
-    for current in process_tree(pid):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
+    return sum(rss for _, rss in filter(None, map(process_rss, process_tree(pid))))
+
+
+def process_rss(pid: int) -> tuple[str, int] | None:
+    """A process's command name and resident bytes (from /proc), or None once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return fields["Name"].strip(), int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
 
 
 def tree_cpu_seconds(pid: int) -> float:

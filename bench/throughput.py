@@ -316,7 +316,8 @@ def _end_to_end_lines(e2e: dict, base: dict | None) -> list[str]:
                      f"audio s/s ({rate / base['audio_per_second']:.1f}x)")
     overlap = e2e["model_input_seconds"] / max(e2e["audio_seconds"], 1e-9)
     lines.append(f"the gateway's windows cost {overlap:.2f} s of model input per s of audio "
-                 "(stored windows: 2 s every 2 s, the last one end-aligned; short sounds looped to 2 s)")
+                 "(stored windows: 2 s every 2 s, the last one end-aligned; short sounds looped to 2 s, plus a "
+                 "core loop where they decay)")
     stages = e2e["stage_thread_seconds"]
     busy = sum(stages.values()) or 1.0
     lines.append("\ngateway stages (thread-seconds summed over concurrent files; from its /metrics):")

@@ -13,10 +13,10 @@ SILENCE_BELOW_LOUDEST_DB = 50.0
 # (mp3 adds ~50 ms), leading silence or a cut tail would otherwise change the loop and so the vector.
 EDGE_BELOW_PEAK_DB = 60.0
 EDGE_FRAME_SECONDS = 0.01
-# A looped sound (stored, a short query, or a query's event) gets a second window, looped over its loud core alone
-# (the frames within CORE_BELOW_PEAK_DB of its own loudest), with the same range: a bed under the query or a filter
-# moves the end of the quiet tail that the audible span keeps, not the core's, and the matcher takes the better
-# of the two. Only where the core is shorter than the span by more than CORE_MIN_SHORTER_SECONDS.
+# A stored short sound and a query's event get a second window, looped over their loud core alone (the frames
+# within CORE_BELOW_PEAK_DB of their own loudest), with the same range: a bed under the query moves the end of the
+# quiet tail that the audible span keeps, not the core's, and the matcher takes the better of the two. Only where
+# the core is shorter than the span by more than CORE_MIN_SHORTER_SECONDS.
 CORE_BELOW_PEAK_DB = 20.0
 CORE_MIN_SHORTER_SECONDS = 0.02
 # Every window gets the same faint noise floor, 40 dB under its loudness: digital silence, codec padding and

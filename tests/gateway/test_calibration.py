@@ -10,7 +10,7 @@ import pytest
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.gateway.calibration import Calibrator
+from services.gateway.calibration import Calibrator, _neighbour_scores
 from services.gateway.matching import QuerySegment
 from services.gateway.query import HITS_PER_SEGMENT, Query
 
@@ -107,3 +107,15 @@ def test_calibration_scores_every_recording_as_a_sound_not_in_the_catalog(collec
     assert reply.collection.score_threshold == pytest.approx(threshold)
     assert "calibrated for FPR 0.1" in source
     assert threshold < 0.99  # the long recording's own segments (all alike) did not count as negatives
+
+
+def test_a_short_sounds_core_loop_is_not_counted_as_a_shifted_excerpt_of_its_loop():
+    loop, core, next_window = np.eye(3, dtype=np.float32) * 0.5 + 0.5 / 3
+
+    def stored(start: float, vector: np.ndarray) -> spb.SegmentVector:
+        return spb.SegmentVector(audio_id="a", start_seconds=start, end_seconds=start + 2.0,
+                                 vector=vector.astype("<f4").tobytes())
+
+    assert len(_neighbour_scores([stored(0.0, loop), stored(0.0, core)])) == 0
+    shifted = _neighbour_scores([stored(0.0, loop), stored(0.0, core), stored(2.0, next_window)])
+    assert shifted == pytest.approx([float(core @ next_window)])

@@ -118,6 +118,7 @@ def test_an_events_span_keeps_the_decay_that_stands_above_the_background():
 
     events = event_segments(placed(noise(8.0) * 0.1, struck, 3.2), RATE, 2.0)
 
+    assert len(events) == 2, "the event's loop, then its core loop"
     assert events.starts_seconds[0] == pytest.approx(3.2, abs=0.011)
     assert events.ends_seconds[0] == pytest.approx(3.2 + 0.52, abs=0.03)
 
