@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STATE_DIR ?= var
-APT_PACKAGES := ffmpeg libsndfile1 protobuf-compiler golang-go golang-google-grpc-dev golang-google-protobuf-dev \
+APT_PACKAGES := ffmpeg libsndfile1 libjemalloc2 protobuf-compiler golang-go golang-google-grpc-dev golang-google-protobuf-dev \
 	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
 	libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
 	libjsr305-java liberror-prone-java libgeronimo-annotation-1.3-spec-java golang-google-genproto-dev \

@@ -22,6 +22,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.allocator import with_allocator
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = "models/Cnn14_mAP=0.431.pth"
 
@@ -97,7 +99,7 @@ def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | N
 
 def start_service(plan: ServicePlan, log_dir: Path, detach: bool = False) -> subprocess.Popen[bytes]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **plan.env, "PYTHONUNBUFFERED": "1"}
+    env = with_allocator({**os.environ, **plan.env, "PYTHONUNBUFFERED": "1"})
     with (log_dir / f"{plan.name}.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", plan.module], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

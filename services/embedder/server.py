@@ -25,6 +25,7 @@ from typing import IO
 
 import torch
 
+from services.common.allocator import AllocatorError
 from services.common.logs import configure_logging
 from services.common.settings import load_settings
 from services.embedder.checkpoint import CheckpointError, verify_checkpoint
@@ -154,10 +155,11 @@ def prepare(settings: EmbedderSettings, base_env: dict[str, str]) -> LaunchPlan:
         settings.waveform_dtype,
     )
     repository = write_repository(state_dir / "model_repository", config)
-    backend_dir = build_backend_dir(dist, state_dir / "backends")
+    env = server_env(dist, base_env, settings.log_level)
+    backend_dir = build_backend_dir(dist, state_dir / "backends", env.get("LD_PRELOAD", ""))
     command = server_command(dist, settings, repository, backend_dir, gpu)
     wrapped = [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, *command]
-    return LaunchPlan(identity, wrapped, server_env(dist, base_env, settings.log_level), repository)
+    return LaunchPlan(identity, wrapped, env, repository)
 
 
 def _log_triton_output(stream: IO[bytes]) -> None:
@@ -202,7 +204,7 @@ def main() -> None:
     configure_logging("embedder", settings.log_level)
     try:
         plan = prepare(settings, dict(os.environ))
-    except (StartupError, CheckpointError, TritonNotFound) as error:
+    except (StartupError, CheckpointError, TritonNotFound, AllocatorError) as error:
         LOG.error("embedder not started: %s", error)
         sys.exit(EXIT_CONFIG_ERROR)
     LOG.info(

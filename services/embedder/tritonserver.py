@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import shlex
 import site
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.allocator import preloads_jemalloc, with_allocator, without_jemalloc
 from services.embedder.settings import EmbedderSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,8 +54,13 @@ class TritonDistribution:
         return dist
 
 
-def build_backend_dir(dist: TritonDistribution, destination: Path) -> Path:
-    """`destination/python/` with symlinks to the backend library, its utils and this Python's stub."""
+def build_backend_dir(dist: TritonDistribution, destination: Path, server_preload: str = "") -> Path:
+    """`destination/python/` with symlinks to the backend library, its utils and this Python's stub.
+
+    Where tritonserver runs on jemalloc (`server_preload`), the stub is a launcher that starts the real stub on
+    glibc's malloc instead: PyTorch's forward passes ran about 10 % slower on jemalloc (services/common/allocator.py),
+    while tritonserver's own memory rose on glibc and stayed flat on jemalloc (README, "Memory under load").
+    """
     python_dir = destination / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
     links = {
@@ -66,7 +73,17 @@ def build_backend_dir(dist: TritonDistribution, destination: Path) -> Path:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
+    if preloads_jemalloc(server_preload):
+        launcher = python_dir / "triton_python_backend_stub"
+        launcher.unlink()
+        launcher.write_text(stub_launcher(dist.stub, without_jemalloc(server_preload)))
+        launcher.chmod(0o755)
     return destination
+
+
+def stub_launcher(stub: Path, preload: str) -> str:
+    set_preload = f"export LD_PRELOAD={shlex.quote(preload)}" if preload else "unset LD_PRELOAD"
+    return f'#!/bin/sh\n{set_preload}\nexec {shlex.quote(str(stub))} "$@"\n'
 
 
 def site_dirs(pythonpath: str = "") -> list[str]:
@@ -75,7 +92,7 @@ def site_dirs(pythonpath: str = "") -> list[str]:
 
 
 def server_env(dist: TritonDistribution, base: dict[str, str], log_level: str) -> dict[str, str]:
-    env = dict(base)
+    env = with_allocator(base)
     # The stub's embedded Python finds its prefix (hence site-packages, numpy, torch) via `python3` on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), base.get("PATH", "/usr/bin:/bin")])
     # Without the interpreter's own libpython first, the stub binds to another and model load fails.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.allocator import JEMALLOC_LIBRARY, LIBRARY_DIRS
 from tests.deploy.dockerfiles import DockerIgnore, Stage, context_files, copies, stages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,6 +124,17 @@ def test_final_stage_is_multi_stage_and_installs_no_build_tools(service: str) ->
 def test_the_embedder_image_has_the_c_compiler_that_torch_compile_needs() -> None:
     installed = set().union(*runtime_packages(stages(dockerfile("embedder"))[-1]))
     assert RUNTIME_COMPILER["embedder"] <= installed
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_image_runs_on_jemalloc_at_the_path_the_allocator_looks_in_first(service: str) -> None:
+    final = stages(dockerfile(service))[-1]
+    assert "libjemalloc2" in set().union(*runtime_packages(final))
+    preload = str(Path(LIBRARY_DIRS[0]) / JEMALLOC_LIBRARY)
+    run = " ".join(instruction.arguments for instruction in final.instructions if instruction.keyword == "RUN")
+    env = " ".join(instruction.arguments for instruction in final.instructions if instruction.keyword == "ENV")
+    assert f"ln -s \"/usr/lib/$(uname -m)-linux-gnu/{JEMALLOC_LIBRARY}\" {preload}" in run
+    assert f"LD_PRELOAD={preload}" in env
 
 
 def test_embedder_image_never_carries_a_checkpoint() -> None:

@@ -12,6 +12,7 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from services.common.allocator import JEMALLOC_LIBRARY, find_jemalloc
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
 from services.embedder.launch import EmbedderHandle, start_embedder
 from tests.embedder.sounds import plucked_string, rain, siren
@@ -104,3 +105,30 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", handle.grpc_port)) != 0
     assert "tritonserver exited" in handle.log_path.read_text()
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], list(children.get(pid, []))
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+@pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
+def test_tritonserver_runs_on_jemalloc_and_the_model_stub_on_glibc(embedder_server: EmbedderHandle) -> None:
+    mapped = {}
+    for pid in _descendants(embedder_server.process.pid):
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+        mapped[name] = JEMALLOC_LIBRARY in Path(f"/proc/{pid}/maps").read_text()
+    assert mapped.get("tritonserver") is True
+    assert mapped.get("triton_python_b") is False  # the comm name is cut at 15 characters

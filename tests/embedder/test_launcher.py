@@ -14,6 +14,7 @@ from google.protobuf import text_format
 from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2
 
+from services.common.allocator import JEMALLOC_LIBRARY
 from services.embedder.engine import WeightsSource, untrained_cnn14
 from services.embedder.identity import ModelIdentity
 from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
@@ -26,7 +27,7 @@ from services.embedder.server import (
     weights_source,
 )
 from services.embedder.settings import EmbedderSettings
-from services.embedder.tritonserver import REPO_ROOT
+from services.embedder.tritonserver import REPO_ROOT, TritonDistribution, build_backend_dir
 
 IDENTITY = ModelIdentity(checkpoint_sha256=None, seed=0, centering_tag="abcd1234")
 
@@ -218,3 +219,46 @@ def _written_parameters(repository: Path) -> dict[str, str]:
     config = model_config_pb2.ModelConfig()
     text_format.Parse((repository / "panns_cnn14" / "config.pbtxt").read_text(), config)
     return {key: value.string_value for key, value in config.parameters.items()}
+
+
+def _fake_distribution(tmp_path: Path) -> TritonDistribution:
+    stub = tmp_path / "dist" / "triton_python_backend_stub"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\necho "${LD_PRELOAD-unset}|$*"\n')
+    stub.chmod(0o755)
+    return TritonDistribution(server=tmp_path / "dist" / "tritonserver", python_backend=tmp_path / "dist",
+                              stub=stub, libs=tmp_path / "dist")
+
+
+def test_a_server_on_jemalloc_starts_the_model_stub_on_glibc_keeping_other_preloads(tmp_path: Path) -> None:
+    dist = _fake_distribution(tmp_path)
+    backend = build_backend_dir(dist, tmp_path / "backends", f"/usr/lib/{JEMALLOC_LIBRARY} /opt/trace.so")
+
+    launcher = backend / "python" / "triton_python_backend_stub"
+    assert not launcher.is_symlink()
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": f"/usr/lib/{JEMALLOC_LIBRARY} /opt/trace.so"}
+    printed = subprocess.run([str(launcher), "model", "--key=1"], env=env, capture_output=True, text=True, check=True)
+    assert printed.stdout.strip() == "/opt/trace.so|model --key=1"
+
+
+def test_a_launcher_with_nothing_else_preloaded_unsets_the_preload(tmp_path: Path) -> None:
+    backend = build_backend_dir(_fake_distribution(tmp_path), tmp_path / "backends", f"/usr/lib/{JEMALLOC_LIBRARY}")
+
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": f"/usr/lib/{JEMALLOC_LIBRARY}"}
+    printed = subprocess.run([str(backend / "python" / "triton_python_backend_stub")], env=env, capture_output=True,
+                             text=True, check=True)
+    assert printed.stdout.strip() == "unset|"
+
+
+def test_without_jemalloc_the_stub_is_the_distributions_own(tmp_path: Path) -> None:
+    dist = _fake_distribution(tmp_path)
+    backend = build_backend_dir(dist, tmp_path / "backends", "/opt/trace.so")
+
+    assert (backend / "python" / "triton_python_backend_stub").resolve() == dist.stub
+
+
+def test_the_system_allocator_choice_leaves_tritonserver_without_a_preload(tmp_path: Path) -> None:
+    plan = prepare(settings(untrained=True, state_dir=tmp_path), {"PATH": "/bin", "AUDIOSEARCH_MALLOC": "system"})
+
+    assert "LD_PRELOAD" not in plan.env
+    assert (tmp_path / "backends" / "python" / "triton_python_backend_stub").is_symlink()

@@ -1,0 +1,55 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.common.allocator import JEMALLOC_LIBRARY, AllocatorError, find_jemalloc, with_allocator
+
+
+@pytest.fixture
+def library_dir(tmp_path: Path) -> tuple[str, ...]:
+    (tmp_path / JEMALLOC_LIBRARY).write_bytes(b"")
+    return (str(tmp_path / "missing"), str(tmp_path))
+
+
+def test_auto_preloads_jemalloc_where_installed(library_dir: tuple[str, ...]) -> None:
+    env = with_allocator({"PATH": "/bin"}, library_dir)
+    assert env == {"PATH": "/bin", "LD_PRELOAD": str(Path(library_dir[1]) / JEMALLOC_LIBRARY)}
+
+
+def test_auto_leaves_the_environment_alone_without_jemalloc(tmp_path: Path) -> None:
+    assert with_allocator({"PATH": "/bin"}, (str(tmp_path),)) == {"PATH": "/bin"}
+
+
+def test_system_never_preloads(library_dir: tuple[str, ...]) -> None:
+    env = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": "/opt/other.so"}
+    assert with_allocator(env, library_dir) == env
+
+
+def test_jemalloc_required_but_missing_says_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(AllocatorError, match="apt-get install libjemalloc2"):
+        with_allocator({"AUDIOSEARCH_MALLOC": "jemalloc"}, (str(tmp_path),))
+
+
+def test_unknown_choice_is_refused(library_dir: tuple[str, ...]) -> None:
+    with pytest.raises(AllocatorError, match="expected one of auto, jemalloc, system"):
+        with_allocator({"AUDIOSEARCH_MALLOC": "tcmalloc"}, library_dir)
+
+
+def test_other_preloads_are_kept_after_jemalloc(library_dir: tuple[str, ...]) -> None:
+    env = with_allocator({"LD_PRELOAD": "/opt/a.so:/opt/b.so"}, library_dir)
+    assert env["LD_PRELOAD"].split() == [str(Path(library_dir[1]) / JEMALLOC_LIBRARY), "/opt/a.so", "/opt/b.so"]
+
+
+def test_jemalloc_already_preloaded_is_not_added_twice(library_dir: tuple[str, ...]) -> None:
+    env = {"LD_PRELOAD": f"/elsewhere/{JEMALLOC_LIBRARY}"}
+    assert with_allocator(env, library_dir) == env
+
+
+@pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
+def test_a_process_started_with_the_environment_runs_on_jemalloc() -> None:
+    env = with_allocator({"PATH": "/usr/bin:/bin"})
+    maps = subprocess.run([sys.executable, "-c", "print(open('/proc/self/maps').read())"], env=env,
+                          capture_output=True, text=True, check=True).stdout
+    assert JEMALLOC_LIBRARY in maps
