@@ -27,6 +27,13 @@ def test_system_never_preloads(library_dir: tuple[str, ...]) -> None:
     assert with_allocator(env, library_dir) == env
 
 
+def test_system_takes_an_inherited_jemalloc_out_of_the_preload(library_dir: tuple[str, ...]) -> None:
+    only = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": f"/usr/local/lib/{JEMALLOC_LIBRARY}"}
+    assert with_allocator(only, library_dir) == {"AUDIOSEARCH_MALLOC": "system"}
+    mixed = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": f"/opt/a.so:/usr/local/lib/{JEMALLOC_LIBRARY}"}
+    assert with_allocator(mixed, library_dir)["LD_PRELOAD"] == "/opt/a.so"
+
+
 def test_jemalloc_required_but_missing_says_how_to_install(tmp_path: Path) -> None:
     with pytest.raises(AllocatorError, match="apt-get install libjemalloc2"):
         with_allocator({"AUDIOSEARCH_MALLOC": "jemalloc"}, (str(tmp_path),))
