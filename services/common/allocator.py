@@ -61,10 +61,9 @@ def with_allocator(env: Mapping[str, str], library_dirs: tuple[str, ...] = LIBRA
             raise AllocatorError(f"{MALLOC_VARIABLE}=jemalloc but {JEMALLOC_LIBRARY} is in none of "
                                  f"{', '.join(library_dirs)} (Debian: apt-get install libjemalloc2)")
         return result
-    preloaded = _entries(env.get("LD_PRELOAD", ""))
-    if any(_is_jemalloc(entry) for entry in preloaded):
-        return result
-    result["LD_PRELOAD"] = " ".join([str(library), *preloaded])
+    preload = env.get("LD_PRELOAD", "")
+    if not preloads_jemalloc(preload):
+        result["LD_PRELOAD"] = " ".join([str(library), *_entries(preload)])
     return result
 
 
