@@ -73,12 +73,18 @@ def build_backend_dir(dist: TritonDistribution, destination: Path, server_preloa
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    if preloads_jemalloc(server_preload):
+    if preloads_jemalloc(server_preload) and not mounted_noexec(python_dir):
         launcher = python_dir / "triton_python_backend_stub"
         launcher.unlink()
         launcher.write_text(stub_launcher(dist.stub, without_jemalloc(server_preload)))
         launcher.chmod(0o755)
     return destination
+
+
+def mounted_noexec(path: Path) -> bool:
+    """True where files under `path` cannot be executed (`docker run --tmpfs` mounts noexec by default): there
+    the stub stays a symlink and runs on tritonserver's allocator rather than not at all."""
+    return bool(os.statvfs(path).f_flag & os.ST_NOEXEC)
 
 
 def stub_launcher(stub: Path, preload: str) -> str:

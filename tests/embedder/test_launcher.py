@@ -250,6 +250,14 @@ def test_a_launcher_with_nothing_else_preloaded_unsets_the_preload(tmp_path: Pat
     assert printed.stdout.strip() == "unset|"
 
 
+def test_on_a_noexec_mount_the_stub_stays_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.embedder.tritonserver.mounted_noexec", lambda path: True)
+    dist = _fake_distribution(tmp_path)
+    backend = build_backend_dir(dist, tmp_path / "backends", f"/usr/lib/{JEMALLOC_LIBRARY}")
+
+    assert (backend / "python" / "triton_python_backend_stub").resolve() == dist.stub
+
+
 def test_without_jemalloc_the_stub_is_the_distributions_own(tmp_path: Path) -> None:
     dist = _fake_distribution(tmp_path)
     backend = build_backend_dir(dist, tmp_path / "backends", "/opt/trace.so")
