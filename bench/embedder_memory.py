@@ -30,10 +30,11 @@ import tritonclient.grpc as triton
 
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit
-from bench.support import key_values, machine, process_rss, process_tree
+from bench.support import key_values, machine, process_rss
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.identity import TRITON_MODEL_NAME
 from services.embedder.launch import EmbedderHandle, start_embedder
+from tests.support.processes import process_tree
 
 WINDOW = 2 * SAMPLE_RATE
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
+from tests.support.processes import process_tree
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
@@ -109,22 +110,6 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             yield server.uri, server.process.pid
         finally:
             server.stop()
-
-
-def process_tree(pid: int) -> list[int]:
-    """A process and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry.name))
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
 
 
 def tree_rss_bytes(pid: int | None) -> int | None:

@@ -16,6 +16,7 @@ from services.common.allocator import JEMALLOC_LIBRARY, find_jemalloc
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
 from services.embedder.launch import EmbedderHandle, start_embedder
 from tests.embedder.sounds import plucked_string, rain, siren
+from tests.support.processes import process_tree
 
 MODEL = "panns_cnn14"
 
@@ -107,27 +108,10 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     assert "tritonserver exited" in handle.log_path.read_text()
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, stack = [], list(children.get(pid, []))
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        stack.extend(children.get(current, []))
-    return found
-
-
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
 def test_tritonserver_runs_on_jemalloc_and_the_model_stub_on_glibc(embedder_server: EmbedderHandle) -> None:
     mapped = {}
-    for pid in _descendants(embedder_server.process.pid):
+    for pid in process_tree(embedder_server.process.pid)[1:]:
         name = Path(f"/proc/{pid}/comm").read_text().strip()
         mapped[name] = JEMALLOC_LIBRARY in Path(f"/proc/{pid}/maps").read_text()
     assert mapped.get("tritonserver") is True
