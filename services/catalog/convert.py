@@ -8,12 +8,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from audiosearch.catalog.v1 import catalog_pb2
 from audiosearch.v1 import audiosearch_pb2
+from services.catalog.landmarks import LandmarkVote
 from services.catalog.records import (
     AudioFilter,
     AudioRecord,
     AudioStatus,
     Collection,
     CollectionStats,
+    LandmarkSet,
     ModelIdentity,
     NewAudio,
     NewSegment,
@@ -59,6 +61,7 @@ def collection_from_proto(message: audiosearch_pb2.Collection) -> Collection:
         hop_seconds=message.segment_config.hop_seconds,
         score_threshold=message.score_threshold,
         threshold_source=message.threshold_source,
+        landmark_threshold=message.landmark_threshold,
     )
 
 
@@ -81,6 +84,23 @@ def collection_to_proto(collection: Collection) -> audiosearch_pb2.Collection:
         threshold_source=collection.threshold_source,
         audio_count=collection.audio_count,
         create_time=timestamp(collection.create_time_us),
+        landmark_threshold=collection.landmark_threshold,
+    )
+
+
+def landmarks_from_proto(message: catalog_pb2.Landmarks) -> LandmarkSet:
+    return LandmarkSet(tuple(message.hashes), tuple(message.times_ms))
+
+
+def landmarks_to_proto(landmarks: LandmarkSet) -> catalog_pb2.Landmarks:
+    return catalog_pb2.Landmarks(hashes=landmarks.hashes, times_ms=landmarks.times_ms)
+
+
+def landmark_match_to_proto(match: LandmarkVote) -> catalog_pb2.LandmarkMatch:
+    return catalog_pb2.LandmarkMatch(
+        audio_id=match.audio_id, landmarks=match.landmarks, offset_ms=match.offset_ms,
+        query_range=audiosearch_pb2.TimeRange(start_seconds=match.query_start_ms / 1000,
+                                              end_seconds=match.query_end_ms / 1000),
     )
 
 

@@ -43,6 +43,7 @@ class Collection:
     threshold_source: str
     audio_count: int = 0
     create_time_us: int = 0
+    landmark_threshold: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,14 @@ class Segment:
     start_seconds: float
     end_seconds: float
     tags: tuple[Tag, ...]
+
+
+@dataclass(frozen=True)
+class LandmarkSet:
+    """Parallel lists: a landmark's hash and the time of its first peak."""
+
+    hashes: tuple[int, ...] = ()
+    times_ms: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from services.catalog import paging, validation
 from services.catalog.database import ConstraintViolation, Database, Transaction, retry_on_conflict
+from services.catalog.landmarks import LandmarkVote, vote
 from services.catalog.records import (
     AudioFilter,
     AudioRecord,
@@ -19,6 +20,7 @@ from services.catalog.records import (
     Collection,
     CollectionStats,
     CreatedAudio,
+    LandmarkSet,
     ModelIdentity,
     NewAudio,
     NewSegment,
@@ -35,11 +37,15 @@ _SEGMENT_ID_MASK = (1 << 63) - 1
 _READY = AudioStatus.READY.value
 _NO_FILTER = AudioFilter()
 _ECHO_CHARS = 128
+_NO_LANDMARKS = LandmarkSet()
+_LOOKUP_CHUNK = 500
+MAX_HITS_PER_HASH = 64
 
 _COLLECTION_COLUMNS = (
     "c.name, c.description, c.model_name, c.model_version, c.embedding_dim, c.sample_rate_hz, c.untrained,"
     " c.window_seconds, c.hop_seconds, c.score_threshold, c.threshold_source, c.create_time_us,"
-    " (SELECT COUNT(*) FROM audio a WHERE a.collection = c.name AND a.status = ?)"
+    " (SELECT COUNT(*) FROM audio a WHERE a.collection = c.name AND a.status = ?),"
+    " (SELECT l.landmark_threshold FROM collection_landmarks l WHERE l.collection = c.name)"
 )
 _AUDIO_COLUMNS = (
     "a.id, a.collection, a.name, a.sha256, a.duration_seconds, a.sample_rate_hz, a.channels, a.codec,"
@@ -50,6 +56,8 @@ _HAS_METADATA = (
     "EXISTS (SELECT 1 FROM audio_metadata m WHERE m.audio_id = a.id AND m.meta_key = ? AND m.meta_value = ?)"
 )
 _DELETE_COLLECTION = (
+    "DELETE FROM landmarks WHERE collection = ?",
+    "DELETE FROM collection_landmarks WHERE collection = ?",
     "DELETE FROM segments WHERE audio_id IN (SELECT id FROM audio WHERE collection = ?)",
     "DELETE FROM audio_tags WHERE audio_id IN (SELECT id FROM audio WHERE collection = ?)",
     "DELETE FROM audio_metadata WHERE audio_id IN (SELECT id FROM audio WHERE collection = ?)",
@@ -57,6 +65,7 @@ _DELETE_COLLECTION = (
     "DELETE FROM collections WHERE name = ?",
 )
 _DELETE_AUDIO = (
+    "DELETE FROM landmarks WHERE audio_id = ?",
     "DELETE FROM segments WHERE audio_id = ?",
     "DELETE FROM audio_tags WHERE audio_id = ?",
     "DELETE FROM audio_metadata WHERE audio_id = ?",
@@ -108,8 +117,11 @@ class CatalogStore:
         return _page(collections, size, lambda collection: collection.name)
 
     @retry_on_conflict()
-    def update_collection_threshold(self, name: str, score_threshold: float, threshold_source: str) -> Collection:
+    def update_collection_threshold(
+        self, name: str, score_threshold: float, threshold_source: str, landmark_threshold: int = 0
+    ) -> Collection:
         validation.check_threshold(score_threshold, threshold_source)
+        validation.check_landmark_threshold(landmark_threshold)
         with self._db.transaction(write=True) as tx:
             matched = tx.execute(
                 "UPDATE collections SET score_threshold = ?, threshold_source = ? WHERE name = ?",
@@ -117,6 +129,7 @@ class CatalogStore:
             )
             if not matched:
                 raise _collection_not_found(name)
+            _set_landmark_threshold(tx, name, landmark_threshold)
             return _require_collection(tx, name)
 
     @retry_on_conflict()
@@ -128,16 +141,25 @@ class CatalogStore:
     # Recordings
 
     @retry_on_conflict()
-    def create_audio(self, audio: NewAudio, segments: Sequence[NewSegment]) -> CreatedAudio:
-        """A new PENDING record with its segments, or the record already holding the same content."""
+    def create_audio(
+        self, audio: NewAudio, segments: Sequence[NewSegment], landmarks: LandmarkSet = _NO_LANDMARKS
+    ) -> CreatedAudio:
+        """A new PENDING record with its segments and landmarks, or the record already holding the same content."""
         validation.check_new_audio(audio, segments)
+        validation.check_landmarks(landmarks)
         try:
             with self._db.transaction(write=True) as tx:
                 _require_collection_exists(tx, audio.collection)
                 existing = _audio_by_sha256(tx, audio.collection, audio.sha256)
                 if existing is not None:
                     return CreatedAudio(existing, (), created=False)
-                return _insert_audio(tx, audio, segments)
+                created = _insert_audio(tx, audio, segments)
+                tx.executemany(
+                    "INSERT INTO landmarks (collection, hash, audio_id, time_ms) VALUES (?, ?, ?, ?)",
+                    [(audio.collection, h, created.audio.id, t) for h, t in zip(landmarks.hashes, landmarks.times_ms,
+                                                                                 strict=True)],
+                )
+                return created
         except ConstraintViolation:
             with self._db.transaction() as tx:
                 existing = _audio_by_sha256(tx, audio.collection, audio.sha256)
@@ -250,6 +272,41 @@ class CatalogStore:
             )
         return [Segment(row[0], row[1], row[2], row[3], _tags_from_json(row[4])) for row in rows]
 
+    def match_landmarks(
+        self, collection: str, landmarks: LandmarkSet, top_k: int, excluded_audio_id: str = "",
+        audio_ids: Sequence[str] = (),
+    ) -> list[LandmarkVote]:
+        """READY recordings whose landmarks line up with these at one offset, most landmarks first."""
+        validation.check_landmarks(landmarks)
+        times_by_hash: dict[int, list[int]] = {}
+        for hash_value, time_ms in zip(landmarks.hashes, landmarks.times_ms, strict=True):
+            times_by_hash.setdefault(hash_value, []).append(time_ms)
+        allowed = set(audio_ids)
+        hits: list[tuple[str, int, int, int]] = []
+        with self._db.transaction() as tx:
+            _require_collection_exists(tx, collection)
+            unique = list(times_by_hash)
+            for start in range(0, len(unique), _LOOKUP_CHUNK):
+                chunk = unique[start : start + _LOOKUP_CHUNK]
+                rows = tx.fetchall(
+                    "SELECT l.hash, l.audio_id, l.time_ms FROM landmarks l JOIN audio a ON a.id = l.audio_id"
+                    f" WHERE l.collection = ? AND l.hash IN ({', '.join('?' * len(chunk))}) AND a.status = ?",
+                    [collection, *chunk, _READY],
+                )
+                hits += _landmark_hits(rows, times_by_hash, excluded_audio_id, allowed)
+        return vote(hits)[:top_k]
+
+    def landmarks(self, collection: str, audio_id: str, before_ms: int = 0) -> LandmarkSet:
+        """A recording's landmarks by time; with `before_ms`, only those starting before it."""
+        with self._db.transaction() as tx:
+            if _audio_by_id(tx, collection, audio_id) is None:
+                raise _audio_not_found(tx, collection, audio_id)
+            rows = tx.fetchall(
+                "SELECT hash, time_ms FROM landmarks WHERE audio_id = ? AND time_ms < ? ORDER BY time_ms, hash",
+                (audio_id, before_ms if before_ms > 0 else 2**31 - 1),
+            )
+        return LandmarkSet(tuple(int(row[0]) for row in rows), tuple(int(row[1]) for row in rows))
+
     def collection_stats(self, collection: str) -> CollectionStats:
         """Counts and durations of the READY records, overall and per tag, most frequent tag first."""
         with self._db.transaction() as tx:
@@ -267,6 +324,29 @@ class CatalogStore:
             )
         tags = [TagStatistics(_text(label), int(n), float(total)) for label, n, total in tag_rows]
         return CollectionStats(int(count), float(duration), int(segment_count), tags)
+
+
+def _landmark_hits(
+    rows: Sequence[Sequence[Any]], times_by_hash: dict[int, list[int]], excluded_audio_id: str, allowed: set[str]
+) -> list[tuple[str, int, int, int]]:
+    """(audio id, hash, time in the recording, time in the query) for every pairing of a stored and a query
+    landmark; a hash stored more than MAX_HITS_PER_HASH times says nothing about any one recording and is dropped."""
+    rows_by_hash: dict[int, list[tuple[str, int]]] = {}
+    for hash_value, audio_id, time_ms in rows:
+        if audio_id != excluded_audio_id and (not allowed or audio_id in allowed):
+            rows_by_hash.setdefault(int(hash_value), []).append((audio_id, int(time_ms)))
+    return [
+        (audio_id, hash_value, reference_ms, query_ms)
+        for hash_value, stored in rows_by_hash.items() if len(stored) <= MAX_HITS_PER_HASH
+        for audio_id, reference_ms in stored
+        for query_ms in times_by_hash[hash_value]
+    ]
+
+
+def _set_landmark_threshold(tx: Transaction, collection: str, landmark_threshold: int) -> None:
+    tx.execute("DELETE FROM collection_landmarks WHERE collection = ?", (collection,))
+    tx.execute("INSERT INTO collection_landmarks (collection, landmark_threshold) VALUES (?, ?)",
+               (collection, landmark_threshold))
 
 
 def _now_us() -> int:
@@ -309,6 +389,7 @@ def _insert_collection(tx: Transaction, collection: Collection) -> None:
             collection.create_time_us,
         ),
     )
+    _set_landmark_threshold(tx, collection.name, collection.landmark_threshold)
 
 
 def _collection_from_row(row: Sequence[Any]) -> Collection:
@@ -323,6 +404,7 @@ def _collection_from_row(row: Sequence[Any]) -> Collection:
         threshold_source=row[10],
         create_time_us=int(row[11]),
         audio_count=int(row[12]),
+        landmark_threshold=int(row[13] or 0),
     )
 
 

@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from services.catalog.records import Collection, NewAudio, NewSegment, Tag
+from services.catalog.records import Collection, LandmarkSet, NewAudio, NewSegment, Tag
 from services.common.errors import InvalidArgument
 
 MAX_NAME_CHARS = 512
@@ -25,6 +25,8 @@ MAX_THRESHOLD_SOURCE_CHARS = 1024
 MAX_SEGMENTS = 100_000
 MAX_BATCH_IDS = 1000
 MAX_FILTER_TAGS = 32
+MAX_LANDMARK_MATCHES = 1000
+MAX_LANDMARKS = 2_000_000  # an hour of audio has about 800,000
 
 _COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -44,6 +46,7 @@ def check_collection(collection: Collection) -> None:
     check_non_negative("collection.segment_config.window_seconds", collection.window_seconds)
     check_non_negative("collection.segment_config.hop_seconds", collection.hop_seconds)
     check_threshold(collection.score_threshold, collection.threshold_source, "collection.")
+    check_landmark_threshold(collection.landmark_threshold, "collection.")
 
 
 def check_collection_name(name: str) -> None:
@@ -55,6 +58,32 @@ def check_threshold(score_threshold: float, threshold_source: str, prefix: str =
     if not math.isfinite(score_threshold):
         raise invalid(f"{prefix}score_threshold", "must be a finite number")
     check_text(f"{prefix}threshold_source", threshold_source, MAX_THRESHOLD_SOURCE_CHARS)
+
+
+def check_landmark_threshold(landmark_threshold: int, prefix: str = "") -> None:
+    check_non_negative(f"{prefix}landmark_threshold", landmark_threshold)
+
+
+def check_landmarks(landmarks: LandmarkSet) -> None:
+    if len(landmarks.hashes) != len(landmarks.times_ms):
+        raise invalid("landmarks", "hashes and times_ms must have the same length")
+    if len(landmarks.hashes) > MAX_LANDMARKS:
+        raise invalid("landmarks", f"at most {MAX_LANDMARKS} landmarks")
+    if landmarks.times_ms and min(landmarks.times_ms) < 0:
+        raise invalid("landmarks.times_ms", "must not be negative")
+
+
+def landmark_top_k(top_k: int) -> int:
+    """0 takes the default of 10."""
+    if top_k < 0 or top_k > MAX_LANDMARK_MATCHES:
+        raise invalid("top_k", f"must be between 0 and {MAX_LANDMARK_MATCHES}")
+    return top_k or 10
+
+
+def milliseconds(field: str, seconds: float) -> int:
+    if not math.isfinite(seconds) or seconds < 0 or seconds > 2**31 / 1000:
+        raise invalid(field, "must be a finite number of seconds, 0 or more")
+    return round(seconds * 1000)
 
 
 def check_new_audio(audio: NewAudio, segments: Sequence[NewSegment]) -> None:

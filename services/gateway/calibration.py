@@ -3,7 +3,8 @@
 Negatives: each sampled recording (its first QUERY_SEGMENTS segments, the length of a typical query) queried
 against the rest of the collection, as if it were not there (leave one out: its own hits are left out and as
 many more fetched, so a long recording cannot crowd the others out of the hit lists), so its best score is
-what a sound that is not in the catalog scores. Positives: each segment against the next segment of the same
+what a sound that is not in the catalog scores; the same excerpt's stored landmarks, looked up the same way, give
+the most landmarks such a sound lines up with. Positives: each segment against the next segment of the same
 recording, i.e. the score of an excerpt shifted by one hop. With the default hop (= the window) the two share no
 audio, while a real query window lies within a sixteenth of a window of a stored one: the reported true-positive rate is
 then a pessimistic bound, and only informs. The threshold is the negative-score quantile that lets through the
@@ -21,12 +22,14 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import FailedPrecondition
 from services.gateway.backends import Backends
+from services.gateway.landmarks import landmarks_from_message
 from services.gateway.matching import QuerySegment
 from services.gateway.query import Query
 
 SAMPLE_RECORDINGS = 1000
 QUERY_SEGMENTS = 10
 MIN_RECORDINGS = 5
+MIN_LANDMARK_THRESHOLD = 6
 VECTOR_BATCH = 50  # recordings per GetSegmentVectors call, to keep replies small
 READY = pb.AUDIO_STATUS_READY
 
@@ -46,16 +49,21 @@ class Calibrator:
                 reason="NOT_ENOUGH_DATA", collection=collection.name)
         negatives = np.array([self._leave_one_out_score(collection, audio_id, segments)
                               for audio_id, segments in segments_by_audio.items()])
+        negative_landmarks = np.array([self._leave_one_out_landmarks(collection, audio_id)
+                                       for audio_id in segments_by_audio])
         positives = np.concatenate([_neighbour_scores(segments) for segments in segments_by_audio.values()])
-        # "higher": the threshold sits just above a negative score, so the sample FPR never exceeds the target.
-        threshold = float(min(np.quantile(negatives, 1.0 - target_false_positive_rate, method="higher") + 1e-4, 1.0))
+        landmark_threshold = _landmark_threshold(negative_landmarks, target_false_positive_rate / 2)
+        by_landmarks = negative_landmarks >= landmark_threshold
+        threshold = _score_threshold(negatives[~by_landmarks],
+                                     target_false_positive_rate * len(negatives) - int(by_landmarks.sum()))
         true_positive_rate = float(np.mean(positives >= threshold)) if len(positives) else 0.0
-        false_positive_rate = float(np.mean(negatives >= threshold))
+        false_positive_rate = float(np.mean(by_landmarks | (negatives >= threshold)))
         source = (f"calibrated for FPR {target_false_positive_rate:g}: {len(negatives)} leave-one-out negatives "
-                  f"(FPR {false_positive_rate:.3f}), {len(positives)} shifted-excerpt positives "
-                  f"(TPR {true_positive_rate:.3f})")
+                  f"(FPR {false_positive_rate:.3f}; landmarks {float(np.mean(by_landmarks)):.3f}), "
+                  f"{len(positives)} shifted-excerpt positives (TPR {true_positive_rate:.3f})")
         updated = self._backends.catalog.UpdateCollectionThreshold(cpb.UpdateCollectionThresholdRequest(
-            name=collection.name, score_threshold=threshold, threshold_source=source)).collection
+            name=collection.name, score_threshold=threshold, threshold_source=source,
+            landmark_threshold=landmark_threshold)).collection
         return pb.CalibrateCollectionResponse(
             collection=updated, negative_queries=len(negatives), positive_queries=len(positives),
             true_positive_rate=true_positive_rate, false_positive_rate=false_positive_rate)
@@ -86,6 +94,30 @@ class Calibrator:
         others = self._query.rank(collection, _as_matrix(excerpt), query_segments,
                                   excluded=(audio_id, len(segments)))
         return others[0].score if others else -1.0
+
+    def _leave_one_out_landmarks(self, collection: pb.Collection, audio_id: str) -> int:
+        excerpt_ms = round(QUERY_SEGMENTS * collection.segment_config.hop_seconds * 1000)
+        stored = self._backends.catalog.GetLandmarks(cpb.GetLandmarksRequest(
+            collection=collection.name, audio_id=audio_id, before_seconds=excerpt_ms / 1000)).landmarks
+        others = self._query.align_landmarks(collection.name, landmarks_from_message(stored), [], top_k=1,
+                                             excluded_audio_id=audio_id)
+        return others[0].landmarks if others else 0
+
+
+def _landmark_threshold(negative_landmarks: np.ndarray, false_positive_rate: float) -> int:
+    """One more than the negatives' (1 - rate) quantile, so the sample FPR never exceeds the rate."""
+    quantile = np.quantile(negative_landmarks, 1.0 - false_positive_rate, method="higher")
+    return max(MIN_LANDMARK_THRESHOLD, int(quantile) + 1)
+
+
+def _score_threshold(scores: np.ndarray, allowed_false_positives: float) -> float:
+    """Just above the score of the (allowed + 1)-th best negative, so at most `allowed` clear it (never below
+    the lowest negative's score)."""
+    if not len(scores):
+        return 1.0
+    allowed = int(np.floor(max(0.0, allowed_false_positives) + 1e-9))
+    ranked = np.sort(scores)[::-1]
+    return float(min(ranked[min(allowed, len(ranked) - 1)] + 1e-4, 1.0))
 
 
 def _as_matrix(segments: list[spb.SegmentVector]) -> np.ndarray:

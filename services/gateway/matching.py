@@ -18,9 +18,12 @@ recording that lines up with the whole query.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+LEADING_LANDMARKS = 6
+LEADING_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,15 @@ class RecordingMatch:
     reference_range: tuple[float, float]
     query_range: tuple[float, float]
     matched_segments: int
+    landmarks: int = 0
+
+
+@dataclass(frozen=True)
+class LandmarkAlignment:
+    audio_id: str
+    landmarks: int
+    offset_seconds: float  # time in the recording minus time in the query
+    query_range: tuple[float, float]
 
 
 def aggregate_matches(
@@ -145,3 +157,58 @@ def _refined_offset(group: list[SegmentHit], query_starts: np.ndarray) -> float:
     top = max(hit.score for hit in group)
     near = [hit for hit in group if hit.score >= top - 0.01]
     return float(np.median([hit.reference_start - query_starts[hit.query_index] for hit in near]))
+
+
+def with_landmarks(
+    matches: list[RecordingMatch], alignments: list[LandmarkAlignment], landmark_threshold: int
+) -> list[RecordingMatch]:
+    """Embedding matches and landmark alignments, one per recording, ranked.
+
+    Recordings whose landmarks reach `landmark_threshold` (when it is above 0) come first, most landmarks first.
+    Next comes the recording with the most landmarks when it stands out (at least LEADING_LANDMARKS, and
+    LEADING_RATIO times as many as any other): under the threshold that is not enough to call a match, but more
+    than chance gives any one recording. Both carry the ranges of their landmark alignment, exact to a frame where
+    the embedding's are exact to a window. The others keep the embedding's order. A recording found by its
+    landmarks alone has score 0. A threshold of 0 turns landmarks off: the embedding's order stands.
+    """
+    by_audio = {alignment.audio_id: alignment for alignment in alignments}
+    ahead = {a.audio_id for a in alignments if is_confirmed(a.landmarks, landmark_threshold)}
+    leader = _leader(alignments) if landmark_threshold > 0 else None
+    if leader is not None:
+        ahead.add(leader)
+    fused = [_with_alignment(match, by_audio.pop(match.audio_id, None), match.audio_id in ahead)
+             for match in matches]
+    fused += [_with_alignment(RecordingMatch(a.audio_id, 0.0, (0.0, 0.0), (0.0, 0.0), 0), a, True)
+              for a in by_audio.values() if a.audio_id in ahead]
+
+    def rank(match: RecordingMatch) -> tuple:
+        confirmed = is_confirmed(match.landmarks, landmark_threshold)
+        return (not confirmed, match.audio_id != leader, -match.landmarks if confirmed else 0, -match.score,
+                -match.matched_segments, match.audio_id)
+
+    return sorted(fused, key=rank)
+
+
+def is_confirmed(landmarks: int, landmark_threshold: int) -> bool:
+    return landmark_threshold > 0 and landmarks >= landmark_threshold
+
+
+def _leader(alignments: list[LandmarkAlignment]) -> str | None:
+    ranked = sorted(alignments, key=lambda a: -a.landmarks)
+    if not ranked or ranked[0].landmarks < LEADING_LANDMARKS:
+        return None
+    runner_up = ranked[1].landmarks if len(ranked) > 1 else 0
+    return ranked[0].audio_id if ranked[0].landmarks >= LEADING_RATIO * runner_up else None
+
+
+def _with_alignment(match: RecordingMatch, alignment: LandmarkAlignment | None, aligned_by_landmarks: bool
+                    ) -> RecordingMatch:
+    if alignment is None:
+        return match
+    if not aligned_by_landmarks:
+        return replace(match, landmarks=alignment.landmarks)
+    offset = alignment.offset_seconds
+    query_start = max(alignment.query_range[0], -offset)  # the recording starts at 0
+    query_end = max(alignment.query_range[1], query_start)
+    return replace(match, landmarks=alignment.landmarks, query_range=(query_start, query_end),
+                   reference_range=(query_start + offset, query_end + offset))

@@ -9,7 +9,16 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.gateway import metrics, validation
 from services.gateway.backends import Backends
-from services.gateway.matching import QuerySegment, RecordingMatch, SegmentHit, aggregate_matches
+from services.gateway.landmarks import Landmarks, extract_landmarks, landmarks_message
+from services.gateway.matching import (
+    LandmarkAlignment,
+    QuerySegment,
+    RecordingMatch,
+    SegmentHit,
+    aggregate_matches,
+    is_confirmed,
+    with_landmarks,
+)
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio, to_tags
 from services.gateway.segments import cut_segments, query_hop_seconds, query_segments
 from services.gateway.settings import GatewaySettings
@@ -18,6 +27,7 @@ from services.gateway.stages import stage
 HITS_PER_SEGMENT = 64
 MAX_HITS_PER_SEGMENT = 4096
 MAX_FILTERED_CANDIDATES = 16_384
+LANDMARK_MATCHES = 20
 READY = pb.AUDIO_STATUS_READY
 
 
@@ -60,7 +70,25 @@ class Query:
                           for start, end in zip(embedded.segments.starts_seconds, embedded.segments.ends_seconds,
                                                 strict=True)]
         ranked = self.rank(collection, embedded.embeddings.vectors, query_segments, candidates or [])
-        return self._with_records(collection.name, [m for m in ranked if m.score >= threshold], top_k)
+        with stage("search", "landmarks"):
+            landmarks = extract_landmarks(embedded.audio.samples, embedded.audio.sample_rate_hz)
+            alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
+                                              top_k=max(top_k, LANDMARK_MATCHES))
+        fused = with_landmarks(ranked, alignments, collection.landmark_threshold)
+        kept = [m for m in fused if m.score >= threshold or is_confirmed(m.landmarks, collection.landmark_threshold)]
+        return self._with_records(collection.name, kept, top_k)
+
+    def align_landmarks(self, collection: str, landmarks: Landmarks, candidates: list[str], top_k: int,
+                        excluded_audio_id: str = "") -> list[LandmarkAlignment]:
+        """Recordings whose landmarks line up with these, most landmarks first."""
+        if not len(landmarks):
+            return []
+        response = self._backends.catalog.MatchLandmarks(cpb.MatchLandmarksRequest(
+            collection=collection, landmarks=landmarks_message(landmarks), top_k=top_k,
+            excluded_audio_id=excluded_audio_id, audio_ids=candidates))
+        return [LandmarkAlignment(match.audio_id, match.landmarks, match.offset_ms / 1000,
+                                  (match.query_range.start_seconds, match.query_range.end_seconds))
+                for match in response.matches]
 
     def rank(
         self, collection: pb.Collection, vectors: np.ndarray, query_segments: list[QuerySegment],
@@ -140,7 +168,7 @@ class Query:
                                              end_seconds=min(match.reference_range[1],
                                                              by_id[match.audio_id].duration_seconds)),
                 query_range=pb.TimeRange(start_seconds=match.query_range[0], end_seconds=match.query_range[1]),
-                matched_segments=match.matched_segments,
+                matched_segments=match.matched_segments, landmarks=match.landmarks,
             )
             for match in wanted if match.audio_id in by_id
         ][:top_k]

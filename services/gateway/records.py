@@ -20,6 +20,7 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import Aborted, NotFound
 from services.gateway.backends import Backends
 from services.gateway.blobs import BlobStore, blob_key
+from services.gateway.landmarks import Landmarks, extract_landmarks, landmarks_message
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio
 from services.gateway.segments import stored_segments
 from services.gateway.settings import GatewaySettings
@@ -56,9 +57,11 @@ class Records:
             decoded = self._pipeline.decode(data, collection.model.sample_rate_hz)
         with stage("ingest", "embed"):
             embedded = self._pipeline.embed(decoded, collection.segment_config, stored_segments)
+        with stage("ingest", "landmarks"):
+            landmarks = extract_landmarks(decoded.samples, decoded.sample_rate_hz)
         with stage("ingest", "catalog"):
             created = self._backends.catalog.CreateAudio(
-                self._create_request(collection, header, data, digest, embedded))
+                self._create_request(collection, header, data, digest, embedded, landmarks))
         if not created.created:
             return self._existing_response(created.audio)
         try:
@@ -120,7 +123,7 @@ class Records:
 
     def _create_request(
         self, collection: pb.Collection, header: pb.IngestAudioHeader, data: bytes, digest: str,
-        embedded: EmbeddedAudio,
+        embedded: EmbeddedAudio, landmarks: Landmarks,
     ) -> cpb.CreateAudioRequest:
         settings = self._settings
         decoded = embedded.audio
@@ -141,7 +144,7 @@ class Records:
             )
             for index in range(len(embedded.segments))
         ]
-        return cpb.CreateAudioRequest(audio=audio, segments=segments)
+        return cpb.CreateAudioRequest(audio=audio, segments=segments, landmarks=landmarks_message(landmarks))
 
     def _store_vectors(self, collection: str, created: cpb.CreateAudioResponse, vectors: np.ndarray) -> None:
         little_endian = vectors.astype("<f4", copy=False)

@@ -38,6 +38,8 @@ class Collection(BaseModel):
     segment_config: SegmentConfig | None = None
     score_threshold: float = Field(description="Score below which a candidate is not a match")
     threshold_source: str = ""
+    landmark_threshold: int = Field(default=0, description="Aligned landmarks at or above which a candidate is a "
+                                                           "match whatever its score; 0: landmarks alone never are")
     audio_count: int = Field(description="Number of ready recordings")
     create_time: datetime | None = None
 
@@ -112,6 +114,8 @@ class Match(BaseModel):
     reference_range: TimeRange = Field(description="Where the match sits in the recording")
     query_range: TimeRange = Field(description="Where the match sits in the query")
     matched_segments: int
+    landmarks: int = Field(default=0, description="Landmarks (spectral peak pairs) of the query that line up with "
+                                                  "the recording's at one time offset")
 
 
 class SearchResult(BaseModel):

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from services.catalog.database import Database, SQLiteDialect
 from services.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
 
-EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata"}
+EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata",
+                   "landmarks", "collection_landmarks"}
 
 
 def table_names(database: Database) -> set[str]:

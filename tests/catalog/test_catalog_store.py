@@ -15,12 +15,22 @@ import pytest
 from services.catalog import store as store_module
 from services.catalog.database import ConstraintViolation, Database
 from services.catalog.paging import encode_token, page_size
-from services.catalog.records import AudioFilter, AudioRecord, AudioStatus, Collection, NewSegment, Tag
+from services.catalog.records import (
+    AudioFilter,
+    AudioRecord,
+    AudioStatus,
+    Collection,
+    LandmarkSet,
+    NewSegment,
+    Tag,
+)
 from services.catalog.store import CatalogStore, segment_id
 from services.common.errors import ServiceError
 from tests.catalog.builders import new_audio, new_collection, new_segments, unique_name
 
 NO_FILTER = AudioFilter()
+NO_ROWS = {"audio": 0, "segments": 0, "audio_tags": 0, "audio_metadata": 0, "landmarks": 0}
+LANDMARKS = LandmarkSet(tuple(range(1000, 1040)), tuple(range(0, 4000, 100)))
 UNTRUSTED_STRINGS = [
     "x'; DROP TABLE audio; --",
     'Robert"); DROP TABLE collections;--',
@@ -42,6 +52,7 @@ def rows_of(database: Database, audio_id: str) -> dict[str, int]:
             ("segments", "audio_id"),
             ("audio_tags", "audio_id"),
             ("audio_metadata", "audio_id"),
+            ("landmarks", "audio_id"),
         ]:
             row = tx.fetchone(f"SELECT COUNT(*) FROM {table} WHERE {column} = ?", (audio_id,))
             assert row is not None
@@ -132,6 +143,16 @@ def test_threshold_update_is_kept(store: CatalogStore, collection: Collection) -
     assert read.threshold_source == "calibrated: fpr=0.01 over 200 negatives"
 
 
+def test_landmark_threshold_is_set_at_creation_and_by_an_update(store: CatalogStore) -> None:
+    created = store.create_collection(new_collection(landmark_threshold=12))
+    assert store.get_collection(created.name).landmark_threshold == 12
+
+    store.update_collection_threshold(created.name, 0.6, "calibrated", landmark_threshold=9)
+
+    assert store.get_collection(created.name).landmark_threshold == 9
+    assert store.list_collections(page_size=1000).items[-1].landmark_threshold >= 0
+
+
 def test_threshold_update_of_missing_collection_is_not_found(store: CatalogStore) -> None:
     raises_service_error(
         grpc.StatusCode.NOT_FOUND,
@@ -144,12 +165,12 @@ def test_deleting_a_collection_removes_all_its_rows(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     audio = store.create_audio(
-        new_audio(collection.name, metadata={"k": "v"}, tags=[("Dog", 0.9)]), new_segments(3)
+        new_audio(collection.name, metadata={"k": "v"}, tags=[("Dog", 0.9)]), new_segments(3), LANDMARKS
     ).audio
 
     store.delete_collection(collection.name)
 
-    assert rows_of(database, audio.id) == {"audio": 0, "segments": 0, "audio_tags": 0, "audio_metadata": 0}
+    assert rows_of(database, audio.id) == NO_ROWS
     raises_service_error(
         grpc.StatusCode.NOT_FOUND, "COLLECTION_NOT_FOUND", lambda: store.get_collection(collection.name)
     )
@@ -166,7 +187,7 @@ def test_new_recording_is_pending_with_its_segments_under_deterministic_ids(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     result = store.create_audio(
-        new_audio(collection.name, metadata={"genre": "jazz"}, tags=[("Music", 0.9)]), new_segments(4)
+        new_audio(collection.name, metadata={"genre": "jazz"}, tags=[("Music", 0.9)]), new_segments(4), LANDMARKS
     )
 
     assert result.created
@@ -179,7 +200,8 @@ def test_new_recording_is_pending_with_its_segments_under_deterministic_ids(
     assert all(0 < segment.segment_id < 2**63 for segment in result.segments)
     assert store.segments(collection.name, result.audio.id) == list(result.segments)
     assert store.get_audio(collection.name, result.audio.id) == result.audio
-    assert rows_of(database, result.audio.id) == {"audio": 1, "segments": 4, "audio_tags": 1, "audio_metadata": 1}
+    assert rows_of(database, result.audio.id) == {"audio": 1, "segments": 4, "audio_tags": 1, "audio_metadata": 1,
+                                                  "landmarks": len(LANDMARKS.hashes)}
 
 
 def test_segment_id_is_the_first_eight_bytes_of_sha256_masked_to_63_bits() -> None:
@@ -243,7 +265,7 @@ def test_failure_midway_through_the_segments_leaves_no_rows(
         store.create_audio(audio, new_segments(8))
 
     assert created_ids
-    assert rows_of(database, created_ids[0]) == {"audio": 0, "segments": 0, "audio_tags": 0, "audio_metadata": 0}
+    assert rows_of(database, created_ids[0]) == NO_ROWS
     monkeypatch.undo()
     assert store.create_audio(audio, new_segments(8)).created
 
@@ -520,12 +542,12 @@ def test_deleting_a_recording_removes_its_rows_and_is_idempotent(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     content = new_audio(collection.name, content="deleted bytes", metadata={"k": "v"}, tags=[("Dog", 1)])
-    audio = store.create_audio(content, new_segments(2))
+    audio = store.create_audio(content, new_segments(2), LANDMARKS)
 
     store.delete_audio(collection.name, audio.audio.id)
     store.delete_audio(collection.name, audio.audio.id)
 
-    assert rows_of(database, audio.audio.id) == {"audio": 0, "segments": 0, "audio_tags": 0, "audio_metadata": 0}
+    assert rows_of(database, audio.audio.id) == NO_ROWS
     assert store.create_audio(content, new_segments(1)).created
 
 
@@ -573,3 +595,72 @@ def test_page_token_that_the_catalog_did_not_issue_is_invalid(
 @pytest.mark.parametrize(("requested", "served"), [(0, 50), (3, 3), (5000, 1000)])
 def test_page_size_defaults_to_50_and_is_capped_at_1000(requested: int, served: int) -> None:
     assert page_size(requested) == served
+
+
+# Landmarks
+
+
+def with_landmarks(store: CatalogStore, collection: str, landmarks: LandmarkSet, ready: bool = True) -> AudioRecord:
+    created = store.create_audio(new_audio(collection), new_segments(1), landmarks)
+    if ready:
+        return store.set_audio_status(collection, created.audio.id, AudioStatus.READY)
+    return created.audio
+
+
+def shifted(landmarks: LandmarkSet, milliseconds: int, count: int | None = None) -> LandmarkSet:
+    """The first `count` landmarks as a query that starts `milliseconds` into the recording would hold them."""
+    pairs = [(h, t - milliseconds) for h, t in zip(landmarks.hashes, landmarks.times_ms, strict=True)
+             if t >= milliseconds][:count]
+    return LandmarkSet(tuple(h for h, _ in pairs), tuple(t for _, t in pairs))
+
+
+def test_landmarks_find_the_ready_recording_they_line_up_with_and_its_offset(
+    store: CatalogStore, collection: Collection
+) -> None:
+    stored = with_landmarks(store, collection.name, LANDMARKS)
+    other = with_landmarks(store, collection.name, LandmarkSet(tuple(range(1000, 1010)), tuple(range(0, 10_000, 1000))))
+    with_landmarks(store, collection.name, LANDMARKS, ready=False)  # PENDING: never matched
+
+    matches = store.match_landmarks(collection.name, shifted(LANDMARKS, 1500, count=20), top_k=10)
+
+    assert matches[0].audio_id == stored.id
+    assert (matches[0].landmarks, matches[0].offset_ms) == (20, 1500)
+    assert (matches[0].query_start_ms, matches[0].query_end_ms) == (0, 1900)
+    assert all(m.landmarks < 3 for m in matches if m.audio_id == other.id)  # shared hashes, no common offset
+
+
+def test_landmark_matching_leaves_out_the_excluded_recording_and_keeps_to_the_allowed_ones(
+    store: CatalogStore, collection: Collection
+) -> None:
+    first = with_landmarks(store, collection.name, LANDMARKS)
+    second = with_landmarks(store, collection.name, LANDMARKS)
+
+    assert {m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10)} == {first.id, second.id}
+    assert [m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10, first.id)] == [second.id]
+    assert [m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10, audio_ids=[first.id])] == [
+        first.id]
+
+
+def test_a_hash_stored_too_often_says_nothing(store: CatalogStore, collection: Collection) -> None:
+    common = LandmarkSet((7,) * (store_module.MAX_HITS_PER_HASH + 1), tuple(range(store_module.MAX_HITS_PER_HASH + 1)))
+    with_landmarks(store, collection.name, common)
+
+    assert store.match_landmarks(collection.name, LandmarkSet((7,), (0,)), 10) == []
+
+
+def test_stored_landmarks_read_back_by_time_and_before_a_time(store: CatalogStore, collection: Collection) -> None:
+    audio = with_landmarks(store, collection.name, LandmarkSet((5, 3, 4), (200, 0, 100)), ready=False)
+
+    assert store.landmarks(collection.name, audio.id) == LandmarkSet((3, 4, 5), (0, 100, 200))
+    assert store.landmarks(collection.name, audio.id, before_ms=150) == LandmarkSet((3, 4), (0, 100))
+    raises_service_error(grpc.StatusCode.NOT_FOUND, "AUDIO_NOT_FOUND",
+                         lambda: store.landmarks(collection.name, "0" * 32))
+
+
+@pytest.mark.parametrize("landmarks", [LandmarkSet((1, 2), (0,)), LandmarkSet((1,), (-5,))])
+def test_malformed_landmarks_are_invalid_and_leave_no_record(
+    store: CatalogStore, collection: Collection, landmarks: LandmarkSet
+) -> None:
+    raises_service_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD",
+                         lambda: store.create_audio(new_audio(collection.name), new_segments(1), landmarks))
+    assert store.list_audio(collection.name).items == []

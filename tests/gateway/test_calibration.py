@@ -10,7 +10,8 @@ import pytest
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.gateway.calibration import Calibrator, _neighbour_scores
+from services.catalog.landmarks import vote
+from services.gateway.calibration import MIN_LANDMARK_THRESHOLD, Calibrator, _neighbour_scores
 from services.gateway.matching import QuerySegment
 from services.gateway.query import HITS_PER_SEGMENT, Query
 
@@ -53,9 +54,26 @@ class FakeSearch:
 
 
 class FakeCatalog:
-    def __init__(self, audio_ids: list[str]) -> None:
+    def __init__(self, audio_ids: list[str], landmarks: dict[str, list[tuple[int, int]]] | None = None) -> None:
         self.audio_ids = audio_ids
+        self.landmarks = landmarks or {}
         self.threshold: tuple[float, str] | None = None
+        self.landmark_threshold: int | None = None
+
+    def GetLandmarks(self, request):
+        before_ms = round(request.before_seconds * 1000)
+        kept = [(h, t) for h, t in self.landmarks.get(request.audio_id, []) if t < before_ms]
+        return cpb.GetLandmarksResponse(landmarks=cpb.Landmarks(hashes=[h for h, _ in kept],
+                                                                times_ms=[t for _, t in kept]))
+
+    def MatchLandmarks(self, request):
+        query = list(zip(request.landmarks.hashes, request.landmarks.times_ms, strict=True))
+        hits = [(audio_id, h, t_ref, t_query) for audio_id, stored in self.landmarks.items()
+                if audio_id != request.excluded_audio_id
+                for h, t_ref in stored for h_query, t_query in query if h == h_query]
+        return cpb.MatchLandmarksResponse(matches=[
+            cpb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms)
+            for v in vote(hits)[: request.top_k]])
 
     def ListAudio(self, request):
         return cpb.ListAudioResponse(audios=[pb.AudioRecord(id=i, status=pb.AUDIO_STATUS_READY)
@@ -63,6 +81,7 @@ class FakeCatalog:
 
     def UpdateCollectionThreshold(self, request):
         self.threshold = (request.score_threshold, request.threshold_source)
+        self.landmark_threshold = request.landmark_threshold
         return cpb.UpdateCollectionThresholdResponse(collection=pb.Collection(
             name=request.name, score_threshold=request.score_threshold, threshold_source=request.threshold_source))
 
@@ -81,7 +100,10 @@ def collection():
     shorts = [f"short{i}" for i in range(12)]
     for audio_id in shorts:
         search.add(audio_id, unit(rng.standard_normal((3, DIM))))
-    catalog = FakeCatalog(["long", *shorts])
+    landmarks = {audio_id: [(int(h), 100 * i) for i, h in enumerate(rng.integers(0, 2**32, 40))]
+                 for audio_id in ["long", *shorts]}
+    landmarks["short1"] = landmarks["short0"][:30]  # a near-duplicate pair: 30 landmarks line up
+    catalog = FakeCatalog(["long", *shorts], landmarks)
     backends = SimpleNamespace(search=search, catalog=catalog)
     return search, catalog, Query(backends, pipeline=None, settings=None)
 
@@ -107,6 +129,22 @@ def test_calibration_scores_every_recording_as_a_sound_not_in_the_catalog(collec
     assert reply.collection.score_threshold == pytest.approx(threshold)
     assert "calibrated for FPR 0.1" in source
     assert threshold < 0.99  # the long recording's own segments (all alike) did not count as negatives
+
+
+def test_calibration_sets_the_landmark_threshold_above_what_sounds_not_in_the_catalog_line_up(collection):
+    _, catalog, query = collection
+    backends = SimpleNamespace(catalog=query._backends.catalog, search=query._backends.search)
+
+    Calibrator(backends, query).calibrate(COLLECTION, 0.1)
+    # Two of thirteen negatives (the pair, each left out in turn) line up 30 landmarks with the other: more than
+    # half of the 0.1 target, so the threshold lies above them.
+    assert catalog.landmark_threshold == 31
+
+    reply = Calibrator(backends, query).calibrate(COLLECTION, 0.4)
+    # Half of 0.4 lets the pair through: the floor applies, and the score threshold gets what is left.
+    assert catalog.landmark_threshold == MIN_LANDMARK_THRESHOLD
+    assert "landmarks 0.154" in catalog.threshold[1]
+    assert reply.false_positive_rate <= 0.4 + 1e-9
 
 
 def test_a_short_sounds_core_loop_is_not_counted_as_a_shifted_excerpt_of_its_loop():

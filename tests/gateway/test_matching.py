@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from services.gateway.matching import QuerySegment, SegmentHit, aggregate_matches
+from services.gateway.matching import (
+    LandmarkAlignment,
+    QuerySegment,
+    RecordingMatch,
+    SegmentHit,
+    aggregate_matches,
+    with_landmarks,
+)
 
 QUERY = [QuerySegment(float(s), float(s) + 2.0) for s in range(4)]
 
@@ -111,3 +118,62 @@ def test_a_short_sounds_loop_and_core_loop_share_a_range_and_count_as_one_stored
     assert matches[0].matched_segments == 1
     assert matches[0].reference_range == (0.0, 0.5)
     assert matches[0].query_range == pytest.approx((3.2, 3.7))
+
+
+# Landmarks beside the embedding
+
+
+def embedding_match(audio_id: str, score: float) -> RecordingMatch:
+    return RecordingMatch(audio_id, score, (4.0, 8.0), (0.0, 4.0), 2)
+
+
+def test_a_recording_with_landmarks_over_the_threshold_comes_first_with_their_alignment() -> None:
+    matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
+    alignments = [LandmarkAlignment("copied", 40, 12.34, (0.5, 3.5)), LandmarkAlignment("close", 3, 0.0, (0.0, 1.0))]
+
+    fused = with_landmarks(matches, alignments, landmark_threshold=10)
+
+    assert [(m.audio_id, m.landmarks) for m in fused] == [("copied", 40), ("close", 3)]
+    assert fused[0].score == pytest.approx(0.90)
+    assert fused[0].query_range == pytest.approx((0.5, 3.5))
+    assert fused[0].reference_range == pytest.approx((12.84, 15.84))
+    assert fused[1].reference_range == (4.0, 8.0)  # under the threshold: the embedding's alignment stands
+
+
+def test_under_the_threshold_a_recording_that_stands_out_by_its_landmarks_comes_first() -> None:
+    matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90), embedding_match("third", 0.8)]
+    leading = [LandmarkAlignment("copied", 8, 12.0, (0.5, 3.5)), LandmarkAlignment("close", 4, 0.0, (0.0, 1.0))]
+    level = [LandmarkAlignment("copied", 8, 12.0, (0.5, 3.5)), LandmarkAlignment("close", 5, 0.0, (0.0, 1.0))]
+    few = [LandmarkAlignment("third", 5, 0.0, (0.0, 1.0))]
+
+    fused = with_landmarks(matches, leading, landmark_threshold=20)
+    assert [m.audio_id for m in fused] == ["copied", "close", "third"]
+    assert fused[0].reference_range == pytest.approx((12.5, 15.5))
+    assert [m.audio_id for m in with_landmarks(matches, level, 20)] == ["close", "copied", "third"]
+    assert [m.audio_id for m in with_landmarks(matches, few, 20)] == ["close", "copied", "third"]
+
+
+def test_with_landmarks_off_the_embedding_order_stands() -> None:
+    matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
+    alignments = [LandmarkAlignment("copied", 40, 12.0, (0.5, 3.5))]
+
+    fused = with_landmarks(matches, alignments, landmark_threshold=0)
+    assert [(m.audio_id, m.landmarks) for m in fused] == [("close", 0), ("copied", 40)]
+    assert fused[1].reference_range == (4.0, 8.0)
+
+
+def test_a_recording_found_only_by_its_landmarks_is_a_match_with_score_zero() -> None:
+    fused = with_landmarks([embedding_match("close", 0.99)], [LandmarkAlignment("only", 25, -1.0, (2.0, 6.0))], 10)
+
+    assert [(m.audio_id, m.score) for m in fused] == [("only", 0.0), ("close", 0.99)]
+    # The query starts before the recording does: the ranges start where the recording starts.
+    assert fused[0].query_range == pytest.approx((2.0, 6.0))
+    assert fused[0].reference_range == pytest.approx((1.0, 5.0))
+    assert with_landmarks([], [LandmarkAlignment("weak", 5, 0.0, (0.0, 1.0))], 10) == []
+
+
+def test_a_negative_offset_is_cut_to_the_start_of_the_recording() -> None:
+    fused = with_landmarks([], [LandmarkAlignment("late", 30, -3.0, (1.0, 6.0))], 10)
+
+    assert fused[0].query_range == pytest.approx((3.0, 6.0))
+    assert fused[0].reference_range == pytest.approx((0.0, 3.0))

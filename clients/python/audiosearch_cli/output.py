@@ -82,6 +82,7 @@ def collection_to_dict(collection: pb.Collection) -> JsonDict:
         },
         "score_threshold": score(collection.score_threshold),
         "threshold_source": collection.threshold_source,
+        "landmark_threshold": collection.landmark_threshold,
         "audio_count": collection.audio_count,
         "create_time": rfc3339(collection.create_time),
     }
@@ -92,6 +93,7 @@ def match_to_dict(match: pb.Match) -> JsonDict:
         "id": match.audio.id,
         "name": match.audio.name,
         "score": score(match.score),
+        "landmarks": match.landmarks,
         "reference_range": time_range(match.reference_range),
         "query_range": time_range(match.query_range),
         "tags": tags_to_list(match.audio.tags),
@@ -250,6 +252,7 @@ def collection_text(collection: pb.Collection) -> str:
                 f"hop {collection.segment_config.hop_seconds:g}s",
             ),
             ("threshold", f"{collection.score_threshold:.4f} ({collection.threshold_source or '-'})"),
+            ("landmark threshold", str(collection.landmark_threshold or "off")),
             ("recordings", collection.audio_count),
             ("created", rfc3339(collection.create_time) or "-"),
         ]

@@ -255,7 +255,7 @@ function card(record, match = null, rank = 0) {
   if (match) {
     facts.push(`matched ${clock(match.reference_range.start_seconds)}–${clock(match.reference_range.end_seconds)}`);
     $(".score", item).textContent = match.score.toFixed(3);
-    $(".score", item).title = `score (${match.matched_segments} segments agree)`;
+    $(".score", item).title = `score (${match.matched_segments} segments agree, ${match.landmarks} landmarks line up)`;
   }
   $(".facts", item).textContent = facts.join(" · ");
   const chips = $(".chips", item);

@@ -87,7 +87,7 @@ class SegmentConfig(_message.Message):
     def __init__(self, window_seconds: _Optional[float] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "description", "model", "segment_config", "score_threshold", "threshold_source", "audio_count", "create_time")
+    __slots__ = ("name", "description", "model", "segment_config", "score_threshold", "threshold_source", "audio_count", "create_time", "landmark_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class Collection(_message.Message):
     THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     model: ModelIdentity
@@ -104,7 +105,8 @@ class Collection(_message.Message):
     threshold_source: str
     audio_count: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., audio_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    landmark_threshold: int
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., audio_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., landmark_threshold: _Optional[int] = ...) -> None: ...
 
 class Tag(_message.Message):
     __slots__ = ("label", "score")
@@ -282,18 +284,20 @@ class SearchAudioRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., audio_content: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("audio", "score", "reference_range", "query_range", "matched_segments")
+    __slots__ = ("audio", "score", "reference_range", "query_range", "matched_segments", "landmarks")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_RANGE_FIELD_NUMBER: _ClassVar[int]
     QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
     MATCHED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     audio: AudioRecord
     score: float
     reference_range: TimeRange
     query_range: TimeRange
     matched_segments: int
-    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ...) -> None: ...
+    landmarks: int
+    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ..., landmarks: _Optional[int] = ...) -> None: ...
 
 class SearchAudioResponse(_message.Message):
     __slots__ = ("matches", "score_threshold", "query_duration_seconds", "query_tags")
