@@ -15,7 +15,7 @@ In one run, on the same machine:
       a GPU's rate. It also reports the cores each service kept busy and, with a GPU, nvidia-smi's utilisation;
   (d) the model alone, batched (32 windows of 2 s per forward pass on the CPU, 256 on a GPU): the ceiling;
   (e) the gateway's host path alone, in one thread: decode, resample, cut into stored windows, level, float16,
-      as the gateway does before it calls the embedder. Its rate per core says how many gateway cores one
+      landmarks, as the gateway does before it calls the embedder. Its rate per core says how many gateway cores one
       embedder (a GPU's figure from bench.embedder_serving) needs to be fed.
 
 (a) and (b) include decoding and run for --budget seconds each over the files in a seeded order; (c) runs over
@@ -57,6 +57,7 @@ from bench.support import (
 from services.common.audio import AudioError, decode_audio
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
 from services.embedder.engine import MIN_SAMPLES, Embedder, RuntimeOptions, WeightsSource
+from services.gateway.landmarks import extract_landmarks
 from services.gateway.segments import cut_segments, normalise_loudness
 
 CHUNK = 256 * 1024
@@ -151,6 +152,7 @@ def host_path(files: list[Path], budget: float, seed: int) -> dict:
         if samples is not None:
             segments = cut_segments(samples, SAMPLE_RATE, WINDOW_SECONDS, WINDOW_SECONDS)
             wire = normalise_loudness(segments.windows).astype(np.float16)
+            extract_landmarks(samples, SAMPLE_RATE)
             audio += len(samples) / SAMPLE_RATE
             model_input += wire.shape[0] * WINDOW_SECONDS
             kind = by_format.setdefault(path.suffix.lower(), {"files": 0, "audio_seconds": 0.0, "wall_seconds": 0.0})

@@ -49,11 +49,14 @@ class Calibrator:
                 reason="NOT_ENOUGH_DATA", collection=collection.name)
         negatives = np.array([self._leave_one_out_score(collection, audio_id, segments)
                               for audio_id, segments in segments_by_audio.items()])
-        negative_landmarks = np.array([self._leave_one_out_landmarks(collection, audio_id)
-                                       for audio_id in segments_by_audio])
         positives = np.concatenate([_neighbour_scores(segments) for segments in segments_by_audio.values()])
-        landmark_threshold = _landmark_threshold(negative_landmarks, target_false_positive_rate / 2)
-        by_landmarks = negative_landmarks >= landmark_threshold
+        landmark_threshold = 0
+        by_landmarks = np.zeros(len(negatives), dtype=bool)
+        if collection.landmark_threshold:
+            negative_landmarks = np.array([self._leave_one_out_landmarks(collection, audio_id)
+                                           for audio_id in segments_by_audio])
+            landmark_threshold = _landmark_threshold(negative_landmarks, target_false_positive_rate / 2)
+            by_landmarks = negative_landmarks >= landmark_threshold
         threshold = _score_threshold(negatives[~by_landmarks],
                                      target_false_positive_rate * len(negatives) - int(by_landmarks.sum()))
         true_positive_rate = float(np.mean(positives >= threshold)) if len(positives) else 0.0

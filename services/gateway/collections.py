@@ -35,7 +35,7 @@ class Collections:
                 request.score_threshold or self._settings.default_score_threshold
             ),
             threshold_source="default" if not request.score_threshold else "set at creation",
-            landmark_threshold=self._settings.default_landmark_threshold,
+            landmark_threshold=0 if request.disable_landmarks else self._settings.default_landmark_threshold,
         )
         self._backends.search.EnsureCollection(
             spb.EnsureCollectionRequest(collection=name, dimension=model.embedding_dim),

@@ -46,6 +46,9 @@ class Landmarks:
         return Landmarks(self.hashes[keep], self.times_ms[keep])
 
 
+NO_LANDMARKS = Landmarks(np.empty(0, np.uint32), np.empty(0, np.int32))
+
+
 def landmarks_message(landmarks: Landmarks) -> cpb.Landmarks:
     return cpb.Landmarks(hashes=landmarks.hashes.tolist(), times_ms=landmarks.times_ms.tolist())
 
@@ -68,11 +71,28 @@ def extract_landmarks(samples: np.ndarray, sample_rate_hz: int) -> Landmarks:
         hashes.append(band_hashes)
         times.append(band_frames)
     if not hashes:
-        return Landmarks(np.empty(0, np.uint32), np.empty(0, np.int32))
+        return NO_LANDMARKS
     all_times = np.concatenate(times)
     order = np.argsort(all_times, kind="stable")
     milliseconds = np.round(all_times[order] * HOP_SECONDS * 1000).astype(np.int32)
     return Landmarks(np.concatenate(hashes)[order].astype(np.uint32), milliseconds)
+
+
+def query_landmarks(samples: np.ndarray, sample_rate_hz: int, event_spans: list[tuple[float, float]]) -> Landmarks:
+    """A query's landmarks, and those of each short sound in it taken alone (span in seconds).
+
+    Ingest takes a short sound's landmarks alone, with the quota of a short clip. Inside a longer query the same sound
+    shares its seconds with other audio, which takes some of the quota and pairs its peaks with others, so its own
+    landmarks are extracted again from its span alone, as they were stored."""
+    parts = [extract_landmarks(samples, sample_rate_hz)]
+    for start, end in sorted(set(event_spans)):
+        first, last = round(start * sample_rate_hz), round(end * sample_rate_hz)
+        alone = extract_landmarks(samples[first:last], sample_rate_hz)
+        parts.append(Landmarks(alone.hashes, alone.times_ms + np.int32(round(start * 1000))))
+    if len(parts) == 1:
+        return parts[0]
+    keys = np.unique(np.concatenate([part.times_ms.astype(np.int64) << 32 | part.hashes for part in parts]))
+    return Landmarks((keys & 0xFFFFFFFF).astype(np.uint32), (keys >> 32).astype(np.int32))
 
 
 def _power_spectrogram(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, float]:

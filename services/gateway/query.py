@@ -9,7 +9,7 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.gateway import metrics, validation
 from services.gateway.backends import Backends
-from services.gateway.landmarks import Landmarks, extract_landmarks, landmarks_message
+from services.gateway.landmarks import Landmarks, landmarks_message, query_landmarks
 from services.gateway.matching import (
     LandmarkAlignment,
     QuerySegment,
@@ -20,7 +20,7 @@ from services.gateway.matching import (
     with_landmarks,
 )
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio, to_tags
-from services.gateway.segments import cut_segments, query_hop_seconds, query_segments
+from services.gateway.segments import Segments, cut_segments, query_hop_seconds, query_segments
 from services.gateway.settings import GatewaySettings
 from services.gateway.stages import stage
 
@@ -70,10 +70,13 @@ class Query:
                           for start, end in zip(embedded.segments.starts_seconds, embedded.segments.ends_seconds,
                                                 strict=True)]
         ranked = self.rank(collection, embedded.embeddings.vectors, query_segments, candidates or [])
-        with stage("search", "landmarks"):
-            landmarks = extract_landmarks(embedded.audio.samples, embedded.audio.sample_rate_hz)
-            alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
-                                              top_k=max(top_k, LANDMARK_MATCHES))
+        alignments: list[LandmarkAlignment] = []
+        if collection.landmark_threshold:
+            with stage("search", "landmarks"):
+                landmarks = query_landmarks(embedded.audio.samples, embedded.audio.sample_rate_hz,
+                                            _event_spans(embedded.segments, collection.segment_config.window_seconds))
+                alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
+                                                  top_k=max(top_k, LANDMARK_MATCHES))
         fused = with_landmarks(ranked, alignments, collection.landmark_threshold)
         kept = [m for m in fused if m.score >= threshold or is_confirmed(m.landmarks, collection.landmark_threshold)]
         return self._with_records(collection.name, kept, top_k)
@@ -172,6 +175,12 @@ class Query:
             )
             for match in wanted if match.audio_id in by_id
         ][:top_k]
+
+
+def _event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:
+    """The spans of the short sounds the query was cut around (their windows are loops, shorter than a window)."""
+    spans = zip(segments.starts_seconds.tolist(), segments.ends_seconds.tolist(), strict=True)
+    return [(start, end) for start, end in spans if end - start < window_seconds - 1e-6]
 
 
 def _without(hits: list[SegmentHit], audio_id: str) -> list[SegmentHit]:

@@ -20,7 +20,7 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.errors import Aborted, NotFound
 from services.gateway.backends import Backends
 from services.gateway.blobs import BlobStore, blob_key
-from services.gateway.landmarks import Landmarks, extract_landmarks, landmarks_message
+from services.gateway.landmarks import NO_LANDMARKS, Landmarks, extract_landmarks, landmarks_message
 from services.gateway.pipeline import AudioPipeline, EmbeddedAudio
 from services.gateway.segments import stored_segments
 from services.gateway.settings import GatewaySettings
@@ -58,7 +58,8 @@ class Records:
         with stage("ingest", "embed"):
             embedded = self._pipeline.embed(decoded, collection.segment_config, stored_segments)
         with stage("ingest", "landmarks"):
-            landmarks = extract_landmarks(decoded.samples, decoded.sample_rate_hz)
+            landmarks = (extract_landmarks(decoded.samples, decoded.sample_rate_hz) if collection.landmark_threshold
+                         else NO_LANDMARKS)
         with stage("ingest", "catalog"):
             created = self._backends.catalog.CreateAudio(
                 self._create_request(collection, header, data, digest, embedded, landmarks))

@@ -44,8 +44,8 @@ class GatewaySettings(ServiceSettings):
     default_window_seconds: float = Field(default=2.0, ge=1.0, le=10.0)
     default_hop_seconds: float = Field(default=2.0, ge=0.25, le=10.0)
     default_score_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
-    # Aligned landmarks that make a match whatever the score, until calibration sets the collection's own; 0: off.
-    default_landmark_threshold: int = Field(default=12, ge=0)
+    # Aligned landmarks that make a match whatever the score, until calibration sets the collection's own.
+    default_landmark_threshold: int = Field(default=12, ge=1)
     tags_per_recording: int = Field(default=5, ge=1, le=527)
     tag_floor: float = Field(default=0.0, ge=0.0, le=1.0)
     reconcile_interval_seconds: float = Field(default=30.0, gt=0)

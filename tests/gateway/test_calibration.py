@@ -16,7 +16,8 @@ from services.gateway.matching import QuerySegment
 from services.gateway.query import HITS_PER_SEGMENT, Query
 
 DIM = 16
-COLLECTION = pb.Collection(name="library", segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=1.0))
+COLLECTION = pb.Collection(name="library", segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=1.0),
+                           landmark_threshold=12)
 
 
 class FakeSearch:
@@ -157,3 +158,17 @@ def test_a_short_sounds_core_loop_is_not_counted_as_a_shifted_excerpt_of_its_loo
     assert len(_neighbour_scores([stored(0.0, loop), stored(0.0, core)])) == 0
     shifted = _neighbour_scores([stored(0.0, loop), stored(0.0, core), stored(2.0, next_window)])
     assert shifted == pytest.approx([float(core @ next_window)])
+
+
+def test_a_collection_without_landmarks_gives_the_whole_target_to_the_score(collection):
+    _, catalog, query = collection
+    backends = SimpleNamespace(catalog=query._backends.catalog, search=query._backends.search)
+    without = pb.Collection()
+    without.CopyFrom(COLLECTION)
+    without.landmark_threshold = 0
+
+    reply = Calibrator(backends, query).calibrate(without, 0.4)
+
+    assert catalog.landmark_threshold == 0
+    assert "landmarks 0.000" in catalog.threshold[1]
+    assert reply.false_positive_rate <= 0.4 + 1e-9

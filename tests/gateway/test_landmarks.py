@@ -7,7 +7,13 @@ import pytest
 from scipy.signal import butter, resample_poly, sosfilt
 
 from services.catalog.landmarks import vote
-from services.gateway.landmarks import Landmarks, extract_landmarks, landmarks_from_message, landmarks_message
+from services.gateway.landmarks import (
+    Landmarks,
+    extract_landmarks,
+    landmarks_from_message,
+    landmarks_message,
+    query_landmarks,
+)
 
 RATE = 32_000
 
@@ -106,3 +112,20 @@ def test_a_click_has_landmarks_and_silence_none() -> None:
     assert len(extract_landmarks(click, RATE)) > 0
     for silence in (np.zeros(0, np.float32), np.zeros(10, np.float32), np.zeros(RATE, np.float32)):
         assert len(extract_landmarks(silence, RATE)) == 0
+
+
+def test_a_short_sound_inside_a_query_gets_the_landmarks_it_was_stored_with() -> None:
+    rng = np.random.default_rng(4)
+    blip = chirps(0.3, seed=5)
+    bed = 0.05 * chirps(6.0, seed=6) + 0.001 * rng.standard_normal(6 * RATE).astype(np.float32)
+    query = bed.copy()
+    start = round(2.345 * RATE)
+    query[start : start + len(blip)] += blip
+
+    stored = extract_landmarks(blip, RATE)
+    plain = aligned(extract_landmarks(query, RATE), stored)
+    with_event = aligned(query_landmarks(query, RATE, [(2.345, 2.345 + 0.3)]), stored)
+
+    assert with_event[0] > plain[0]
+    assert with_event[1] == pytest.approx(-2345, abs=20)
+    assert len(query_landmarks(query, RATE, [])) == len(extract_landmarks(query, RATE))

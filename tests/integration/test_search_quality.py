@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import butter, sosfilt
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from tests.support import sounds
@@ -103,10 +104,36 @@ def test_two_sounds_back_to_back_each_come_back_with_their_own_query_range(clien
         assert found.end_seconds == pytest.approx(end, abs=TOLERANCE_SECONDS)
 
 
+@pytest.mark.parametrize("start", [47.3, 120.0])
+def test_a_telephone_band_copy_of_an_excerpt_is_found_by_its_landmarks_to_the_frame(client, library, start):
+    record, samples = library["long"]
+    excerpt = samples[int(start * RATE) : int((start + 5.0) * RATE)]
+    telephone = sosfilt(butter(4, [300, 3400], btype="bandpass", fs=RATE, output="sos"), excerpt).astype(np.float32)
+    threshold = client.GetCollection(pb.GetCollectionRequest(name=COLLECTION)).collection.landmark_threshold
+
+    top = search(client, COLLECTION, sounds.to_bytes(telephone)).matches[0]
+
+    assert top.audio.id == record.id
+    assert top.landmarks >= threshold > 0
+    assert top.reference_range.start_seconds - top.query_range.start_seconds == pytest.approx(start, abs=0.03)
+
+
+def test_a_collection_without_landmarks_searches_by_the_embeddings_alone(client, library):
+    collection = ensure_collection(client, "quality_no_landmarks", disable_landmarks=True)
+    _, samples = library["short_3"]
+    stored = ingest(client, "quality_no_landmarks", "short_3.wav", sounds.to_bytes(samples)).audio
+
+    matches = search(client, "quality_no_landmarks", sounds.to_bytes(samples)).matches
+
+    assert collection.landmark_threshold == 0
+    assert [(m.audio.id, m.landmarks) for m in matches] == [(stored.id, 0)]
+
+
 def test_calibration_sets_a_threshold_under_which_a_sound_not_held_finds_nothing(client, library):
     reply = client.CalibrateCollection(pb.CalibrateCollectionRequest(collection=COLLECTION,
                                                                      target_false_positive_rate=0.05))
     assert reply.collection.threshold_source != "default"
+    assert reply.collection.landmark_threshold >= 6
     assert reply.negative_queries == len(library)
     held_out = sounds.synth("birds", 4.0, seed=99)
     result = search(client, COLLECTION, sounds.to_bytes(held_out))

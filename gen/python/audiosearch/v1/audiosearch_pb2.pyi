@@ -166,16 +166,18 @@ class AudioRecord(_message.Message):
     def __init__(self, id: _Optional[str] = ..., collection: _Optional[str] = ..., name: _Optional[str] = ..., sha256: _Optional[str] = ..., duration_seconds: _Optional[float] = ..., sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., codec: _Optional[str] = ..., size_bytes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., status: _Optional[_Union[AudioStatus, str]] = ..., segment_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "description", "segment_config", "score_threshold")
+    __slots__ = ("name", "description", "segment_config", "score_threshold", "disable_landmarks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_CONFIG_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     segment_config: SegmentConfig
     score_threshold: float
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ...) -> None: ...
+    disable_landmarks: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., disable_landmarks: _Optional[bool] = ...) -> None: ...
 
 class CreateCollectionResponse(_message.Message):
     __slots__ = ("collection",)
