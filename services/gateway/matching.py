@@ -160,7 +160,8 @@ def _refined_offset(group: list[SegmentHit], query_starts: np.ndarray) -> float:
 
 
 def with_landmarks(
-    matches: list[RecordingMatch], alignments: list[LandmarkAlignment], landmark_threshold: int
+    matches: list[RecordingMatch], alignments: list[LandmarkAlignment], landmark_threshold: int,
+    reference_hop: float,
 ) -> list[RecordingMatch]:
     """Embedding matches and landmark alignments, one per recording, ranked.
 
@@ -176,9 +177,9 @@ def with_landmarks(
     leader = _leader(alignments) if landmark_threshold > 0 else None
     if leader is not None:
         ahead.add(leader)
-    fused = [_with_alignment(match, by_audio.pop(match.audio_id, None), match.audio_id in ahead)
+    fused = [_with_alignment(match, by_audio.pop(match.audio_id, None), match.audio_id in ahead, reference_hop)
              for match in matches]
-    fused += [_with_alignment(RecordingMatch(a.audio_id, 0.0, (0.0, 0.0), (0.0, 0.0), 0), a, True)
+    fused += [_with_alignment(RecordingMatch(a.audio_id, 0.0, (0.0, 0.0), (0.0, 0.0), 0), a, True, reference_hop)
               for a in by_audio.values() if a.audio_id in ahead]
 
     def rank(match: RecordingMatch) -> tuple:
@@ -201,14 +202,21 @@ def _leader(alignments: list[LandmarkAlignment]) -> str | None:
     return ranked[0].audio_id if ranked[0].landmarks >= LEADING_RATIO * runner_up else None
 
 
-def _with_alignment(match: RecordingMatch, alignment: LandmarkAlignment | None, aligned_by_landmarks: bool
-                    ) -> RecordingMatch:
+def _with_alignment(match: RecordingMatch, alignment: LandmarkAlignment | None, aligned_by_landmarks: bool,
+                    reference_hop: float) -> RecordingMatch:
+    """The match with its landmarks; aligned by them, it takes their offset. Landmarks mark where peaks start,
+    so they stop short of the matched audio's end: where the embedding's alignment agrees (within a stored hop),
+    the ranges cover both."""
     if alignment is None:
         return match
     if not aligned_by_landmarks:
         return replace(match, landmarks=alignment.landmarks)
     offset = alignment.offset_seconds
-    query_start = max(alignment.query_range[0], -offset)  # the recording starts at 0
-    query_end = max(alignment.query_range[1], query_start)
+    query_start, query_end = alignment.query_range
+    embedding_offset = match.reference_range[0] - match.query_range[0]
+    if match.matched_segments and abs(embedding_offset - offset) <= reference_hop + 1e-6:
+        query_start, query_end = min(query_start, match.query_range[0]), max(query_end, match.query_range[1])
+    query_start = max(query_start, -offset)  # the recording starts at 0
+    query_end = max(query_end, query_start)
     return replace(match, landmarks=alignment.landmarks, query_range=(query_start, query_end),
                    reference_range=(query_start + offset, query_end + offset))

@@ -77,7 +77,8 @@ class Query:
                                             _event_spans(embedded.segments, collection.segment_config.window_seconds))
                 alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
                                                   top_k=max(top_k, LANDMARK_MATCHES))
-        fused = with_landmarks(ranked, alignments, collection.landmark_threshold)
+        fused = with_landmarks(ranked, alignments, collection.landmark_threshold,
+                               collection.segment_config.hop_seconds)
         kept = [m for m in fused if m.score >= threshold or is_confirmed(m.landmarks, collection.landmark_threshold)]
         return self._with_records(collection.name, kept, top_k)
 

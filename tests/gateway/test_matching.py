@@ -131,7 +131,7 @@ def test_a_recording_with_landmarks_over_the_threshold_comes_first_with_their_al
     matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
     alignments = [LandmarkAlignment("copied", 40, 12.34, (0.5, 3.5)), LandmarkAlignment("close", 3, 0.0, (0.0, 1.0))]
 
-    fused = with_landmarks(matches, alignments, landmark_threshold=10)
+    fused = with_landmarks(matches, alignments, landmark_threshold=10, reference_hop=2.0)
 
     assert [(m.audio_id, m.landmarks) for m in fused] == [("copied", 40), ("close", 3)]
     assert fused[0].score == pytest.approx(0.90)
@@ -146,34 +146,44 @@ def test_under_the_threshold_a_recording_that_stands_out_by_its_landmarks_comes_
     level = [LandmarkAlignment("copied", 8, 12.0, (0.5, 3.5)), LandmarkAlignment("close", 5, 0.0, (0.0, 1.0))]
     few = [LandmarkAlignment("third", 5, 0.0, (0.0, 1.0))]
 
-    fused = with_landmarks(matches, leading, landmark_threshold=20)
+    fused = with_landmarks(matches, leading, landmark_threshold=20, reference_hop=2.0)
     assert [m.audio_id for m in fused] == ["copied", "close", "third"]
     assert fused[0].reference_range == pytest.approx((12.5, 15.5))
-    assert [m.audio_id for m in with_landmarks(matches, level, 20)] == ["close", "copied", "third"]
-    assert [m.audio_id for m in with_landmarks(matches, few, 20)] == ["close", "copied", "third"]
+    assert [m.audio_id for m in with_landmarks(matches, level, 20, reference_hop=2.0)] == ["close", "copied", "third"]
+    assert [m.audio_id for m in with_landmarks(matches, few, 20, reference_hop=2.0)] == ["close", "copied", "third"]
 
 
 def test_with_landmarks_off_the_embedding_order_stands() -> None:
     matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
     alignments = [LandmarkAlignment("copied", 40, 12.0, (0.5, 3.5))]
 
-    fused = with_landmarks(matches, alignments, landmark_threshold=0)
+    fused = with_landmarks(matches, alignments, landmark_threshold=0, reference_hop=2.0)
     assert [(m.audio_id, m.landmarks) for m in fused] == [("close", 0), ("copied", 40)]
     assert fused[1].reference_range == (4.0, 8.0)
 
 
 def test_a_recording_found_only_by_its_landmarks_is_a_match_with_score_zero() -> None:
-    fused = with_landmarks([embedding_match("close", 0.99)], [LandmarkAlignment("only", 25, -1.0, (2.0, 6.0))], 10)
+    only = LandmarkAlignment("only", 25, -1.0, (2.0, 6.0))
+    fused = with_landmarks([embedding_match("close", 0.99)], [only], 10, reference_hop=2.0)
 
     assert [(m.audio_id, m.score) for m in fused] == [("only", 0.0), ("close", 0.99)]
     # The query starts before the recording does: the ranges start where the recording starts.
     assert fused[0].query_range == pytest.approx((2.0, 6.0))
     assert fused[0].reference_range == pytest.approx((1.0, 5.0))
-    assert with_landmarks([], [LandmarkAlignment("weak", 5, 0.0, (0.0, 1.0))], 10) == []
+    assert with_landmarks([], [LandmarkAlignment("weak", 5, 0.0, (0.0, 1.0))], 10, reference_hop=2.0) == []
 
 
 def test_a_negative_offset_is_cut_to_the_start_of_the_recording() -> None:
-    fused = with_landmarks([], [LandmarkAlignment("late", 30, -3.0, (1.0, 6.0))], 10)
+    fused = with_landmarks([], [LandmarkAlignment("late", 30, -3.0, (1.0, 6.0))], 10, reference_hop=2.0)
 
     assert fused[0].query_range == pytest.approx((3.0, 6.0))
     assert fused[0].reference_range == pytest.approx((0.0, 3.0))
+
+
+def test_where_the_embedding_agrees_the_ranges_cover_both_at_the_landmarks_offset() -> None:
+    # Landmarks mark where peaks start: they stop short of the end that the embedding's windows reach.
+    fused = with_landmarks([embedding_match("copied", 0.9)], [LandmarkAlignment("copied", 30, 4.1, (0.5, 3.0))], 10,
+                           reference_hop=2.0)
+
+    assert fused[0].query_range == pytest.approx((0.0, 4.0))
+    assert fused[0].reference_range == pytest.approx((4.1, 8.1))

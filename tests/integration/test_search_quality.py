@@ -76,11 +76,10 @@ def library(client):
 
 @pytest.mark.parametrize("start", [
     0.0,
-    # Known miss with untrained weights (issue 3 open): random Cnn14 features are not shift-invariant. Measured
-    # on this recording: the query window 0.05 s from the stored window at 48 s scores below 0.6 against it while
-    # scoring 0.98 against an unrelated window of a same-kind piece at 168 s, so the match lands there.
-    pytest.param(47.3, marks=pytest.mark.xfail(reason="untrained model: excerpt at 47.3 s placed at a same-kind "
-                                                      "piece elsewhere in the recording", strict=False)),
+    # With untrained weights the embedding alone places this one at a same-kind piece elsewhere in the recording
+    # (random Cnn14 features are not shift-invariant: the query window 0.05 s from the stored window at 48 s scores
+    # below 0.6 against it, 0.98 against an unrelated window at 168 s); its landmarks find it.
+    47.3,
     101.65, 133.3, 174.9,
 ])
 def test_a_five_second_excerpt_finds_the_long_recording_where_it_was_cut(client, library, start):
