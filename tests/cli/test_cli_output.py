@@ -84,6 +84,7 @@ def test_search_to_dict_has_exactly_the_documented_shape() -> None:
                 reference_range=pb.TimeRange(start_seconds=3.0, end_seconds=7.0),
                 query_range=pb.TimeRange(start_seconds=0.0, end_seconds=4.0),
                 matched_segments=3,
+                landmarks=24,
             )
         ],
         score_threshold=0.8,
@@ -98,6 +99,7 @@ def test_search_to_dict_has_exactly_the_documented_shape() -> None:
             "id": "a1",
             "name": "song.mp3",
             "score": 0.97,
+            "landmarks": 24,
             "reference_range": [3.0, 7.0],
             "query_range": [0.0, 4.0],
             "tags": [{"label": "Music", "score": 0.9}, {"label": "Guitar", "score": 0.25}],

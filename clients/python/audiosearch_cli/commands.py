@@ -159,13 +159,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             match.audio.name,
             match.audio.id,
             f"{match.score:.3f}",
+            str(match.landmarks),
             output.span(match.reference_range),
             output.span(match.query_range),
             output.tag_labels(match.audio.tags),
         )
         for rank, match in enumerate(response.matches, start=1)
     ]
-    _print(output.table(["rank", "name", "id", "score", "reference", "query", "tags"], rows))
+    _print(output.table(["rank", "name", "id", "score", "landmarks", "reference", "query", "tags"], rows))
     return EXIT_OK
 
 
