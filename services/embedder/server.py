@@ -93,22 +93,24 @@ def use_gpu(settings: EmbedderSettings) -> bool:
     return settings.device == "cuda" or (settings.device == "auto" and available)
 
 
-def cpu_has_native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere oneDNN only emulates it."""
+def cpu_has_amx_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has AMX's bfloat16 matrix units. AVX512-BF16 alone is not enough: on a 2-core machine with
+    it and no AMX, Cnn14 ran slower in bfloat16 than in float32 (37.9-38.6 against 46.1-48.6 model-input s/s,
+    `bench.throughput` row d)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
         return False
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def auto_precision(gpu: bool) -> str:
-    """float16 on a GPU; bfloat16 on a CPU that has it natively (about 1.8x float32 for Cnn14 on AVX512-BF16,
-    embeddings within cosine 0.999 of float32); float32 elsewhere. EMBEDDER_PRECISION overrides it."""
+    """float16 on a GPU; bfloat16 on a CPU with AMX (about 1.9x float32 for Cnn14, embeddings within cosine 0.999
+    of float32); float32 elsewhere. EMBEDDER_PRECISION overrides it."""
     if gpu:
         return "float16"
-    return "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    return "bfloat16" if cpu_has_amx_bfloat16() else "float32"
 
 
 def instance_plan(

@@ -21,7 +21,7 @@ from services.embedder.instance import InstancePlan, device_for_instance, parame
 from services.embedder.repository import read_template, render_config, write_repository
 from services.embedder.server import (
     StartupError,
-    cpu_has_native_bfloat16,
+    cpu_has_amx_bfloat16,
     instance_plan,
     prepare,
     weights_source,
@@ -94,18 +94,20 @@ def test_the_checkpoint_sha256_is_pinned_for_the_model_instances(tmp_path: Path)
 
     assert plan.checkpoint_sha256 == identity.checkpoint_sha256
     assert plan.weights().expected_sha256 == identity.checkpoint_sha256
-    assert plan.precision == ("bfloat16" if cpu_has_native_bfloat16() else "float32")
+    assert plan.precision == ("bfloat16" if cpu_has_amx_bfloat16() else "float32")
     assert not plan.channels_last
 
 
-def test_on_a_cpu_bfloat16_is_chosen_only_where_the_cpu_has_it(tmp_path: Path) -> None:
-    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
-    with_bf16.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+def test_on_a_cpu_bfloat16_is_chosen_only_where_the_cpu_has_amx(tmp_path: Path) -> None:
+    amx, avx512_only, without = tmp_path / "amx", tmp_path / "avx512", tmp_path / "plain"
+    amx.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    avx512_only.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
     without.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512bw\n")
 
-    assert cpu_has_native_bfloat16(with_bf16)
-    assert not cpu_has_native_bfloat16(without)
-    assert not cpu_has_native_bfloat16(tmp_path / "missing")
+    assert cpu_has_amx_bfloat16(amx)
+    assert not cpu_has_amx_bfloat16(avx512_only)
+    assert not cpu_has_amx_bfloat16(without)
+    assert not cpu_has_amx_bfloat16(tmp_path / "missing")
 
 
 def test_on_a_gpu_instances_default_to_float16_and_channels_last() -> None:
