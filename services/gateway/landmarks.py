@@ -1,6 +1,6 @@
 """Landmarks: hashes of pairs of spectral peaks, the classic audio fingerprint, beside the embeddings.
 
-A peak is a local maximum of the log spectrogram. Peaks are picked in fixed frequency bands, each with its own
+A peak is a local maximum of the spectrogram. Peaks are picked in fixed frequency bands, each with its own
 quota per second ranked within the band, so a copy that lost some bands (a telephone line, an 8 kHz codec) keeps
 the peaks of the bands it still has. Each peak is paired with the next few peaks of its band; a pair hashes its
 two frequencies and their time difference, which no gain, codec or added sound changes, and it carries the time
@@ -40,10 +40,6 @@ class Landmarks:
 
     def __len__(self) -> int:
         return len(self.hashes)
-
-    def before(self, milliseconds: int) -> Landmarks:
-        keep = self.times_ms < milliseconds
-        return Landmarks(self.hashes[keep], self.times_ms[keep])
 
 
 NO_LANDMARKS = Landmarks(np.empty(0, np.uint32), np.empty(0, np.int32))
