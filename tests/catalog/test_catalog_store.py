@@ -150,7 +150,18 @@ def test_landmark_threshold_is_set_at_creation_and_by_an_update(store: CatalogSt
     store.update_collection_threshold(created.name, 0.6, "calibrated", landmark_threshold=9)
 
     assert store.get_collection(created.name).landmark_threshold == 9
-    assert store.list_collections(page_size=1000).items[-1].landmark_threshold >= 0
+    assert listed(store, created.name).landmark_threshold == 9
+
+
+def listed(store: CatalogStore, name: str) -> Collection:
+    """The collection as the paged listing reads it."""
+    token = ""
+    while True:
+        page = store.list_collections(page_size=1000, page_token=token)
+        found = [collection for collection in page.items if collection.name == name]
+        if found or not page.next_page_token:
+            return found[0]
+        token = page.next_page_token
 
 
 def test_threshold_update_of_missing_collection_is_not_found(store: CatalogStore) -> None:
