@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="Cnn14_mAP=0.431.pth; default: untrained weights")
     args = parser.parse_args()
     sounds, _ = load_sounds(args.sounds, args.limit, np.random.default_rng(args.seed))
-    indexed, held_back = split(sounds)
+    indexed, held_back, _ = split(sounds)
     source = WeightsSource(checkpoint_path=args.checkpoint) if args.checkpoint else WeightsSource(untrained_seed=0)
     catalog = Catalog(Embedder.load(source, RuntimeOptions()), indexed)
     transformer = Transformer(held_back, args.max_query_seconds)

@@ -7,8 +7,13 @@ what a sound that is not in the catalog scores; the same excerpt's stored landma
 the most landmarks such a sound lines up with. Positives: each segment against the next segment of the same
 recording, i.e. the score of an excerpt shifted by one hop. With the default hop (= the window) the two share no
 audio, while a real query window lies within a sixteenth of a window of a stored one: the reported true-positive rate is
-then a pessimistic bound, and only informs. The threshold is the negative-score quantile that lets through the
-target false-positive rate.
+then a pessimistic bound, and only informs.
+
+The thresholds let through as many negatives as keep the target false-positive rate within a one-sided 95 %
+Clopper-Pearson bound: the rate on sounds that were not sampled, not only on the sample, stays under the target
+with that confidence. Of the 300 negatives of a 300-recording collection at target 0.05 that allows 8 (a sample rate of
+0.027); a collection too small to show the target (under 59 negatives at 0.05) allows none. The landmark threshold
+takes up to half of them, the score threshold what the landmarks leave.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
+from scipy.stats import beta
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.search.v1 import search_pb2 as spb
@@ -30,6 +36,7 @@ SAMPLE_RECORDINGS = 1000
 QUERY_SEGMENTS = 10
 MIN_RECORDINGS = 5
 MIN_LANDMARK_THRESHOLD = 6
+CONFIDENCE = 0.95
 VECTOR_BATCH = 50  # recordings per GetSegmentVectors call, to keep replies small
 READY = pb.AUDIO_STATUS_READY
 
@@ -50,19 +57,22 @@ class Calibrator:
         negatives = np.array([self._leave_one_out_score(collection, audio_id, segments)
                               for audio_id, segments in segments_by_audio.items()])
         positives = np.concatenate([_neighbour_scores(segments) for segments in segments_by_audio.values()])
+        allowed = allowed_false_positives(len(negatives), target_false_positive_rate)
         landmark_threshold = 0
         by_landmarks = np.zeros(len(negatives), dtype=bool)
         if collection.landmark_threshold:
             negative_landmarks = np.array([self._leave_one_out_landmarks(collection, audio_id)
                                            for audio_id in segments_by_audio])
-            landmark_threshold = _landmark_threshold(negative_landmarks, target_false_positive_rate / 2)
+            landmark_threshold = _landmark_threshold(negative_landmarks, allowed // 2)
             by_landmarks = negative_landmarks >= landmark_threshold
-        threshold = _score_threshold(negatives[~by_landmarks],
-                                     target_false_positive_rate * len(negatives) - int(by_landmarks.sum()))
+        threshold = _score_threshold(negatives[~by_landmarks], allowed - int(by_landmarks.sum()))
         true_positive_rate = float(np.mean(positives >= threshold)) if len(positives) else 0.0
         false_positive_rate = float(np.mean(by_landmarks | (negatives >= threshold)))
-        source = (f"calibrated for FPR {target_false_positive_rate:g}: {len(negatives)} leave-one-out negatives "
-                  f"(FPR {false_positive_rate:.3f}; landmarks {float(np.mean(by_landmarks)):.3f}), "
+        bound = _upper_bound(allowed, len(negatives))
+        source = (f"calibrated for FPR {target_false_positive_rate:g} at {CONFIDENCE:.0%} confidence: "
+                  f"{len(negatives)} leave-one-out negatives, {allowed} allowed (bound {bound:.3f}; "
+                  f"FPR {false_positive_rate:.3f}; "
+                  f"landmarks {float(np.mean(by_landmarks)):.3f}), "
                   f"{len(positives)} shifted-excerpt positives (TPR {true_positive_rate:.3f})")
         updated = self._backends.catalog.UpdateCollectionThreshold(cpb.UpdateCollectionThresholdRequest(
             name=collection.name, score_threshold=threshold, threshold_source=source,
@@ -107,20 +117,32 @@ class Calibrator:
         return others[0].landmarks if others else 0
 
 
-def _landmark_threshold(negative_landmarks: np.ndarray, false_positive_rate: float) -> int:
-    """One more than the negatives' (1 - rate) quantile, so the sample FPR never exceeds the rate."""
-    quantile = np.quantile(negative_landmarks, 1.0 - false_positive_rate, method="higher")
-    return max(MIN_LANDMARK_THRESHOLD, int(quantile) + 1)
+def allowed_false_positives(negatives: int, target_rate: float, confidence: float = CONFIDENCE) -> int:
+    """The most of `negatives` sampled negatives that may clear a threshold while the one-sided Clopper-Pearson
+    upper bound of the false-positive rate stays within `target_rate`; 0 when even none would not show it."""
+    allowed = 0
+    while allowed + 1 < negatives and beta.ppf(confidence, allowed + 2, negatives - allowed - 1) <= target_rate:
+        allowed += 1
+    return allowed
 
 
-def _score_threshold(scores: np.ndarray, allowed_false_positives: float) -> float:
+def _upper_bound(false_positives: int, negatives: int) -> float:
+    return float(beta.ppf(CONFIDENCE, false_positives + 1, negatives - false_positives)) if negatives else 1.0
+
+
+def _landmark_threshold(negative_landmarks: np.ndarray, allowed: int) -> int:
+    """One more than the (allowed + 1)-th most landmarks a negative lined up, so at most `allowed` reach it."""
+    ranked = np.sort(negative_landmarks)[::-1]
+    return max(MIN_LANDMARK_THRESHOLD, int(ranked[min(allowed, len(ranked) - 1)]) + 1)
+
+
+def _score_threshold(scores: np.ndarray, allowed: int) -> float:
     """Just above the score of the (allowed + 1)-th best negative, so at most `allowed` clear it (never below
     the lowest negative's score)."""
     if not len(scores):
         return 1.0
-    allowed = int(np.floor(max(0.0, allowed_false_positives) + 1e-9))
     ranked = np.sort(scores)[::-1]
-    return float(min(ranked[min(allowed, len(ranked) - 1)] + 1e-4, 1.0))
+    return float(min(ranked[min(max(0, allowed), len(ranked) - 1)] + 1e-4, 1.0))
 
 
 def _as_matrix(segments: list[spb.SegmentVector]) -> np.ndarray:

@@ -17,12 +17,13 @@ import scipy.fft
 from scipy.ndimage import maximum_filter
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from services.gateway.segments import CORE_BELOW_PEAK_DB, audible_bounds
 
 FRAME_SECONDS = 0.032
 HOP_SECONDS = 0.010
 BANDS_HZ = ((400.0, 3000.0), (3000.0, 7000.0), (7000.0, 15000.0), (60.0, 400.0))
 PEAKS_PER_SECOND = 15  # per band
-MIN_PEAKS = 6  # per band and second-long block, so a 50 ms click still has a few landmarks
+MIN_PEAKS = 12  # per band and second-long block, so a short sound still has landmarks enough to stand out
 BLOCK_FRAMES = 100
 NEIGHBOURHOOD = (9, 9)  # frames x frequency bins a peak must top
 FLOOR_DB = 70.0  # peaks more than this under the clip's loudest bin are ignored
@@ -75,20 +76,31 @@ def extract_landmarks(samples: np.ndarray, sample_rate_hz: int) -> Landmarks:
 
 
 def query_landmarks(samples: np.ndarray, sample_rate_hz: int, event_spans: list[tuple[float, float]]) -> Landmarks:
-    """A query's landmarks, and those of each short sound in it taken alone (span in seconds).
+    """A query's landmarks, and those of each short sound in it taken alone (span in seconds), over its span and
+    over its loud core.
 
     Ingest takes a short sound's landmarks alone, with the quota of a short clip. Inside a longer query the same sound
     shares its seconds with other audio, which takes some of the quota and pairs its peaks with others, so its own
-    landmarks are extracted again from its span alone, as they were stored."""
+    landmarks are extracted again from its span alone, as they were stored. The span reaches on while the level
+    stays over the background, so a bed can stretch it; the core (the frames within 20 dB of its loudest) cannot."""
     parts = [extract_landmarks(samples, sample_rate_hz)]
-    for start, end in sorted(set(event_spans)):
-        first, last = round(start * sample_rate_hz), round(end * sample_rate_hz)
+    for first, last in _alone(samples, sample_rate_hz, event_spans):
         alone = extract_landmarks(samples[first:last], sample_rate_hz)
-        parts.append(Landmarks(alone.hashes, alone.times_ms + np.int32(round(start * 1000))))
+        parts.append(Landmarks(alone.hashes, alone.times_ms + np.int32(round(first * 1000 / sample_rate_hz))))
     if len(parts) == 1:
         return parts[0]
     keys = np.unique(np.concatenate([part.times_ms.astype(np.int64) << 32 | part.hashes for part in parts]))
     return Landmarks((keys & 0xFFFFFFFF).astype(np.uint32), (keys >> 32).astype(np.int32))
+
+
+def _alone(samples: np.ndarray, sample_rate_hz: int, event_spans: list[tuple[float, float]]) -> list[tuple[int, int]]:
+    """Each span's [first, last) sample range and its loud core's, where the core is shorter."""
+    ranges: set[tuple[int, int]] = set()
+    for start, end in event_spans:
+        first, last = round(start * sample_rate_hz), round(end * sample_rate_hz)
+        core_first, core_last = audible_bounds(samples[first:last], sample_rate_hz, CORE_BELOW_PEAK_DB)
+        ranges |= {(first, last), (first + core_first, first + core_last)}
+    return sorted(ranges)
 
 
 def _power_spectrogram(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, float]:

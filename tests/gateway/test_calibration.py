@@ -6,12 +6,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.stats import beta
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 from services.catalog.landmarks import vote
-from services.gateway.calibration import MIN_LANDMARK_THRESHOLD, Calibrator, _neighbour_scores
+from services.gateway.calibration import (
+    MIN_LANDMARK_THRESHOLD,
+    Calibrator,
+    _neighbour_scores,
+    allowed_false_positives,
+)
 from services.gateway.matching import QuerySegment
 from services.gateway.query import HITS_PER_SEGMENT, Query
 
@@ -141,11 +147,31 @@ def test_calibration_sets_the_landmark_threshold_above_what_sounds_not_in_the_ca
     # half of the 0.1 target, so the threshold lies above them.
     assert catalog.landmark_threshold == 31
 
-    reply = Calibrator(backends, query).calibrate(COLLECTION, 0.4)
-    # Half of 0.4 lets the pair through: the floor applies, and the score threshold gets what is left.
+    reply = Calibrator(backends, query).calibrate(COLLECTION, 0.6)
+    # 0.6 allows 4 of 13 within the bound, and half of them lets the pair through: the floor applies, and the score
+    # threshold gets what is left.
     assert catalog.landmark_threshold == MIN_LANDMARK_THRESHOLD
     assert "landmarks 0.154" in catalog.threshold[1]
-    assert reply.false_positive_rate <= 0.4 + 1e-9
+    assert reply.false_positive_rate <= 0.6 + 1e-9
+
+
+@pytest.mark.parametrize(("negatives", "target", "allowed"), [(300, 0.05, 8), (1000, 0.05, 38), (80, 0.05, 0),
+                                                              (59, 0.05, 0), (13, 0.6, 4), (300, 0.01, 0)])
+def test_the_allowed_false_positives_keep_the_rate_within_the_target_at_95_percent_confidence(negatives, target,
+                                                                                           allowed):
+    assert allowed_false_positives(negatives, target) == allowed
+    # One more would put the upper bound over the target: the sample rate alone (8/300 < 0.05) is not enough.
+    assert beta.ppf(0.95, allowed + 2, negatives - allowed - 1) > target
+    if allowed:
+        assert beta.ppf(0.95, allowed + 1, negatives - allowed) <= target
+
+
+def test_calibration_records_the_bound_and_allows_no_negative_through_a_small_sample(collection):
+    _, catalog, query = collection
+    reply = Calibrator(SimpleNamespace(catalog=query._backends.catalog, search=query._backends.search),
+                       query).calibrate(COLLECTION, 0.1)
+    assert reply.false_positive_rate == 0.0  # 13 negatives cannot show 0.1 even with none through
+    assert "at 95% confidence: 13 leave-one-out negatives, 0 allowed (bound 0.206;" in catalog.threshold[1]
 
 
 def test_a_short_sounds_core_loop_is_not_counted_as_a_shifted_excerpt_of_its_loop():

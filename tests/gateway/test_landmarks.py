@@ -129,3 +129,20 @@ def test_a_short_sound_inside_a_query_gets_the_landmarks_it_was_stored_with() ->
     assert with_event[0] > plain[0]
     assert with_event[1] == pytest.approx(-2345, abs=20)
     assert len(query_landmarks(query, RATE, [])) == len(extract_landmarks(query, RATE))
+
+
+def test_a_short_sound_whose_event_span_a_bed_stretched_is_also_taken_over_its_loud_core() -> None:
+    blip = chirps(0.3, seed=5)
+    blip[: RATE // 100] = 0.0  # an audible span that starts and ends where the sound does
+    bed = 0.02 * chirps(6.0, seed=6)
+    query = bed.copy()
+    start = round(2.345 * RATE)
+    query[start : start + len(blip)] += blip
+    stored = extract_landmarks(blip, RATE)
+    stretched = [(1.2, 3.4)]  # the span a loud bed let reach on, a second either side
+
+    span_alone = aligned(extract_landmarks(query[round(1.2 * RATE) : round(3.4 * RATE)], RATE), stored)
+    with_core = aligned(query_landmarks(query, RATE, stretched), stored)
+
+    assert with_core[0] > span_alone[0]
+    assert with_core[1] == pytest.approx(-2345, abs=20)
