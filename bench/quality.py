@@ -136,16 +136,17 @@ def load_sounds(folder: Path, limit: int | None, rng: np.random.Generator) -> tu
 
 
 def split(sounds: list[Sound]) -> tuple[list[Sound], list[Sound], list[str]]:
-    """(indexed, held back, the held-back sounds moved to the index); the order is already random.
+    """(indexed, held back, the held-back sounds left out); the order is already random.
 
     A held-back sound whose waveform is near-identical to an indexed one (the same audio under another name) is
-    indexed instead: a search for it that finds the other is right, so it cannot measure the true-negative rate."""
+    left out: a search for it that finds the other is right, so it cannot measure the true-negative rate, and in a
+    bed or a mix it would be a second copy of an indexed sound. It is not indexed either, which would add a duplicate
+    pair the catalog did not hold."""
     held = max(1, round(len(sounds) * HELD_BACK_FRACTION))
     indexed, held_back = sounds[held:], sounds[:held]
     twins = near_identical(held_back, indexed)
-    moved = [sound for sound in held_back if sound.name in twins]
-    return (indexed + moved, [sound for sound in held_back if sound.name not in twins],
-            [f"{sound.name} (= {twins[sound.name][0]}, ncc {twins[sound.name][1]:.3f})" for sound in moved])
+    return (indexed, [sound for sound in held_back if sound.name not in twins],
+            [f"{name} (= {other}, ncc {correlation:.3f})" for name, (other, correlation) in twins.items()])
 
 
 def near_identical(sounds: list[Sound], others: list[Sound]) -> dict[str, tuple[str, float]]:
@@ -397,8 +398,8 @@ def table(summary: dict, info: dict) -> str:
         f"true-negative rate at the threshold: {summary['true_negative_rate']:.3f} over {summary['negatives']} "
         f"held-back queries (as they are: {summary['true_negative_rate_clean']:.3f})",
         f"threshold {info['threshold']:.4f}, landmarks {info['landmark_threshold']} ({info['threshold_source']})",
-        f"{info['indexed']} indexed ({len(info['near_identical_indexed'])} moved from held back: near-identical to "
-        f"an indexed sound), {info['held_back']} held back, {info['skipped']} skipped; model "
+        f"{info['indexed']} indexed, {info['held_back']} held back ({len(info['near_identical_left_out'])} more left "
+        f"out: near-identical to an indexed sound), {info['skipped']} skipped; model "
         f"{info['model']}; hop {info['hop']:g} s; seed {info['seed']}",
         f"time: ingest {info['ingest_seconds']:.0f} s, calibrate {info['calibrate_seconds']:.0f} s, "
         f"queries {info['query_seconds']:.0f} s, total {info['total_seconds']:.0f} s",
@@ -415,12 +416,12 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
     sounds, skipped = load_sounds(args.sounds, args.limit, rng)
     if len(sounds) < 10:
         raise SystemExit(f"{args.sounds} holds {len(sounds)} usable sounds; at least 10 are needed")
-    indexed, held_back, moved = split(sounds)
+    indexed, held_back, left_out = split(sounds)
     collection_name = args.collection or f"bench_quality_s{args.seed}_n{len(sounds)}"
     print(f"{len(sounds)} sounds ({len(skipped)} skipped): {len(indexed)} indexed, {len(held_back)} held back; "
           f"collection {collection_name!r} at {gateway}", file=sys.stderr)
-    for line in moved:
-        print(f"  indexed, not held back: {line}", file=sys.stderr)
+    for line in left_out:
+        print(f"  held back but left out: {line}", file=sys.stderr)
     with grpc.insecure_channel(gateway, options=[("grpc.max_send_message_length", 256 * 1024 * 1024)]) as channel:
         client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
         collection = ensure_collection(client, collection_name)
@@ -451,8 +452,8 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
     summary = summarise(outcomes, threshold, hop, collection.landmark_threshold)
     info = {
         "sounds": str(args.sounds), "seed": args.seed, "indexed": len(indexed), "held_back": len(held_back),
-        "skipped": len(skipped), "near_identical_indexed": moved, "collection": collection_name, "threshold": threshold,
-        "landmark_threshold": collection.landmark_threshold,
+        "skipped": len(skipped), "near_identical_left_out": left_out, "collection": collection_name,
+        "threshold": threshold, "landmark_threshold": collection.landmark_threshold,
         "threshold_source": collection.threshold_source, "target_fpr": args.target_fpr,
         "model": f"{collection.model.name}:{collection.model.version}", "untrained": collection.model.untrained,
         "hop": hop, "window": collection.segment_config.window_seconds,
