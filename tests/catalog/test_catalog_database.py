@@ -8,7 +8,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.catalog.database import Database, DatabaseUnavailable, MySQLDialect, SQLiteDialect, dialect_from_dsn
+from services.catalog.database import (
+    SQLITE_CACHE_KIB,
+    Database,
+    DatabaseUnavailable,
+    MySQLDialect,
+    SQLiteDialect,
+    dialect_from_dsn,
+)
 from services.catalog.migrations import apply_migrations
 from services.catalog.store import CatalogStore
 from tests.catalog.builders import new_audio, new_collection, new_segments
@@ -35,6 +42,15 @@ def test_mysql_dsn_port_defaults_to_3306() -> None:
 )
 def test_sqlite_dsn_path_is_relative_after_three_slashes_and_absolute_after_four(dsn: str, path: Path) -> None:
     assert dialect_from_dsn(dsn) == SQLiteDialect(path)
+
+
+def test_a_sqlite_connection_bounds_its_own_page_cache_and_runs_in_wal_mode(tmp_path: Path) -> None:
+    connection = SQLiteDialect(tmp_path / "catalog.db").connect()
+
+    assert connection.execute("PRAGMA cache_size").fetchone()[0] == -SQLITE_CACHE_KIB
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    connection.close()
 
 
 @pytest.mark.parametrize(
