@@ -17,7 +17,7 @@ import scipy.fft
 from scipy.ndimage import maximum_filter
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
-from services.gateway.segments import CORE_BELOW_PEAK_DB, audible_bounds
+from services.gateway.segments import loud_core
 
 FRAME_SECONDS = 0.032
 HOP_SECONDS = 0.010
@@ -98,8 +98,7 @@ def _alone(samples: np.ndarray, sample_rate_hz: int, event_spans: list[tuple[flo
     ranges: set[tuple[int, int]] = set()
     for start, end in event_spans:
         first, last = round(start * sample_rate_hz), round(end * sample_rate_hz)
-        core_first, core_last = audible_bounds(samples[first:last], sample_rate_hz, CORE_BELOW_PEAK_DB)
-        ranges |= {(first, last), (first + core_first, first + core_last)}
+        ranges |= {(first, last), loud_core(samples, first, last, sample_rate_hz)}
     return sorted(ranges)
 
 

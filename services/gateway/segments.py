@@ -149,14 +149,15 @@ def audible_bounds(samples: np.ndarray, sample_rate_hz: int, below_peak_db: floa
 def _core_loops(samples: np.ndarray, sample_rate_hz: int, window: int, spans: list[tuple[int, int]]) -> Segments:
     """For each looped span [first, last) whose loud core is shorter than it, the core looped, with the span's range."""
     shorter = round(CORE_MIN_SHORTER_SECONDS * sample_rate_hz)
-    pairs = [(span, _core(samples, *span, sample_rate_hz)) for span in spans]
+    pairs = [(span, loud_core(samples, *span, sample_rate_hz)) for span in spans]
     kept = [(span, core) for span, core in pairs if core[1] - core[0] < span[1] - span[0] - shorter]
     if not kept:
         return _no_segments(window)
     return _looped(samples, sample_rate_hz, window, [core for _, core in kept], [span for span, _ in kept])
 
 
-def _core(samples: np.ndarray, first: int, last: int, sample_rate_hz: int) -> tuple[int, int]:
+def loud_core(samples: np.ndarray, first: int, last: int, sample_rate_hz: int) -> tuple[int, int]:
+    """[first, last) of the frames of `samples[first:last]` within CORE_BELOW_PEAK_DB of its loudest."""
     core_first, core_last = audible_bounds(samples[first:last], sample_rate_hz, CORE_BELOW_PEAK_DB)
     return first + core_first, first + core_last
 
