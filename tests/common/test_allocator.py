@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from services.common.allocator import JEMALLOC_LIBRARY, AllocatorError, find_jemalloc, with_allocator
+from services.common.allocator import (
+    ARROW_POOL_VARIABLE,
+    CHOICES,
+    JEMALLOC_LIBRARY,
+    MALLOC_VARIABLE,
+    AllocatorError,
+    find_jemalloc,
+    with_allocator,
+)
+
+ARROW_ON_MALLOC = {ARROW_POOL_VARIABLE: "system"}
 
 
 @pytest.fixture
@@ -15,21 +25,21 @@ def library_dir(tmp_path: Path) -> tuple[str, ...]:
 
 def test_auto_preloads_jemalloc_where_installed(library_dir: tuple[str, ...]) -> None:
     env = with_allocator({"PATH": "/bin"}, library_dir)
-    assert env == {"PATH": "/bin", "LD_PRELOAD": str(Path(library_dir[1]) / JEMALLOC_LIBRARY)}
+    assert env == {"PATH": "/bin", "LD_PRELOAD": str(Path(library_dir[1]) / JEMALLOC_LIBRARY), **ARROW_ON_MALLOC}
 
 
 def test_auto_leaves_the_environment_alone_without_jemalloc(tmp_path: Path) -> None:
-    assert with_allocator({"PATH": "/bin"}, (str(tmp_path),)) == {"PATH": "/bin"}
+    assert with_allocator({"PATH": "/bin"}, (str(tmp_path),)) == {"PATH": "/bin", **ARROW_ON_MALLOC}
 
 
 def test_system_never_preloads(library_dir: tuple[str, ...]) -> None:
     env = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": "/opt/other.so"}
-    assert with_allocator(env, library_dir) == env
+    assert with_allocator(env, library_dir) == {**env, **ARROW_ON_MALLOC}
 
 
 def test_system_takes_an_inherited_jemalloc_out_of_the_preload(library_dir: tuple[str, ...]) -> None:
     only = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": f"/usr/local/lib/{JEMALLOC_LIBRARY}"}
-    assert with_allocator(only, library_dir) == {"AUDIOSEARCH_MALLOC": "system"}
+    assert with_allocator(only, library_dir) == {"AUDIOSEARCH_MALLOC": "system", **ARROW_ON_MALLOC}
     mixed = {"AUDIOSEARCH_MALLOC": "system", "LD_PRELOAD": f"/opt/a.so:/usr/local/lib/{JEMALLOC_LIBRARY}"}
     assert with_allocator(mixed, library_dir)["LD_PRELOAD"] == "/opt/a.so"
 
@@ -51,7 +61,14 @@ def test_other_preloads_are_kept_after_jemalloc(library_dir: tuple[str, ...]) ->
 
 def test_jemalloc_already_preloaded_is_not_added_twice(library_dir: tuple[str, ...]) -> None:
     env = {"LD_PRELOAD": f"/elsewhere/{JEMALLOC_LIBRARY}"}
-    assert with_allocator(env, library_dir) == env
+    assert with_allocator(env, library_dir) == {**env, **ARROW_ON_MALLOC}
+
+
+def test_pyarrow_is_put_on_the_process_allocator_unless_the_environment_chose_its_pool(
+        library_dir: tuple[str, ...]) -> None:
+    for choice in CHOICES:
+        assert with_allocator({MALLOC_VARIABLE: choice}, library_dir)[ARROW_POOL_VARIABLE] == "system"
+    assert with_allocator({ARROW_POOL_VARIABLE: "mimalloc"}, library_dir)[ARROW_POOL_VARIABLE] == "mimalloc"
 
 
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
