@@ -117,16 +117,17 @@ class Calibrator:
         return others[0].landmarks if others else 0
 
 
-def allowed_false_positives(negatives: int, target_rate: float, confidence: float = CONFIDENCE) -> int:
+def allowed_false_positives(negatives: int, target_rate: float) -> int:
     """The most of `negatives` sampled negatives that may clear a threshold while the one-sided Clopper-Pearson
     upper bound of the false-positive rate stays within `target_rate`; 0 when even none would not show it."""
     allowed = 0
-    while allowed + 1 < negatives and beta.ppf(confidence, allowed + 2, negatives - allowed - 1) <= target_rate:
+    while allowed + 1 < negatives and _upper_bound(allowed + 1, negatives) <= target_rate:
         allowed += 1
     return allowed
 
 
 def _upper_bound(false_positives: int, negatives: int) -> float:
+    """The CONFIDENCE one-sided Clopper-Pearson upper bound of a rate seen as false_positives / negatives."""
     return float(beta.ppf(CONFIDENCE, false_positives + 1, negatives - false_positives)) if negatives else 1.0
 
 

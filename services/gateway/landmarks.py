@@ -94,7 +94,7 @@ def query_landmarks(samples: np.ndarray, sample_rate_hz: int, event_spans: list[
 
 
 def _alone(samples: np.ndarray, sample_rate_hz: int, event_spans: list[tuple[float, float]]) -> list[tuple[int, int]]:
-    """Each span's [first, last) sample range and its loud core's, where the core is shorter."""
+    """Each span's [first, last) sample range and its loud core's, once where the two are the same."""
     ranges: set[tuple[int, int]] = set()
     for start, end in event_spans:
         first, last = round(start * sample_rate_hz), round(end * sample_rate_hz)

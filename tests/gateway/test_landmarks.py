@@ -133,7 +133,7 @@ def test_a_short_sound_inside_a_query_gets_the_landmarks_it_was_stored_with() ->
 
 def test_a_short_sound_whose_event_span_a_bed_stretched_is_also_taken_over_its_loud_core() -> None:
     blip = chirps(0.3, seed=5)
-    blip[: RATE // 100] = 0.0  # an audible span that starts and ends where the sound does
+    blip[: RATE // 100] = 0.0  # 10 ms of silence first: the core starts where the sound does
     bed = 0.02 * chirps(6.0, seed=6)
     query = bed.copy()
     start = round(2.345 * RATE)
