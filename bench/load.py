@@ -1,9 +1,12 @@
 """Load test: concurrent clients mixing search, ingest and delete against one suite for minutes on end.
 
     python -m bench.load [--sounds DIR] [--clients 16] [--minutes 10] [--search-share 0.7]
-                         [--interval 30] [--gateway ADDR --pids PID...] [--json [FILE]]
+                         [--interval 30] [--milvus lite|server] [--catalog sqlite|mysql]
+                         [--gateway ADDR --pids PID...] [--json [FILE]]
 
-Starts its own suite (Milvus Lite, SQLite, Triton; as `make run`) unless --gateway is given, seeds a collection
+Starts its own suite (Milvus Lite, SQLite, Triton; as `make run`; --milvus server and --catalog mysql put a Milvus
+server started here and a fresh database on the local MySQL/MariaDB server behind it, and watch their memory too)
+unless --gateway is given, seeds a collection
 with real sounds, then runs `--clients` clients, each one call at a time and on its own connection, until the time
 is up. A call is a search (a 5 s excerpt of a seeded sound, `--search-share` of the calls) or an ingest of a fresh
 recording (a dev sound at a random gain and in a random format, so no two uploads are the same bytes); each client
@@ -44,6 +47,7 @@ from bench.support import (
     DEFAULT_SOUNDS,
     machine,
     milvus,
+    mysql_catalog,
     own_suite,
     shared_load_note,
     sound_files,
@@ -266,7 +270,7 @@ def memory_growth(samples_mb: list[int]) -> dict:
 
 def table(result: dict) -> str:
     lines = [f"{result['clients']} clients for {result['minutes']:g} min, {result['search_share']:.0%} searches, "
-             f"Milvus {result.get('milvus', 'as given')}; "
+             f"Milvus {result.get('milvus', 'as given')}, catalog on {result.get('catalog', 'as given')}; "
              f"collection seeded with {result['seeded']['files']} sounds "
              f"({result['seeded']['audio_seconds']:.0f} s audio)",
              f"calls: {result['calls']} ({result['calls_per_second']:.2f}/s); by status: "
@@ -296,10 +300,15 @@ def run_own_suite(args: argparse.Namespace) -> dict:
             uri, milvus_pid = stack.enter_context(milvus(None))
             overrides["SEARCH_MILVUS_URI"] = uri
             watched["milvus"] = int(milvus_pid or 0)
+        if args.catalog == "mysql":
+            dsn, mysql_pid = stack.enter_context(mysql_catalog())
+            overrides["CATALOG_DSN"] = dsn
+            if mysql_pid:
+                watched["mysql"] = mysql_pid
         bench = stack.enter_context(own_suite(overrides))
         watched.update({plan.name: process.pid
                         for plan, process in zip(bench.suite.plans, bench.suite.processes, strict=True)})
-        return {**run(args, bench.gateway, watched), "milvus": args.milvus}
+        return {**run(args, bench.gateway, watched), "milvus": args.milvus, "catalog": args.catalog}
 
 
 def main() -> None:
@@ -319,6 +328,9 @@ def main() -> None:
     parser.add_argument("--milvus", choices=["lite", "server"], default="lite",
                         help="the suite's vector store: Milvus Lite in the search service (as `make run`), or a "
                              "Milvus standalone server started here (as the tests and a deployment)")
+    parser.add_argument("--catalog", choices=["sqlite", "mysql"], default="sqlite",
+                        help="the catalog's database: SQLite in its state folder (as `make run`), or a fresh database "
+                             "on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names (as the tests and a deployment)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
     if args.gateway:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
+from tests.support.mysql import configured_server, temporary_database
 from tests.support.processes import process_tree
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
@@ -110,6 +111,25 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             yield server.uri, server.process.pid
         finally:
             server.stop()
+
+
+@contextlib.contextmanager
+def mysql_catalog() -> Iterator[tuple[str, int | None]]:
+    """(dsn of a fresh database on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names, pid of that server when it
+    runs on this machine); the database is dropped afterwards."""
+    server = configured_server()
+    with temporary_database(server, prefix="audiosearch_bench") as name:
+        yield server.dsn(name), local_pid(("mariadbd", "mysqld"))
+
+
+def local_pid(names: tuple[str, ...]) -> int | None:
+    """The pid of a process on this machine whose command name is one of `names` (from /proc), or None."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in names:
+                    return int(entry.name)
+    return None
 
 
 def tree_rss_bytes(pid: int | None) -> int | None:

@@ -59,6 +59,7 @@ from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
 from services.embedder.engine import MIN_SAMPLES, Embedder, RuntimeOptions, WeightsSource
 from services.gateway.landmarks import extract_landmarks
 from services.gateway.segments import cut_segments, normalise_loudness
+from services.gateway.settings import GatewaySettings
 
 CHUNK = 256 * 1024
 COLLECTION = "bench_throughput"
@@ -67,6 +68,8 @@ INGEST_STAGES = ("dedupe", "decode", "embed", "catalog", "blob", "vectors", "rea
 
 
 # ------------------------------------------------------------------------------------------ in-process baselines
+
+GATEWAY_DEFAULT_PARALLEL_FILES: int = GatewaySettings.model_fields["import_parallel_files"].default
 
 
 def _decoded(path: Path) -> np.ndarray | None:
@@ -409,8 +412,9 @@ def main() -> None:
     parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
     parser.add_argument("--via", choices=["import", "ingest"], default="import",
                         help="ImportAudio stream (default) or concurrent IngestAudio calls")
-    parser.add_argument("--parallel", type=int, default=8,
-                        help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default 8)")
+    parser.add_argument("--parallel", type=int, default=GATEWAY_DEFAULT_PARALLEL_FILES,
+                        help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default "
+                             "%(default)s, the gateway's own)")
     parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="the suite embedder's EMBEDDER_PRECISION (default: its own choice)")
     parser.add_argument("--limit", type=int, help="end to end over N files only (a seeded random choice)")

@@ -6,6 +6,7 @@ This is the part the Triton model instance runs; it knows nothing about Triton, 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -269,10 +270,22 @@ def row_groups(parts: Sequence[np.ndarray], rows_per_group: int) -> Iterator[lis
         yield group
 
 
+def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container's CPU limit, which
+    the affinity does not show: a pod limited to 4 cores on a 32-core node sees 32)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
 def default_threads(instance_count: int) -> int:
     """Cores available to this process split between model instances."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, instance_count))
+    return max(1, available_cores() // max(1, instance_count))
 
 
 __all__ = ["EMBEDDING_DIM", "Embedder", "EmbeddingBatch", "InputError", "RuntimeOptions", "WeightsSource"]

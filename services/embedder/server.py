@@ -30,7 +30,7 @@ from services.common.logs import configure_logging
 from services.common.settings import load_settings
 from services.embedder.checkpoint import CheckpointError, verify_checkpoint
 from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import WeightsSource, default_threads, identity_for
+from services.embedder.engine import WeightsSource, available_cores, default_threads, identity_for
 from services.embedder.identity import ModelIdentity
 from services.embedder.instance import InstancePlan
 from services.embedder.repository import read_template, render_config, write_repository
@@ -113,6 +113,16 @@ def auto_precision(gpu: bool) -> str:
     return "bfloat16" if cpu_has_amx_bfloat16() else "float32"
 
 
+def instance_count(settings: EmbedderSettings, gpu: bool) -> int:
+    """EMBEDDER_INSTANCE_COUNT, or by default one instance on a GPU and two single-threaded ones on a CPU: on two
+    cores shared with a gateway, two instances of one thread embedded 43.5-44.5 audio s/s end to end where one
+    instance of two threads did 39.3-39.8 (`bench.throughput`, README "Performance"). A thread of an instance
+    never waits at a barrier for a sibling that the gateway's work took off its core."""
+    if settings.instance_count:
+        return settings.instance_count
+    return 1 if gpu else min(2, available_cores())
+
+
 def instance_plan(
     settings: EmbedderSettings, source: WeightsSource, gpu: bool
 ) -> tuple[ModelIdentity, InstancePlan]:
@@ -130,7 +140,7 @@ def instance_plan(
         checkpoint_sha256=sha256 or "",
         untrained_seed=source.untrained_seed if source.untrained_seed is not None else -1,
         precision=precision,
-        num_threads=settings.num_threads or default_threads(settings.instance_count),
+        num_threads=settings.num_threads or default_threads(instance_count(settings, gpu)),
         channels_last=channels_last,
         compile=settings.compile,
         batch_samples=int(settings.batch_seconds * SAMPLE_RATE),
@@ -151,7 +161,7 @@ def prepare(settings: EmbedderSettings, base_env: dict[str, str]) -> LaunchPlan:
         read_template(),
         plan.to_parameters(identity),
         gpu,
-        settings.instance_count,
+        instance_count(settings, gpu),
         settings.max_queue_delay_us,
         settings.max_batch_size,
         settings.waveform_dtype,

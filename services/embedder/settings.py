@@ -33,7 +33,9 @@ class EmbedderSettings(BaseSettings):
     precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     channels_last: Literal["auto", "true", "false"] = "auto"
     compile: bool = False
-    instance_count: int = Field(default=1, ge=1, le=16)
+    instance_count: int = Field(
+        default=0, ge=0, le=16, description="model instances; 0: one on a GPU, two on a CPU of two cores or more"
+    )
     num_threads: int = Field(default=0, ge=0, description="torch threads per instance; 0: cores / instances")
     max_queue_delay_us: int = Field(default=5000, ge=0, le=1_000_000)
     max_batch_size: int = Field(default=64, ge=1, le=4096, description="windows per request and per batch")

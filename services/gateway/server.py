@@ -28,7 +28,8 @@ SERVICE_NAME = audiosearch_pb2.DESCRIPTOR.services_by_name["AudioSearchService"]
 
 
 def build_server(settings: GatewaySettings) -> RunningServer:
-    embedder = EmbedderClient(settings.embedder_url, settings.embed_timeout_seconds, tls=settings.internal_tls())
+    embedder = EmbedderClient(settings.embedder_url, settings.embed_timeout_seconds,
+                              settings.embed_max_parallel_requests, tls=settings.internal_tls())
     backends = Backends(settings.catalog_address, settings.search_address, settings.rpc_timeout_seconds,
                         settings.internal_tls())
     pipeline = AudioPipeline(embedder, AudioLimits(settings.max_duration_seconds, settings.decode_timeout_seconds,

@@ -15,13 +15,14 @@ from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2
 
 from services.common.allocator import JEMALLOC_LIBRARY
-from services.embedder.engine import WeightsSource, untrained_cnn14
+from services.embedder.engine import WeightsSource, available_cores, untrained_cnn14
 from services.embedder.identity import ModelIdentity
 from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
 from services.embedder.repository import read_template, render_config, write_repository
 from services.embedder.server import (
     StartupError,
     cpu_has_amx_bfloat16,
+    instance_count,
     instance_plan,
     prepare,
     weights_source,
@@ -115,6 +116,34 @@ def test_on_a_gpu_instances_default_to_float16_and_channels_last() -> None:
 
     assert plan.precision == "float16"
     assert plan.channels_last
+
+
+def test_by_default_a_gpu_gets_one_instance_and_a_cpu_two_single_threaded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.embedder.server.available_cores", lambda: 2)
+    monkeypatch.setattr("services.embedder.engine.available_cores", lambda: 2)
+
+    assert instance_count(settings(), gpu=True) == 1
+    assert instance_count(settings(), gpu=False) == 2
+    assert instance_count(settings(instance_count=3), gpu=False) == 3
+    _, plan = instance_plan(settings(untrained=True), WeightsSource(untrained_seed=0), gpu=False)
+    assert plan.num_threads == 1
+
+
+def test_one_core_gets_one_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("services.embedder.server.available_cores", lambda: 1)
+
+    assert instance_count(settings(), gpu=False) == 1
+
+
+def test_a_cgroup_cpu_quota_caps_the_cores_the_engine_counts(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+
+    cpu_max.write_text("150000 100000\n")  # a pod limited to 1.5 cores
+    assert available_cores(cpu_max) == min(affinity, 2)
+    cpu_max.write_text("max 100000\n")
+    assert available_cores(cpu_max) == affinity
+    assert available_cores(tmp_path / "missing") == affinity
 
 
 def test_instance_parameters_round_trip_through_strings() -> None:
