@@ -63,13 +63,12 @@ from services.gateway.settings import GatewaySettings
 
 CHUNK = 256 * 1024
 COLLECTION = "bench_throughput"
+GATEWAY_DEFAULT_PARALLEL_FILES: int = GatewaySettings.model_fields["import_parallel_files"].default
 WINDOW_SECONDS = 2.0
 INGEST_STAGES = ("dedupe", "decode", "embed", "catalog", "blob", "vectors", "ready")
 
 
 # ------------------------------------------------------------------------------------------ in-process baselines
-
-GATEWAY_DEFAULT_PARALLEL_FILES: int = GatewaySettings.model_fields["import_parallel_files"].default
 
 
 def _decoded(path: Path) -> np.ndarray | None:

@@ -116,8 +116,8 @@ def auto_precision(gpu: bool) -> str:
 def instance_count(settings: EmbedderSettings, gpu: bool) -> int:
     """EMBEDDER_INSTANCE_COUNT, or by default one instance on a GPU and two single-threaded ones on a CPU: on two
     cores shared with a gateway, two instances of one thread embedded 43.5-44.5 audio s/s end to end where one
-    instance of two threads did 39.3-39.8 (`bench.throughput`, README "Performance"). A thread of an instance
-    never waits at a barrier for a sibling that the gateway's work took off its core."""
+    instance of two threads did 39.3-39.8 (`bench.throughput`, README "Performance"), likely because a
+    single-threaded instance has no sibling thread to wait for when the gateway's work takes a core (not profiled)."""
     if settings.instance_count:
         return settings.instance_count
     return 1 if gpu else min(2, available_cores())
