@@ -14,7 +14,7 @@ from pathlib import Path
 
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
-from tests.support.mysql import configured_server, temporary_database
+from tests.support.mysql import MySQLServer, configured_server, temporary_database
 from tests.support.processes import process_tree
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
@@ -113,13 +113,30 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             server.stop()
 
 
+@dataclasses.dataclass(frozen=True)
+class MySQLCatalog:
+    dsn: str
+    pid: int | None  # the server's, when it runs on this machine
+    server: MySQLServer
+
+    def buffer_pool_bytes(self) -> int:
+        """Bytes of InnoDB's buffer pool holding pages (data and InnoDB's own): a cache that fills up to
+        `innodb_buffer_pool_size` and is resident once filled."""
+        with contextlib.closing(self.server.connect()) as connection, connection.cursor() as cursor:
+            cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
+                           "('Innodb_buffer_pool_pages_data', 'Innodb_buffer_pool_pages_misc')")
+            pages = sum(int(value) for _, value in cursor.fetchall())
+            cursor.execute("SELECT @@innodb_page_size")
+            (page_size,) = cursor.fetchone()
+        return pages * int(page_size)
+
+
 @contextlib.contextmanager
-def mysql_catalog() -> Iterator[tuple[str, int | None]]:
-    """(dsn of a fresh database on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names, pid of that server when it
-    runs on this machine); the database is dropped afterwards."""
+def mysql_catalog() -> Iterator[MySQLCatalog]:
+    """A fresh database on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names, dropped afterwards."""
     server = configured_server()
     with temporary_database(server, prefix="audiosearch_bench") as name:
-        yield server.dsn(name), local_pid(("mariadbd", "mysqld"))
+        yield MySQLCatalog(server.dsn(name), local_pid(("mariadbd", "mysqld")), server)
 
 
 def local_pid(names: tuple[str, ...]) -> int | None:

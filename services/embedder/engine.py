@@ -177,7 +177,8 @@ class Embedder:
         """All rows of `parts`, in order, on the device, at most `batch_samples` of audio per chunk."""
         samples = max(parts[0].shape[1], MIN_SAMPLES)
         rows_per_chunk = max(1, self.options.batch_samples // samples)
-        for pieces in row_groups(parts, rows_per_chunk):
+        rows = sum(part.shape[0] for part in parts)
+        for pieces in row_groups(parts, chunk_sizes(rows, rows_per_chunk, bounded=self.device.type == "cpu")):
             yield self.to_device(pieces)
 
     def logmel(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -252,22 +253,37 @@ def finite_rows_of(waveforms: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(waveforms).all(dim=1)
 
 
-def row_groups(parts: Sequence[np.ndarray], rows_per_group: int) -> Iterator[list[np.ndarray]]:
-    """The rows of `parts` in order, as lists of row slices holding `rows_per_group` rows (the last fewer)."""
+def chunk_sizes(rows: int, rows_per_chunk: int, bounded: bool = True) -> list[int]:
+    """Rows per forward pass: full chunks, then the rest; `bounded`, the rest as powers of two, largest first.
+
+    Bounded, the passes take at most log2(rows_per_chunk) + 2 shapes whatever mix of requests a batch holds, so on
+    a CPU the buffers a pass frees fit the next pass of its shape and glibc's heap reuses them instead of keeping
+    ever more (README, "Memory under load"). A GPU's caching allocator needs no such help.
+    """
+    full, rest = divmod(rows, rows_per_chunk)
+    if not bounded:
+        return [rows_per_chunk] * full + ([rest] if rest else [])
+    return [rows_per_chunk] * full + [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+
+
+def row_groups(parts: Sequence[np.ndarray], sizes: Sequence[int]) -> Iterator[list[np.ndarray]]:
+    """The rows of `parts` in order, as lists of row slices holding `sizes[0]`, `sizes[1]`, ... rows."""
+    if sum(sizes) != sum(part.shape[0] for part in parts):
+        raise ValueError(f"sizes {list(sizes)} do not cover the {sum(part.shape[0] for part in parts)} rows")
+    pending = iter(sizes)
+    wanted = next(pending, 0)
     group: list[np.ndarray] = []
     count = 0
     for part in parts:
         start = 0
         while start < part.shape[0]:
-            taken = part[start : start + rows_per_group - count]
+            taken = part[start : start + wanted - count]
             group.append(taken)
             count += taken.shape[0]
             start += taken.shape[0]
-            if count == rows_per_group:
+            if count == wanted:
                 yield group
-                group, count = [], 0
-    if group:
-        yield group
+                group, count, wanted = [], 0, next(pending, 0)
 
 
 def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:

@@ -14,6 +14,7 @@ from services.embedder.engine import (
     InputError,
     RuntimeOptions,
     WeightsSource,
+    chunk_sizes,
     row_groups,
     untrained_cnn14,
 )
@@ -148,12 +149,36 @@ def test_requests_split_across_forward_passes_come_back_whole_and_in_order(embed
         np.testing.assert_allclose(result.embeddings, embedder.embed(request).embeddings, atol=1e-5)
 
 
-def test_row_groups_cut_the_rows_of_all_parts_into_groups_of_the_given_size() -> None:
+def test_row_groups_cut_the_rows_of_all_parts_into_groups_of_the_given_sizes() -> None:
     parts = [np.arange(3)[:, None], np.arange(3, 4)[:, None], np.arange(4, 9)[:, None]]
 
-    groups = [np.concatenate(group).ravel().tolist() for group in row_groups(parts, 4)]
+    groups = [np.concatenate(group).ravel().tolist() for group in row_groups(parts, [4, 2, 2, 1])]
 
-    assert groups == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert groups == [[0, 1, 2, 3], [4, 5], [6, 7], [8]]
+
+
+def test_row_groups_refuse_sizes_that_leave_rows_over() -> None:
+    with pytest.raises(ValueError, match="do not cover"):
+        list(row_groups([np.zeros((5, 1))], [4]))
+
+
+@pytest.mark.parametrize(
+    ("rows", "sizes"),
+    [(0, []), (32, [32]), (75, [32, 32, 8, 2, 1]), (31, [16, 8, 4, 2, 1]), (33, [32, 1]), (6, [4, 2])],
+)
+def test_forward_passes_take_full_chunks_then_powers_of_two(rows: int, sizes: list[int]) -> None:
+    assert chunk_sizes(rows, 32) == sizes
+
+
+def test_unbounded_passes_take_full_chunks_then_the_rest() -> None:
+    assert chunk_sizes(75, 32, bounded=False) == [32, 32, 11]
+    assert chunk_sizes(64, 32, bounded=False) == [32, 32]
+
+
+def test_any_mix_of_requests_runs_in_few_shapes() -> None:
+    shapes = {size for rows in range(1, 200) for size in chunk_sizes(rows, 24)}
+
+    assert shapes == {24, 16, 8, 4, 2, 1}
 
 
 def test_too_long_inputs_are_refused() -> None:
