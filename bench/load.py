@@ -20,6 +20,8 @@ memory after the warm-up: from its start to its end (means of MEMORY_SAMPLES rea
 trend (a straight line fitted to every reading, its rise over the window). Memory that swings in a sawtooth
 (a collector, a store merging its files) moves the first figure by where in a swing the window ends; a leak
 moves both. Exits 1 when any other error occurred or a service's trend rose more than MEMORY_GROWTH_LIMIT.
+With --catalog mysql the server's memory is read three ways: its RSS, its InnoDB buffer pool's pages in use (a
+cache that fills up to `innodb_buffer_pool_size`), and the rest, RSS less the pool: only the rest is judged.
 """
 
 from __future__ import annotations
