@@ -175,6 +175,14 @@ def test_unbounded_passes_take_full_chunks_then_the_rest() -> None:
     assert chunk_sizes(64, 32, bounded=False) == [32, 32]
 
 
+def test_a_cpu_embedder_cuts_a_batch_into_full_chunks_then_powers_of_two(embedder: Embedder) -> None:
+    one_second_rows = [np.zeros((70, 32000), np.float32), np.zeros((5, 32000), np.float32)]
+
+    chunk_rows = [chunk.shape[0] for chunk in embedder._chunks(one_second_rows)]
+
+    assert chunk_rows == [64, 8, 2, 1]  # 64 s of audio per pass by default
+
+
 def test_any_mix_of_requests_runs_in_few_shapes() -> None:
     shapes = {size for rows in range(1, 200) for size in chunk_sizes(rows, 24)}
 
