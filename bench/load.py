@@ -20,8 +20,8 @@ memory after the warm-up: from its start to its end (means of MEMORY_SAMPLES rea
 trend (a straight line fitted to every reading, its rise over the window). Memory that swings in a sawtooth
 (a collector, a store merging its files) moves the first figure by where in a swing the window ends; a leak
 moves both. Exits 1 when any other error occurred or a service's trend rose more than MEMORY_GROWTH_LIMIT.
-With --catalog mysql the server's memory is read three ways: its RSS, its InnoDB buffer pool's pages in use (a
-cache that fills up to `innodb_buffer_pool_size`), and the rest, RSS less the pool: only the rest is judged.
+With --catalog mysql the server's RSS is judged, and reported beside it: its InnoDB buffer pool's pages in use, and on
+MariaDB the memory the server counts as allocated (`Memory_used`).
 """
 
 from __future__ import annotations
@@ -210,11 +210,13 @@ def process_memory(pid: int) -> MemorySeries:
 
 
 def mysql_memory(catalog: MySQLCatalog, pid: int) -> dict[str, MemorySeries]:
-    """The server's RSS, its InnoDB buffer pool's pages in use, and the rest: the pool is a cache that grows until
-    `innodb_buffer_pool_size`, so the rest is what is judged."""
-    return {"mysql": MemorySeries(lambda: tree_rss_bytes(pid) or 0, judged=False),
-            "mysql-pool": MemorySeries(catalog.buffer_pool_bytes, judged=False),
-            "mysql-rest": MemorySeries(lambda: (tree_rss_bytes(pid) or 0) - catalog.buffer_pool_bytes())}
+    """The server's RSS, judged; beside it, reported, its InnoDB buffer pool's pages in use and, on MariaDB, the
+    memory the server counts as allocated, which holds the whole pool from the start: RSS rising below a flat count
+    is the server touching memory it already holds."""
+    series = {"mysql": process_memory(pid), "mysql-pool": MemorySeries(catalog.buffer_pool_bytes, judged=False)}
+    if catalog.memory_used_bytes() is not None:
+        series["mysql-alloc"] = MemorySeries(lambda: catalog.memory_used_bytes() or 0, judged=False)
+    return series
 
 
 def read_memory(series: dict[str, MemorySeries]) -> dict[str, int]:
@@ -317,7 +319,7 @@ def table(result: dict) -> str:
                  f"limit +{MEMORY_GROWTH_LIMIT:.0%}:")
     for name, item in result["memory"].items():
         aside = "" if name in result["memory_judged"] else "  (reported, not judged)"
-        lines.append(f"  {name:10s} {item['after_warmup_mb']:6d} -> {item['end_mb']:6d} ({item['growth']:+.1%}), "
+        lines.append(f"  {name:11s} {item['after_warmup_mb']:6d} -> {item['end_mb']:6d} ({item['growth']:+.1%}), "
                      f"trend {item['trend']:+.1%}, peak {item['peak_mb']}{aside}")
     lines.append("PASSED" if result["passed"] else "FAILED")
     lines.append(result["load_note"])

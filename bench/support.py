@@ -120,15 +120,27 @@ class MySQLCatalog:
     server: MySQLServer
 
     def buffer_pool_bytes(self) -> int:
-        """Bytes of InnoDB's buffer pool holding pages (data and InnoDB's own): a cache that fills up to
-        `innodb_buffer_pool_size` and is resident once filled."""
+        """Bytes of InnoDB's buffer pool holding pages now (data and InnoDB's own). Pages it frees stay resident, so
+        this is not the pool's share of the server's RSS."""
+        pages = sum(int(value) for value in self._status("Innodb_buffer_pool_pages_data",
+                                                          "Innodb_buffer_pool_pages_misc").values())
+        return pages * int(self._query("SELECT @@innodb_page_size")[0][0])
+
+    def memory_used_bytes(self) -> int | None:
+        """MariaDB's own count of the memory it has allocated (`Memory_used`; its buffer pool's whole size from the
+        start), or None where the server does not report it (MySQL)."""
+        value = self._status("Memory_used").get("Memory_used")
+        return int(value) if value is not None else None
+
+    def _status(self, *names: str) -> dict[str, str]:
+        rows = self._query("SHOW GLOBAL STATUS WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")",
+                           names)
+        return {str(name): str(value) for name, value in rows}
+
+    def _query(self, sql: str, parameters: tuple[str, ...] = ()) -> list[tuple]:
         with contextlib.closing(self.server.connect()) as connection, connection.cursor() as cursor:
-            cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN "
-                           "('Innodb_buffer_pool_pages_data', 'Innodb_buffer_pool_pages_misc')")
-            pages = sum(int(value) for _, value in cursor.fetchall())
-            cursor.execute("SELECT @@innodb_page_size")
-            (page_size,) = cursor.fetchone()
-        return pages * int(page_size)
+            cursor.execute(sql, parameters)
+            return list(cursor.fetchall())
 
 
 @contextlib.contextmanager
