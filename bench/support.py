@@ -122,9 +122,9 @@ class MySQLCatalog:
     def buffer_pool_bytes(self) -> int:
         """Bytes of InnoDB's buffer pool holding pages now (data and InnoDB's own). Pages it frees stay resident, so
         this is not the pool's share of the server's RSS."""
-        pages = sum(int(value) for value in self._status("Innodb_buffer_pool_pages_data",
-                                                          "Innodb_buffer_pool_pages_misc").values())
-        return pages * int(self._query("SELECT @@innodb_page_size")[0][0])
+        status = self._status("Innodb_buffer_pool_pages_data", "Innodb_buffer_pool_pages_misc", "Innodb_page_size")
+        page_size = int(status.pop("Innodb_page_size"))
+        return sum(int(pages) for pages in status.values()) * page_size
 
     def memory_used_bytes(self) -> int | None:
         """MariaDB's own count of the memory it has allocated (`Memory_used`; its buffer pool's whole size from the
@@ -133,14 +133,10 @@ class MySQLCatalog:
         return int(value) if value is not None else None
 
     def _status(self, *names: str) -> dict[str, str]:
-        rows = self._query("SHOW GLOBAL STATUS WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")",
-                           names)
-        return {str(name): str(value) for name, value in rows}
-
-    def _query(self, sql: str, parameters: tuple[str, ...] = ()) -> list[tuple]:
+        query = "SHOW GLOBAL STATUS WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")"
         with contextlib.closing(self.server.connect()) as connection, connection.cursor() as cursor:
-            cursor.execute(sql, parameters)
-            return list(cursor.fetchall())
+            cursor.execute(query, names)
+            return {str(name): str(value) for name, value in cursor.fetchall()}
 
 
 @contextlib.contextmanager
