@@ -1,7 +1,7 @@
 """Load test: concurrent clients mixing search, ingest and delete against one suite for minutes on end.
 
     python -m bench.load [--sounds DIR] [--clients 16] [--minutes 10] [--search-share 0.7]
-                         [--interval 30] [--milvus lite|server] [--catalog sqlite|mysql] [--no-fill-mysql-pool]
+                         [--interval 30] [--milvus lite|server] [--catalog sqlite|mysql]
                          [--gateway ADDR --pids PID...] [--json [FILE]]
 
 Starts its own suite (Milvus Lite, SQLite, Triton; as `make run`; --milvus server and --catalog mysql put a Milvus
@@ -21,9 +21,7 @@ trend (a straight line fitted to every reading, its rise over the window). Memor
 (a collector, a store merging its files) moves the first figure by where in a swing the window ends; a leak
 moves both. Exits 1 when any other error occurred or a service's trend rose more than MEMORY_GROWTH_LIMIT.
 With --catalog mysql the server's RSS is judged, and reported beside it: its InnoDB buffer pool's pages in use, and on
-MariaDB the memory the server counts as allocated (`Memory_used`). Before the suite starts, the bench runs twice the
-pool's size of scratch rows through the pool (unless --no-fill-mysql-pool): a server just (re)started touches its
-pool's pages for the first time over many minutes, and its RSS climbs with them.
+MariaDB the memory the server counts as allocated (`Memory_used`).
 """
 
 from __future__ import annotations
@@ -339,16 +337,12 @@ def run_own_suite(args: argparse.Namespace) -> dict:
         if args.catalog == "mysql":
             catalog = stack.enter_context(mysql_catalog())
             overrides["CATALOG_DSN"] = catalog.dsn
-            if args.fill_mysql_pool:
-                print(f"filled MySQL's buffer pool ({catalog.fill_buffer_pool() / 2**20:.0f} MB)", file=sys.stderr)
             if catalog.pid:
                 memory.update(mysql_memory(catalog, catalog.pid))
         bench = stack.enter_context(own_suite(overrides))
         memory.update({plan.name: process_memory(process.pid)
                        for plan, process in zip(bench.suite.plans, bench.suite.processes, strict=True)})
-        filled = args.catalog == "mysql" and args.fill_mysql_pool
-        catalog_label = args.catalog + (", its buffer pool filled first" if filled else "")
-        return {**run(args, bench.gateway, memory), "milvus": args.milvus, "catalog": catalog_label}
+        return {**run(args, bench.gateway, memory), "milvus": args.milvus, "catalog": args.catalog}
 
 
 def main() -> None:
@@ -371,10 +365,6 @@ def main() -> None:
     parser.add_argument("--catalog", choices=["sqlite", "mysql"], default="sqlite",
                         help="the catalog's database: SQLite in its state folder (as `make run`), or a fresh database "
                              "on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names (as the tests and a deployment)")
-    parser.add_argument("--fill-mysql-pool", action=argparse.BooleanOptionalAction, default=True,
-                        help="with --catalog mysql: first run twice the server's InnoDB buffer pool of scratch rows "
-                             "through it, as on a server up a while, so its RSS does not climb as the pool first "
-                             "touches its pages (default: fill)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="JSON to FILE, or stdout")
     args = parser.parse_args()
     if args.gateway:

@@ -113,9 +113,6 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             server.stop()
 
 
-POOL_FILL_ROW_BYTES = 1000
-
-
 @dataclasses.dataclass(frozen=True)
 class MySQLCatalog:
     dsn: str
@@ -134,29 +131,6 @@ class MySQLCatalog:
         start), or None where the server does not report it (MySQL)."""
         value = self._status("Memory_used").get("Memory_used")
         return int(value) if value is not None else None
-
-    def fill_buffer_pool(self) -> int:
-        """Run twice the buffer pool's size of rows through it, in a scratch table of the bench's own database,
-        then drop the table: every page of the pool has then been touched, as on a server that has been up a while,
-        so the server's RSS no longer climbs as the pool first reaches pages it has not used. Returns the pool's
-        size in bytes."""
-        database = self.dsn.rsplit("/", 1)[1]
-        with contextlib.closing(self.server.connect(database)) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT @@innodb_buffer_pool_size")
-            (pool_bytes,) = cursor.fetchone()
-            cursor.execute(f"CREATE TABLE pool_fill (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                           f"pad VARBINARY({POOL_FILL_ROW_BYTES})) ENGINE=InnoDB")
-            try:
-                cursor.execute(f"INSERT INTO pool_fill (pad) VALUES (REPEAT('x', {POOL_FILL_ROW_BYTES}))")
-                rows = 1
-                while rows * POOL_FILL_ROW_BYTES < 2 * int(pool_bytes):
-                    cursor.execute("INSERT INTO pool_fill (pad) SELECT pad FROM pool_fill")
-                    rows *= 2
-                cursor.execute("SELECT COUNT(*), SUM(LENGTH(pad)) FROM pool_fill")
-                cursor.fetchall()
-            finally:
-                cursor.execute("DROP TABLE pool_fill")
-        return int(pool_bytes)
 
     def _status(self, *names: str) -> dict[str, str]:
         query = "SHOW GLOBAL STATUS WHERE Variable_name IN (" + ", ".join(["%s"] * len(names)) + ")"
