@@ -19,6 +19,8 @@ The collection has the search service's own schema (created through services.sea
 collection then serves the overhead test: SearchSegments through a search service started on it versus the same
 search through pymilvus directly, one vector with top 10 and four vectors with top 64 (what a 5 s query sends);
 and, to take the difference apart, a health check through the service and the service's store called in process.
+Every search here, as the service's, hands pymilvus its query vectors as float32 bytes, the fastest way it takes
+them (services/search/store.py, `query_bytes`), so the direct call is the best pymilvus does.
 
 1M x 2048 float32 is 8 GB of raw vectors: on a small machine run --count 100000 or 200000 and read the build
 times and memory as the basis for extrapolation.
@@ -44,7 +46,7 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from bench.metrics import emit, percentiles
 from bench.support import machine, milvus, shared_load_note, tree_cpu_seconds, tree_rss_bytes
-from services.search.store import HIT_FIELDS, METRIC, MilvusStore, StoreConfig
+from services.search.store import HIT_FIELDS, METRIC, VECTOR_FIELD, MilvusStore, StoreConfig, query_bytes
 from services.suite import REPO_ROOT, free_port, is_healthy
 
 DIM = 2048
@@ -188,8 +190,8 @@ def search_params(index_type: str, value: int) -> dict:
 
 def search_one(client: MilvusClient, query: np.ndarray, params: dict) -> list:
     """The top 10 of one query vector, ids only."""
-    return client.search(PREFIX + NAME, data=[query], limit=10, search_params=params, output_fields=[],
-                         consistency_level=CONSISTENCY[0])
+    return client.search(PREFIX + NAME, data=query_bytes(query[np.newaxis]), anns_field=VECTOR_FIELD, limit=10,
+                         search_params=params, output_fields=[], consistency_level=CONSISTENCY[0])
 
 
 def measure(client: MilvusClient, queries: np.ndarray, exact: ExactTopK, params: dict) -> dict:
@@ -246,7 +248,8 @@ def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: st
                                                     vectors=[row.astype("<f4").tobytes() for row in batch])
                 service_ms.append(_timed_ms(partial(stub.SearchSegments, request, timeout=60)))
                 direct_ms.append(_timed_ms(partial(
-                    client.search, collection, data=list(batch), limit=top_k, output_fields=HIT_FIELDS,
+                    client.search, collection, data=query_bytes(batch), anns_field=VECTOR_FIELD, limit=top_k,
+                    output_fields=HIT_FIELDS,
                     search_params=search_params(index_type, max(value, top_k) if index_type == "HNSW" else value),
                     consistency_level=CONSISTENCY[0])))
                 if vectors_per_call == 1:

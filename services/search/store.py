@@ -37,6 +37,7 @@ HIT_FIELDS = ["audio_id", "start_s", "end_s"]
 AUDIO_ID_MAX_CHARS = 64
 UPSERT_BATCH = 1000
 SEARCH_BATCH = 1024
+VECTOR_FIELD = "vector"
 ITERATOR_BATCH = 1000
 VECTOR_ITERATOR_BATCH = 256
 PING_TIMEOUT_S = 3.0
@@ -193,9 +194,10 @@ class MilvusStore:
             for start in range(0, len(queries), SEARCH_BATCH):
                 with MILVUS_DURATION.labels("search").time():
                     found = milvus.search(
-                        self._milvus_name(name), data=list(queries[start:start + SEARCH_BATCH]), limit=top_k,
-                        filter=audio_filter(audio_ids), output_fields=HIT_FIELDS, search_params=params,
-                        consistency_level=self._config.consistency, timeout=self._config.timeout_s,
+                        self._milvus_name(name), data=query_bytes(queries[start:start + SEARCH_BATCH]),
+                        anns_field=VECTOR_FIELD, limit=top_k, filter=audio_filter(audio_ids),
+                        output_fields=HIT_FIELDS, search_params=params, consistency_level=self._config.consistency,
+                        timeout=self._config.timeout_s,
                     )
                 results.extend([_hit(hit) for hit in hits] for hits in found)
         return results
@@ -245,7 +247,7 @@ class MilvusStore:
         """Every stored segment of the given recordings, vectors included, in no particular order."""
         if not audio_ids:
             return []
-        fields = [*HIT_FIELDS, "vector"]
+        fields = [*HIT_FIELDS, VECTOR_FIELD]
         return [
             _segment(row)
             for batch in self._iterate(name, audio_filter(audio_ids), fields, VECTOR_ITERATOR_BATCH)
@@ -281,11 +283,11 @@ class MilvusStore:
         schema.add_field("audio_id", DataType.VARCHAR, max_length=AUDIO_ID_MAX_CHARS)
         schema.add_field("start_s", DataType.FLOAT)
         schema.add_field("end_s", DataType.FLOAT)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
         index_type = self._config.effective_index_type
         index_params = milvus.prepare_index_params()
         params = self._index_params(index_type)
-        index_params.add_index(field_name="vector", index_type=index_type, metric_type=METRIC, params=params)
+        index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=params)
         # With index parameters MilvusClient creates, indexes and loads the collection in one go.
         milvus.create_collection(
             self._milvus_name(name), schema=schema, index_params=index_params,
@@ -308,8 +310,8 @@ class MilvusStore:
         """Reads the dimension and index of an existing collection and makes sure it is loaded."""
         milvus, milvus_name, timeout = self._client(), self._milvus_name(name), self._config.timeout_s
         description = milvus.describe_collection(milvus_name, timeout=timeout)
-        vector_field = next(f for f in description["fields"] if f["name"] == "vector")
-        indexes = milvus.list_indexes(milvus_name, field_name="vector", timeout=timeout)
+        vector_field = next(f for f in description["fields"] if f["name"] == VECTOR_FIELD)
+        indexes = milvus.list_indexes(milvus_name, field_name=VECTOR_FIELD, timeout=timeout)
         index = milvus.describe_index(milvus_name, indexes[0], timeout=timeout) if indexes else {}
         if milvus.get_load_state(milvus_name, timeout=timeout)["state"] != LoadState.Loaded:
             milvus.load_collection(milvus_name, timeout=timeout)
@@ -394,6 +396,14 @@ class MilvusStore:
             raise
 
 
+def query_bytes(queries: np.ndarray) -> list[bytes]:
+    """Query rows as little-endian float32 bytes, which pymilvus sends as they are for a FLOAT_VECTOR field (it
+    learns the field's type from the collection's schema, cached after the first search). A numpy row it packs
+    float by float with struct.pack: 88 us for one 2048-d vector where bytes take 5 us (measured; the same
+    placeholder either way)."""
+    return [row.tobytes() for row in np.ascontiguousarray(queries, dtype="<f4")]
+
+
 def audio_filter(audio_ids: Sequence[str]) -> str:
     """`audio_id in [...]`; the ids are validated to a charset that a JSON string literal quotes safely."""
     if not audio_ids:
@@ -404,7 +414,7 @@ def audio_filter(audio_ids: Sequence[str]) -> str:
 def _row(segment: Segment) -> dict[str, Any]:
     return {
         "segment_id": segment.segment_id, "audio_id": segment.audio_id,
-        "start_s": segment.start_s, "end_s": segment.end_s, "vector": segment.vector,
+        "start_s": segment.start_s, "end_s": segment.end_s, VECTOR_FIELD: segment.vector,
     }
 
 
@@ -416,7 +426,7 @@ def _hit(hit: Any) -> Hit:
 
 def _segment(row: dict[str, Any]) -> Segment:
     return Segment(int(row["segment_id"]), row["audio_id"], float(row["start_s"]), float(row["end_s"]),
-                   np.asarray(row["vector"], dtype=np.float32))
+                   np.asarray(row[VECTOR_FIELD], dtype=np.float32))
 
 
 def _is_unreachable(error: MilvusException) -> bool:

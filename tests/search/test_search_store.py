@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
+from pymilvus import DataType, MilvusClient
+from pymilvus.client.prepare import Prepare
 
 from services.common.errors import FailedPrecondition, NotFound
 from services.search import store as store_module
@@ -81,6 +82,27 @@ def test_every_query_vector_finds_itself_first(store: MilvusStore, collection: s
 
     assert [hits[0].segment_id for hits in results] == list(range(1, 201))
     assert all(hits[0].score == pytest.approx(1.0, abs=1e-4) for hits in results)
+
+
+def test_query_rows_of_another_float_type_search_as_float32(store: MilvusStore, collection: str) -> None:
+    vectors = unit_vectors(50, seed=6)
+    store.upsert(collection, segments_for(vectors, [new_audio_id()]))
+
+    as_float64 = store.search(collection, vectors[:4].astype(np.float64), top_k=5)
+    as_float32 = store.search(collection, vectors[:4], top_k=5)
+
+    assert [[hit.segment_id for hit in hits] for hits in as_float64] == [
+        [hit.segment_id for hit in hits] for hits in as_float32
+    ]
+    assert [hits[0].segment_id for hits in as_float64] == [1, 2, 3, 4]
+
+
+def test_query_bytes_make_the_placeholder_pymilvus_makes_of_numpy_rows() -> None:
+    queries = unit_vectors(3, seed=7)
+
+    from_bytes = Prepare._prepare_placeholder_str(store_module.query_bytes(queries), False, DataType.FLOAT_VECTOR)
+
+    assert from_bytes == Prepare._prepare_placeholder_str(list(queries))
 
 
 def test_search_hits_carry_the_segment_fields(store: MilvusStore, collection: str) -> None:
