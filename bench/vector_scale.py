@@ -244,11 +244,11 @@ def overhead(uri: str, client: MilvusClient, queries: np.ndarray, index_type: st
             service_ms, direct_ms = [], []
             for index in range(0, len(queries) - vectors_per_call + 1, vectors_per_call):
                 batch = queries[index:index + vectors_per_call]
-                request = spb.SearchSegmentsRequest(collection=NAME, top_k=top_k,
-                                                    vectors=[row.astype("<f4").tobytes() for row in batch])
+                vectors = query_bytes(batch)
+                request = spb.SearchSegmentsRequest(collection=NAME, top_k=top_k, vectors=vectors)
                 service_ms.append(_timed_ms(partial(stub.SearchSegments, request, timeout=60)))
                 direct_ms.append(_timed_ms(partial(
-                    client.search, collection, data=query_bytes(batch), anns_field=VECTOR_FIELD, limit=top_k,
+                    client.search, collection, data=vectors, anns_field=VECTOR_FIELD, limit=top_k,
                     output_fields=HIT_FIELDS,
                     search_params=search_params(index_type, max(value, top_k) if index_type == "HNSW" else value),
                     consistency_level=CONSISTENCY[0])))
