@@ -1,7 +1,7 @@
 """Embedding throughput: seconds of audio embedded per second of wall time, end to end and against baselines.
 
     python -m bench.throughput [--sounds DIR] [--json [FILE]] [--via import|ingest] [--parallel N] [--copies N]
-                               [--precision auto|float32|bfloat16] [--limit N] [--budget SECONDS]
+                               [--precision auto|float32|bfloat16|int8] [--limit N] [--budget SECONDS]
 
 In one run, on the same machine:
 
@@ -391,7 +391,7 @@ def run(args: argparse.Namespace) -> dict:
         steps.append(("baseline_model_in_memory",
                       lambda: per_file_batch_1(files, args.budget, False, checkpoint, args.seed)))
         steps.append(("baseline_new_model", lambda: per_file_batch_1(files, args.budget, True, checkpoint, args.seed)))
-    ceilings = [("float32", "cpu", 32), ("bfloat16", "cpu", 32)]
+    ceilings = [("float32", "cpu", 32), ("bfloat16", "cpu", 32), ("int8", "cpu", 32)]
     if torch.cuda.is_available():
         ceilings += [("float16", "cuda", 256), ("float32", "cuda", 256)]
     steps.append(("ceilings", lambda: [model_ceiling(precision, args.budget / 3, batch, device)
@@ -414,7 +414,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=GATEWAY_DEFAULT_PARALLEL_FILES,
                         help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default "
                              "%(default)s, the gateway's own)")
-    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "int8"], default="auto",
                         help="the suite embedder's EMBEDDER_PRECISION (default: its own choice)")
     parser.add_argument("--limit", type=int, help="end to end over N files only (a seeded random choice)")
     parser.add_argument("--copies", type=int, default=1,

@@ -240,6 +240,13 @@ class Cnn14(nn.Module):
         self.spectrogram_extractor.use_fft = self.spectrogram_extractor.stft.holds_the_dft()
         return self.spectrogram_extractor.use_fft
 
+    def release_backbone(self) -> None:
+        """Drop every layer after the log-mel front end (an int8 copy serves in their place)."""
+        self.bn0 = nn.Identity()
+        for index in range(1, len(CONV_CHANNELS) + 1):
+            setattr(self, f"conv_block{index}", None)
+        self.fc1 = self.fc_audioset = nn.Identity()
+
     def conv_blocks(self) -> list[ConvBlock]:
         return [getattr(self, f"conv_block{index}") for index in range(1, len(CONV_CHANNELS) + 1)]
 

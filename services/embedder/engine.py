@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from services.embedder import quantization
 from services.embedder.centering import Centering, fit_centering, recipe_tag
 from services.embedder.checkpoint import load_checkpoint
 from services.embedder.cnn14 import EMBEDDING_DIM, SAMPLE_RATE, Cnn14
@@ -23,7 +24,7 @@ from services.embedder.identity import ModelIdentity
 
 LOG = logging.getLogger(__name__)
 
-Precision = Literal["float32", "float16", "bfloat16"]
+Precision = Literal["float32", "float16", "bfloat16", "int8"]
 MIN_SAMPLES = SAMPLE_RATE  # shorter inputs are loop-padded to 1 s, as the gateway does for short sounds
 DEFAULT_MAX_SAMPLES = 60 * SAMPLE_RATE
 DEFAULT_CENTERING_COMPONENTS = 4
@@ -31,6 +32,7 @@ _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
+    "int8": torch.float32,  # what runs outside the quantized backbone
 }
 
 
@@ -62,6 +64,10 @@ class RuntimeOptions:
     max_samples: int = DEFAULT_MAX_SAMPLES
     centering_components: int = DEFAULT_CENTERING_COMPONENTS
 
+    def __post_init__(self) -> None:
+        if self.precision == "int8" and (self.device != "cpu" or self.compile):
+            raise ValueError("int8 runs on the CPU only, uncompiled")
+
 
 @dataclass(frozen=True)
 class EmbeddingBatch:
@@ -69,12 +75,16 @@ class EmbeddingBatch:
     tags: np.ndarray  # (n, 527) float32 in [0, 1]
 
 
-def identity_for(source: WeightsSource, checkpoint_sha256: str | None, components: int) -> ModelIdentity:
+def identity_for(
+    source: WeightsSource, checkpoint_sha256: str | None, components: int, precision: Precision
+) -> ModelIdentity:
+    """The float precisions give one identity (their vectors agree to cosine 0.999); int8 gives its own."""
     untrained = source.untrained_seed is not None
     return ModelIdentity(
         checkpoint_sha256=None if untrained else checkpoint_sha256,
         seed=source.untrained_seed,
         centering_tag=recipe_tag(components),
+        quantization_tag=quantization.recipe_tag() if precision == "int8" else None,
     )
 
 
@@ -114,9 +124,11 @@ class Embedder:
         if not model.use_fft_stft():
             LOG.warning("the checkpoint's STFT kernels are not the plain DFT: computing them as convolutions")
         self.model = self._place(model)
-        self._backbone = (
-            torch.compile(self.model.backbone, dynamic=True) if options.compile else self.model.backbone
-        )
+        self._backbone = self.model.backbone
+        if options.precision == "int8":
+            self._backbone = quantization.quantize_backbone(self.model)
+        elif options.compile:
+            self._backbone = torch.compile(self.model.backbone, dynamic=True)
         self.centering: Centering = fit_centering(
             self.raw_embeddings, SAMPLE_RATE, options.centering_components
         ).to(self.device)
@@ -124,7 +136,7 @@ class Embedder:
     @classmethod
     def load(cls, source: WeightsSource, options: RuntimeOptions) -> Embedder:
         model, sha256 = load_model(source)
-        return cls(model, identity_for(source, sha256, options.centering_components), options)
+        return cls(model, identity_for(source, sha256, options.centering_components, options.precision), options)
 
     def _place(self, model: Cnn14) -> Cnn14:
         model = model.to(self.device)

@@ -13,11 +13,13 @@ WAVEFORM_INPUT = "waveform"  # the served model's one input
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """`panns_cnn14:sha256=<16 hex>:center=<8 hex>` or `panns_cnn14:untrained-seed<N>:center=<8 hex>`."""
+    """`panns_cnn14:sha256=<16 hex>:center=<8 hex>` or `panns_cnn14:untrained-seed<N>:center=<8 hex>`, with
+    `:int8-<8 hex>` after the weights when the backbone runs quantized."""
 
     checkpoint_sha256: str | None
     seed: int | None
     centering_tag: str
+    quantization_tag: str | None = None
     embedding_dim: int = EMBEDDING_DIM
     sample_rate: int = SAMPLE_RATE
     tag_count: int = CLASSES_NUM
@@ -38,7 +40,8 @@ class ModelIdentity:
 
     @property
     def version(self) -> str:
-        return f"{self.weights}:center={self.centering_tag}"
+        quantized = f":int8-{self.quantization_tag}" if self.quantization_tag else ""
+        return f"{self.weights}{quantized}:center={self.centering_tag}"
 
     def __str__(self) -> str:
         return f"{MODEL_NAME}:{self.version}"

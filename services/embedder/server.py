@@ -132,8 +132,10 @@ def instance_plan(
         verified = verify_checkpoint(source.checkpoint_path, source.expected_sha256)
         sha256 = verified.sha256
         LOG.info("checkpoint verified", extra={"path": str(verified.path), "sha256": sha256})
-    identity = identity_for(source, sha256, settings.centering_components)
     precision = settings.precision if settings.precision != "auto" else auto_precision(gpu)
+    if precision == "int8" and gpu:
+        raise StartupError("EMBEDDER_PRECISION=int8 runs on the CPU only; set EMBEDDER_DEVICE=cpu")
+    identity = identity_for(source, sha256, settings.centering_components, precision)
     channels_last = settings.channels_last == "true" or (settings.channels_last == "auto" and gpu)
     plan = InstancePlan(
         checkpoint_path=str(source.checkpoint_path.resolve()) if source.checkpoint_path else "",

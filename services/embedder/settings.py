@@ -30,7 +30,7 @@ class EmbedderSettings(BaseSettings):
     metrics_port: Port = Field(default=8002, ge=1, le=65535)
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    precision: Literal["auto", "float32", "float16", "bfloat16", "int8"] = "auto"
     channels_last: Literal["auto", "true", "false"] = "auto"
     compile: bool = False
     instance_count: int = Field(

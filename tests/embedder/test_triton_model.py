@@ -59,7 +59,7 @@ def model_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def initialize_args(announced_identity: str | None = None) -> dict[str, str]:
-    identity = identity_for(WeightsSource(untrained_seed=0), None, 4)
+    identity = identity_for(WeightsSource(untrained_seed=0), None, 4, "float32")
     plan = InstancePlan(untrained_seed=0, num_threads=2, centering_components=4)
     parameters = plan.to_parameters(identity)
     if announced_identity is not None:
