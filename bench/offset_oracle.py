@@ -27,9 +27,10 @@ import numpy as np
 
 from bench.quality import DEFAULT_SOUNDS, TRANSFORMS, Sound, Transformer, load_sounds, split
 from services.common.audio import AudioLimits, decode_audio
+from services.common.loudness import normalise_loudness
 from services.embedder.cnn14 import SAMPLE_RATE
 from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
-from services.gateway.segments import audible_bounds, loop_to, normalise_loudness, query_segments, stored_segments
+from services.gateway.segments import audible_bounds, loop_to, query_segments, stored_segments
 from services.gateway.settings import GatewaySettings
 
 # A new collection's segmentation, as the gateway gives it.

@@ -1,6 +1,6 @@
 """Search quality on a folder of real sounds, measured through the public gRPC API.
 
-    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--json FILE]
+    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--precision P] [--json FILE]
 
 Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates the collection
 (CalibrateCollection, target false-positive rate 0.05), then queries with transformed copies of indexed sounds:
@@ -483,6 +483,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="requests in flight (default %(default)s)")
     parser.add_argument("--json", type=Path, help="write the summary and every query's outcome here")
     parser.add_argument("--keep-state", action="store_true", help="keep the temporary suite's state directory")
+    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "int8"], default="auto",
+                        help="the own suite's EMBEDDER_PRECISION (default: the embedder's own choice)")
     args = parser.parse_args()
     if not args.sounds.is_dir():
         raise SystemExit(f"no folder {args.sounds}; get the dev sounds with "
@@ -490,7 +492,8 @@ def main() -> None:
     if args.gateway:
         result = run(args, args.gateway)
     else:
-        with own_suite(keep_state=args.keep_state) as bench:
+        overrides = {} if args.precision == "auto" else {"EMBEDDER_PRECISION": args.precision}
+        with own_suite(overrides, keep_state=args.keep_state) as bench:
             gateway = bench.gateway
             result = run(args, gateway)
     print(table(result["summary"], result["info"]))

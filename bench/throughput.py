@@ -55,10 +55,11 @@ from bench.support import (
     tree_cpu_seconds,
 )
 from services.common.audio import AudioError, decode_audio
+from services.common.loudness import normalise_loudness
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
 from services.embedder.engine import MIN_SAMPLES, Embedder, RuntimeOptions, WeightsSource
 from services.gateway.landmarks import extract_landmarks
-from services.gateway.segments import cut_segments, normalise_loudness
+from services.gateway.segments import cut_segments
 from services.gateway.settings import GatewaySettings
 
 CHUNK = 256 * 1024

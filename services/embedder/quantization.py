@@ -1,4 +1,5 @@
-"""int8 Cnn14 for CPUs: the backbone quantized statically, calibrated on the centering probe set.
+"""int8 Cnn14 for CPUs: the backbone quantized statically, calibrated on the centering probe set levelled as the
+gateway levels its windows.
 
 Convolutions, batch norms and the fully connected layers run in int8 (weights per output channel, activations per
 tensor with ranges observed on a fixed calibration set); the log-mel front end stays float32. On a 2-core AMD EPYC
@@ -17,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from services.common.loudness import NOISE_FLOOR_DB, TARGET_RMS, normalise_loudness
 from services.embedder.centering import RECIPE_SEED, RECIPE_VERSION, probe_signals
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14, Cnn14Output
 
-RECIPE_VERSION_INT8 = "int8-v1"
+RECIPE_VERSION_INT8 = "int8-v2"
 BACKEND = "x86"  # fbgemm's and oneDNN's kernels, chosen per op by torch
 CALIBRATION_BATCH = 16
 
@@ -38,14 +40,23 @@ class _Backbone(nn.Module):
 
 
 def recipe_tag() -> str:
-    """Short hash naming the quantization recipe: version, backend and calibration set (the centering probes)."""
-    spec = {"version": RECIPE_VERSION_INT8, "backend": BACKEND, "calibration": [RECIPE_VERSION, RECIPE_SEED]}
+    """Short hash naming the quantization recipe: version, backend and calibration set (the centering probes, and
+    the level and noise floor they are brought to)."""
+    spec = {
+        "version": RECIPE_VERSION_INT8,
+        "backend": BACKEND,
+        "calibration": [RECIPE_VERSION, RECIPE_SEED],
+        "level": [TARGET_RMS, NOISE_FLOOR_DB],
+    }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def calibration_waveforms() -> np.ndarray:
-    """The probe set the ranges are observed on: (n, samples) float32 at 32 kHz, always the same."""
-    return np.stack([signal for _, signal in probe_signals(SAMPLE_RATE)])
+    """The windows the ranges are observed on: the probe set, levelled as the gateway levels what it sends ((n,
+    samples) float32 at 32 kHz, always the same). Activation ranges follow the input's level: calibrated on the
+    probes at their own -6 and -26 dBFS, the int8 engine found the right window for 43 % of 461 noisy dev-sound
+    windows where float32 found 65 %; levelled, 65 %."""
+    return normalise_loudness(np.stack([signal for _, signal in probe_signals(SAMPLE_RATE)]))
 
 
 def quantize_backbone(model: Cnn14) -> Callable[[torch.Tensor], Cnn14Output]:

@@ -11,8 +11,9 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 from services.common.audio import AudioError, AudioLimits, DecodedAudio, decode_audio
 from services.common.errors import InvalidArgument
 from services.common.labels import top_labels
+from services.common.loudness import normalise_loudness
 from services.gateway.embedder_client import EmbedderClient, Embeddings
-from services.gateway.segments import Segments, normalise_loudness
+from services.gateway.segments import Segments
 
 # How a clip is cut for one use: `stored_segments` (ingest), `query_segments` (search) or `cut_segments` (tagging).
 Cutter = Callable[[np.ndarray, int, float, float], Segments]

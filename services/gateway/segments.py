@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-TARGET_RMS = 0.1  # -20 dBFS: each window is brought to one loudness, so a gain change cannot move a vector
 SILENCE_BELOW_LOUDEST_DB = 50.0
 # A short sound is looped from its first to its last audible 10 ms, not from the file's edges: codec padding
 # (mp3 adds ~50 ms), leading silence or a cut tail would otherwise change the loop and so the vector.
@@ -19,11 +17,6 @@ EDGE_FRAME_SECONDS = 0.01
 # the core is shorter than the span by more than CORE_MIN_SHORTER_SECONDS.
 CORE_BELOW_PEAK_DB = 20.0
 CORE_MIN_SHORTER_SECONDS = 0.02
-# Every window gets the same faint noise floor, 40 dB under its loudness: digital silence, codec padding and
-# empty bands (telephone or 8 kHz audio) then all read as the same floor instead of log-mel values near
-# -100 dB that dominate the vector. Fixed noise, so equal windows still give equal vectors.
-NOISE_FLOOR_DB = -40.0
-_FLOOR_SEED = 20_240_601
 
 
 QUERY_HOPS_PER_WINDOW = 8
@@ -125,13 +118,6 @@ def query_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     return _joined(regular, event_segments(samples, sample_rate_hz, window_seconds))
 
 
-def normalise_loudness(windows: np.ndarray) -> np.ndarray:
-    """Each window at TARGET_RMS, over the fixed noise floor (NOISE_FLOOR_DB under it)."""
-    rms = np.sqrt(np.mean(np.square(windows, dtype=np.float64), axis=1, keepdims=True))
-    levelled = windows * (TARGET_RMS / np.maximum(rms, 1e-8))
-    return (levelled + _noise_floor(windows.shape[1])).astype(np.float32)
-
-
 def audible_bounds(samples: np.ndarray, sample_rate_hz: int, below_peak_db: float = EDGE_BELOW_PEAK_DB
                    ) -> tuple[int, int]:
     """First and last (exclusive) sample of the audible part: the 10 ms frames within `below_peak_db` of the
@@ -195,14 +181,6 @@ def _widened(run: tuple[int, int], above: np.ndarray, max_frames: int) -> tuple[
     while last < len(above) and above[last] and last - first < max_frames:
         last += 1
     return first, last
-
-
-@lru_cache(maxsize=8)
-def _noise_floor(length: int) -> np.ndarray:
-    noise = np.random.default_rng(_FLOOR_SEED).standard_normal(length)
-    floor = noise * (TARGET_RMS * 10 ** (NOISE_FLOOR_DB / 20) / np.sqrt(np.mean(np.square(noise))))
-    floor.setflags(write=False)
-    return floor
 
 
 def _frame_energies(samples: np.ndarray, frame: int) -> np.ndarray:

@@ -14,9 +14,9 @@ from tritonclient.utils import InferenceServerException
 
 from services.common.channels import CHANNEL_OPTIONS
 from services.common.errors import Unavailable
+from services.common.loudness import normalise_loudness
 from services.embedder.launch import EmbedderHandle, start_embedder
 from services.gateway.embedder_client import MODEL_NAME, EmbedderClient, waveform_datatype
-from services.gateway.segments import normalise_loudness
 from tests.embedder.sounds import plucked_string, rain, siren
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from services.common.loudness import normalise_loudness
 from services.embedder.engine import (
     Embedder,
     EmbeddingBatch,
@@ -90,9 +91,8 @@ def test_inputs_shorter_than_a_second_are_loop_padded(embedder: Embedder, sample
 
 
 def as_the_gateway_sends(sounds: np.ndarray) -> np.ndarray:
-    """Each window at -20 dBFS over a noise floor 40 dB under it (services.gateway.segments.normalise_loudness)."""
-    levelled = 0.1 * sounds / np.sqrt(np.mean(np.square(sounds), axis=1, keepdims=True))
-    return (levelled + 0.001 * np.random.default_rng(0).standard_normal(sounds.shape[1])).astype(np.float32)
+    """Each window at -20 dBFS over a noise floor 40 dB under it."""
+    return normalise_loudness(sounds)
 
 
 def test_float16_rows_as_sent_on_the_wire_embed_like_their_float32_originals(embedder: Embedder) -> None:

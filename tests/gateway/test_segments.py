@@ -4,13 +4,10 @@ import pytest
 from services.gateway.segments import (
     CORE_BELOW_PEAK_DB,
     MAX_QUERY_EVENTS,
-    NOISE_FLOOR_DB,
-    TARGET_RMS,
     audible_bounds,
     cut_segments,
     event_segments,
     loop_to,
-    normalise_loudness,
     query_hop_seconds,
     query_segments,
     stored_segments,
@@ -44,11 +41,6 @@ def test_silent_windows_are_dropped_but_never_all():
     assert list(segments.starts_seconds) == [0.0, 1.0]
 
 
-def test_loudness_normalisation_makes_gain_irrelevant():
-    windows = noise(2.0)[None, :]
-    assert np.allclose(normalise_loudness(windows), normalise_loudness(windows * 0.05), atol=1e-5)
-
-
 def test_a_short_sound_is_looped_from_its_audible_part_and_its_range_says_where_that_is():
     sound = noise(0.3)
     padded = np.concatenate([np.zeros(int(0.05 * RATE), np.float32), sound, np.zeros(int(0.1 * RATE), np.float32)])
@@ -63,26 +55,6 @@ def test_codec_padding_does_not_change_a_short_sounds_window():
     padded = np.concatenate([np.full(1105, 1e-6, np.float32), sound, np.zeros(600, np.float32)])
     alone, with_padding = (cut_segments(clip, RATE, 2.0, 1.0).windows for clip in (sound, padded))
     assert np.array_equal(alone, with_padding)
-
-
-def test_levelled_windows_fit_the_embedders_float16_wire():
-    spike = np.zeros((1, 64000), np.float32)
-    spike[0, 123] = 1.0  # the most a window's peak can exceed its RMS
-
-    levelled = normalise_loudness(spike)
-
-    assert np.isfinite(levelled.astype(np.float16)).all()
-    np.testing.assert_allclose(levelled.astype(np.float16), levelled, rtol=1e-3, atol=1e-4)
-
-
-def test_every_window_gets_the_same_faint_noise_floor():
-    silent = np.zeros((2, 2 * RATE), np.float32)
-    floor = normalise_loudness(silent)
-    assert np.array_equal(floor[0], floor[1])
-    level = np.sqrt(np.mean(np.square(floor[0], dtype=np.float64)))
-    assert 20 * np.log10(level / TARGET_RMS) == pytest.approx(NOISE_FLOOR_DB, abs=0.1)
-    loud = normalise_loudness(noise(2.0)[None, :])
-    assert np.sqrt(np.mean(np.square(loud, dtype=np.float64))) == pytest.approx(TARGET_RMS, rel=0.01)
 
 
 def tone(seconds: float, hz: float, amplitude: float = 0.5) -> np.ndarray:
