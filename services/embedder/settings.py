@@ -30,7 +30,11 @@ class EmbedderSettings(BaseSettings):
     metrics_port: Port = Field(default=8002, ge=1, le=65535)
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "float32", "float16", "bfloat16", "int8"] = "auto"
+    precision: Literal["auto", "float32", "float16", "bfloat16", "int8"] = Field(
+        default="auto",
+        description="auto: float16 on a GPU, bfloat16 on a CPU with AMX, float32 elsewhere; int8 (CPU only) is a "
+        "model identity of its own",
+    )
     channels_last: Literal["auto", "true", "false"] = "auto"
     compile: bool = False
     instance_count: int = Field(
