@@ -1,6 +1,6 @@
 """Embedder throughput on Triton: seconds of audio embedded per wall second, served and in process, one run.
 
-    python -m bench.embedder_serving [--device auto|cpu|cuda] [--precision auto|float32|float16|bfloat16]
+    python -m bench.embedder_serving [--device auto|cpu|cuda] [--precision auto|float32|float16|bfloat16|int8]
         [--instances N] [--max-batch N] [--batch-seconds S] [--channels-last auto|true|false] [--compile]
         [--clients P] [--threads T] [--request-windows B] [--duration S] [--warmup S] [--skip-engine]
         [--checkpoint FILE] [--json [FILE]]
@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ import tritonclient.grpc as triton
 
 from bench.metrics import delta, emit, gpu_sampler, percentiles, scrape
 from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import Embedder
+from services.embedder.engine import Embedder, Precision
 from services.embedder.identity import TRITON_MODEL_NAME
 from services.embedder.launch import EmbedderHandle, start_embedder
 from services.embedder.server import instance_plan, use_gpu, weights_source
@@ -203,7 +204,7 @@ def report(args: argparse.Namespace, engine: dict[str, object] | None, served: d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--precision", choices=["auto", "float32", "float16", "bfloat16"], default="auto")
+    parser.add_argument("--precision", choices=["auto", *get_args(Precision)], default="auto")
     parser.add_argument("--channels-last", choices=["auto", "true", "false"], default="auto")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--instances", type=int, default=1, help="model instances (Triton instance_group count)")

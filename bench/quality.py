@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import grpc
 import numpy as np
@@ -55,6 +56,7 @@ from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.support import own_suite
 from services.common.audio import AudioError, AudioLimits, decode_audio
 from services.common.errors import reason_of
+from services.embedder.engine import Precision
 from tests.support.gateway import ingest_messages
 
 WORK_RATE = 44_100
@@ -483,7 +485,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="requests in flight (default %(default)s)")
     parser.add_argument("--json", type=Path, help="write the summary and every query's outcome here")
     parser.add_argument("--keep-state", action="store_true", help="keep the temporary suite's state directory")
-    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "int8"], default="auto",
+    parser.add_argument("--precision", choices=["auto", *get_args(Precision)], default="auto",
                         help="the own suite's EMBEDDER_PRECISION (default: the embedder's own choice)")
     args = parser.parse_args()
     if not args.sounds.is_dir():

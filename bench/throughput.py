@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import get_args
 
 import grpc
 import numpy as np
@@ -57,7 +58,7 @@ from bench.support import (
 from services.common.audio import AudioError, decode_audio
 from services.common.loudness import normalise_loudness
 from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
-from services.embedder.engine import MIN_SAMPLES, Embedder, RuntimeOptions, WeightsSource
+from services.embedder.engine import MIN_SAMPLES, Embedder, Precision, RuntimeOptions, WeightsSource
 from services.gateway.landmarks import extract_landmarks
 from services.gateway.segments import cut_segments
 from services.gateway.settings import GatewaySettings
@@ -415,7 +416,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=GATEWAY_DEFAULT_PARALLEL_FILES,
                         help="files in flight: GATEWAY_IMPORT_PARALLEL_FILES, or IngestAudio calls (default "
                              "%(default)s, the gateway's own)")
-    parser.add_argument("--precision", choices=["auto", "float32", "bfloat16", "int8"], default="auto",
+    parser.add_argument("--precision", choices=["auto", *get_args(Precision)], default="auto",
                         help="the suite embedder's EMBEDDER_PRECISION (default: its own choice)")
     parser.add_argument("--limit", type=int, help="end to end over N files only (a seeded random choice)")
     parser.add_argument("--copies", type=int, default=1,

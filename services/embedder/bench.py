@@ -1,6 +1,6 @@
 """Embedder measurements: throughput of the in-process engine, and how well embeddings separate sounds.
 
-    python -m services.embedder.bench [--device cpu|cuda] [--precision float32|float16|bfloat16]
+    python -m services.embedder.bench [--device cpu|cuda] [--precision float32|float16|bfloat16|int8]
                                       [--channels-last] [--compile] throughput [--batch-sizes 1 8 32]
     python -m services.embedder.bench [...] profile [--batch-size 256] [--repeats 10]
     python -m services.embedder.bench separation --sounds DIR [--count 50] [--components 0 4]
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from math import gcd
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 import numpy as np
 import soundfile
@@ -25,7 +25,14 @@ import torch.nn.functional as F
 from scipy.signal import resample_poly
 
 from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource, default_threads, finite_rows_of
+from services.embedder.engine import (
+    Embedder,
+    Precision,
+    RuntimeOptions,
+    WeightsSource,
+    default_threads,
+    finite_rows_of,
+)
 
 WINDOW = 2 * SAMPLE_RATE
 T = TypeVar("T")
@@ -212,7 +219,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=["float32", "float16", "bfloat16"], default="float32")
+    parser.add_argument("--precision", choices=get_args(Precision), default="float32")
     commands = parser.add_subparsers(dest="command", required=True)
     tp = commands.add_parser("throughput")
     tp.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
