@@ -46,8 +46,9 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from bench.metrics import emit, percentiles
 from bench.support import machine, milvus, shared_load_note, tree_cpu_seconds, tree_rss_bytes
+from services.common.ports import free_port
 from services.search.store import HIT_FIELDS, METRIC, VECTOR_FIELD, MilvusStore, StoreConfig, query_bytes
-from services.suite import REPO_ROOT, free_port, is_healthy
+from services.suite import REPO_ROOT, is_healthy
 
 DIM = 2048
 SEGMENTS_PER_RECORDING = 20

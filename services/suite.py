@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.allocator import with_allocator
+from services.common.ports import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = "models/Cnn14_mAP=0.431.pth"
@@ -52,13 +52,7 @@ class SuitePorts:
     @classmethod
     def free(cls) -> SuitePorts:
         """Every port a free one, for suites that run beside another (tests, benchmarks)."""
-        return cls(**{port.name: free_port() for port in fields(cls)})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return cls(*free_ports(len(fields(cls))))
 
 
 def plan_suite(state_dir: Path, ports: SuitePorts, extra_env: dict[str, str] | None = None) -> list[ServicePlan]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
+from services.common.ports import free_ports
 from services.common.tls import ClientTls
 from services.embedder.identity import TRITON_MODEL_NAME
 from services.embedder.tritonserver import REPO_ROOT
@@ -34,12 +34,6 @@ _PORT_ATTEMPTS = 3
 
 class EmbedderStartError(RuntimeError):
     """The embedder exited or did not become ready in time; the message ends with its last log lines."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -163,7 +157,7 @@ def start_embedder(
     settings.update(env or {})
     attempts = 1 if ports else _PORT_ATTEMPTS
     for attempt in range(1, attempts + 1):
-        chosen = ports or (free_port(host), free_port(host), free_port(host))
+        chosen = ports or tuple(free_ports(3, host))
         handle = _spawn(state_dir, host, chosen, settings, client_tls)
         try:
             wait_until_ready(handle, timeout_seconds)

@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.catalog.server import CatalogSettings
-from services.suite import free_port
+from services.common.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.suite import free_port
+from services.common.ports import free_port
 from tests.common.probe_server import SERVICE, running_probe
 
 

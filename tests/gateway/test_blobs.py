@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.ports import free_port
 from services.gateway.blobs import (
     BlobNotFoundError,
     LocalBlobStore,
@@ -15,7 +16,6 @@ from services.gateway.blobs import (
     media_type,
     open_blob_store,
 )
-from services.suite import free_port
 
 ID_A, ID_B = "a" * 32, "b" * 32
 

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pymilvus import MilvusClient, MilvusException
+
+from services.common.ports import free_ports
 
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 5.0
@@ -65,7 +66,7 @@ class MilvusServer:
         (the old connections sit in TIME_WAIT), and then silently moves the server to the next free port."""
         self.stop()
         binary = self.data_dir / "bin" / "milvus"
-        env = {**self.env, "DEPLOY_MODE": "STANDALONE", "METRICS_PORT": str(_free_ports(1)[0]),
+        env = {**self.env, "DEPLOY_MODE": "STANDALONE", "METRICS_PORT": str(free_ports(1)[0]),
                "MILVUS_RUN_DIR": str(self.data_dir / "run"),
                "LD_LIBRARY_PATH": f"{binary.parent}:{self.env.get('LD_LIBRARY_PATH', '')}"}
         self.process = _spawn([str(binary), "run", "standalone"], env, self.data_dir,
@@ -135,7 +136,7 @@ def start_milvus_server(data_dir: Path, timeout_s: float = START_TIMEOUT_S,
 
 
 def _launch(data_dir: Path, config: Mapping[str, str | int | float]) -> MilvusServer:
-    *ports, etcd_peer_port = _free_ports(len(_PORT_FLAGS) + 1)
+    *ports, etcd_peer_port = free_ports(len(_PORT_FLAGS) + 1)
     port_of = dict(zip(_PORT_FLAGS, ports, strict=True))
     etcd_config = data_dir / "etcd.yaml"
     etcd_config.write_text(_ETCD_CONFIG.format(client=port_of["--etcd-port"], peer=etcd_peer_port))
@@ -185,17 +186,6 @@ def _answers(uri: str) -> bool:
     except MilvusException:
         return False
     return True
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _tail(path: Path, lines: int) -> str:

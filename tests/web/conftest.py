@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from services.common.channels import open_channel
-from services.suite import free_port
+from services.common.ports import free_port
 from services.web.app import create_app
 from services.web.settings import WebSettings
 

@@ -11,7 +11,7 @@ import pytest
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from services.common.errors import build_status
-from services.suite import free_port
+from services.common.ports import free_port
 from tests.web.conftest import served
 
 # Collection name -> the status the stand-in gateway answers GetCollection with.
