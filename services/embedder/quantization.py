@@ -3,8 +3,9 @@ gateway levels its windows.
 
 Convolutions, batch norms and the fully connected layers run in int8 (weights per output channel, activations per
 tensor with ranges observed on a fixed calibration set); the log-mel front end stays float32. On a 2-core AMD EPYC
-with AVX512-VNNI the model ran 3.9x float32's speed (`bench.throughput` row d; README, "Performance"). Its vectors are not float32's:
-the recipe's hash is part of the model identity, so an int8 collection never mixes with a float32 one.
+with AVX512-VNNI the model ran 3.9x float32's speed (`bench.throughput` row d; README, "Performance"). Its
+vectors are not float32's: the recipe's hash is part of the model identity, so an int8 collection never mixes with
+a float32 one.
 """
 
 from __future__ import annotations
