@@ -285,7 +285,8 @@ def end_to_end(bench: BenchSuite, files: list[Path], via: str, parallel: int, co
             "mean_batch": inferences / executions if executions else 0.0,
             "mean_queue_ms": delta(triton_after, triton_before, "nv_inference_queue_duration_us_total") / 1000
             / max(requests, 1),
-            "mean_compute_ms_per_batch": compute_us / 1000 / max(executions, 1),
+            # Triton adds a batch's compute time to each request in it: per request, not per execution.
+            "mean_compute_ms_per_request": compute_us / 1000 / max(requests, 1),
         },
     }
 
@@ -338,8 +339,8 @@ def _end_to_end_lines(e2e: dict, base: dict | None) -> list[str]:
     triton = e2e["triton"]
     lines.append(f"triton: {triton['requests']:.0f} requests, {triton['windows']:.0f} windows in "
                  f"{triton['batches']:.0f} batches (mean batch {triton['mean_batch']:.1f}), mean queue "
-                 f"{triton['mean_queue_ms']:.0f} ms/request, compute "
-                 f"{triton['mean_compute_ms_per_batch']:.0f} ms/batch")
+                 f"{triton['mean_queue_ms']:.0f} ms/request, compute (its batch's run) "
+                 f"{triton['mean_compute_ms_per_request']:.0f} ms/request")
     if e2e["errors"]:
         distinct = sorted({(name, reason) for name, reason in e2e["errors"]})
         shown = ", ".join(f"{name}: {reason}" for name, reason in distinct[:5])
