@@ -175,10 +175,11 @@ def process_rss(pid: int) -> tuple[str, int] | None:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) that a process and its living descendants have used so far (from /proc)."""
+    """CPU time (user + system) that a process and its descendants have used so far (from /proc): the living
+    ones' own, and what each has collected from the children it reaped (the gateway's ffmpeg decoders)."""
     ticks = 0
     for current in process_tree(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+            ticks += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime: stat's 14-17
     return ticks / os.sysconf("SC_CLK_TCK")
