@@ -21,7 +21,9 @@ trend (a straight line fitted to every reading, its rise over the window). Memor
 (a collector, a store merging its files) moves the first figure by where in a swing the window ends; a leak
 moves both. Exits 1 when any other error occurred or a service's trend rose more than MEMORY_GROWTH_LIMIT.
 With --catalog mysql the server's RSS is judged, and reported beside it: its InnoDB buffer pool's pages in use, and on
-MariaDB the memory the server counts as allocated (`Memory_used`).
+MariaDB the memory the server counts as allocated (`Memory_used`). Beside the RSS of each gRPC service on jemalloc,
+reported and not judged, what its allocator counts as allocated (`audiosearch_heap_bytes`, from its /metrics): a
+heap that stays flat while the RSS rises is the allocator keeping freed memory, not a leak.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import soundfile
 
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from bench.metrics import emit, percentiles
+from bench.metrics import emit, percentiles, scrape
 from bench.search_latency import import_sounds, make_queries
 from bench.support import (
     DEFAULT_SOUNDS,
@@ -58,6 +60,7 @@ from bench.support import (
     tree_rss_bytes,
 )
 from services.common.audio import AudioError, decode_audio
+from services.suite import SuitePorts
 from tests.support.gateway import ingest_messages
 
 COLLECTION = "bench_load"
@@ -219,6 +222,21 @@ def mysql_memory(catalog: MySQLCatalog, pid: int) -> dict[str, MemorySeries]:
     return series
 
 
+def heap_memory(metrics_port: int) -> MemorySeries | None:
+    """The bytes a service's allocator counts as allocated, or None where it does not export them (not on jemalloc)."""
+    def read() -> int:
+        return int(scrape(metrics_port).get(("audiosearch_heap_bytes", (("kind", "allocated"),)), 0))
+
+    return MemorySeries(read, judged=False) if read() else None
+
+
+def service_heaps(ports: SuitePorts) -> dict[str, MemorySeries]:
+    ports_by_service = {"gateway": ports.gateway_metrics, "search": ports.search_metrics,
+                        "catalog": ports.catalog_metrics}
+    heaps = {f"{name}-heap": heap_memory(port) for name, port in ports_by_service.items()}
+    return {name: series for name, series in heaps.items() if series is not None}
+
+
 def read_memory(series: dict[str, MemorySeries]) -> dict[str, int]:
     return {name: item.read() for name, item in series.items()}
 
@@ -315,7 +333,8 @@ def table(result: dict) -> str:
     lines.append("p99 over time (s: search / ingest ms): " + ", ".join(
         f"{row['end_seconds']}: {row['search'].get('p99', 0):.0f} / {row['ingest'].get('p99', 0):.0f}"
         for row in result["intervals"]))
-    lines.append(f"memory (RSS MB, mean of {MEMORY_SAMPLES} readings) after warm-up -> end; trend over the window, "
+    lines.append(f"memory (RSS MB; NAME-heap: MB its allocator counts as allocated; mean of {MEMORY_SAMPLES} readings) "
+                 f"after warm-up -> end; trend over the window, "
                  f"limit +{MEMORY_GROWTH_LIMIT:.0%}:")
     for name, item in result["memory"].items():
         aside = "" if name in result["memory_judged"] else "  (reported, not judged)"
@@ -342,6 +361,7 @@ def run_own_suite(args: argparse.Namespace) -> dict:
         bench = stack.enter_context(own_suite(overrides))
         memory.update({plan.name: process_memory(process.pid)
                        for plan, process in zip(bench.suite.plans, bench.suite.processes, strict=True)})
+        memory.update(service_heaps(bench.ports))
         return {**run(args, bench.gateway, memory), "milvus": args.milvus, "catalog": args.catalog}
 
 

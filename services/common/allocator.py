@@ -17,8 +17,10 @@ jemalloc than on glibc (measured; services/embedder/tritonserver.py starts it wi
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 MALLOC_VARIABLE = "AUDIOSEARCH_MALLOC"
@@ -87,3 +89,37 @@ def _entries(preload: str) -> list[str]:
 
 def _is_jemalloc(entry: str) -> bool:
     return os.path.basename(entry) == JEMALLOC_LIBRARY
+
+
+HEAP_STATS = ("allocated", "active", "resident", "retained")
+
+
+def heap_stats() -> dict[str, int] | None:
+    """jemalloc's own account of this process's heap, in bytes, or None where the process runs on another allocator.
+
+    `allocated` is what the program holds; `active` the pages those allocations occupy; `resident` what jemalloc
+    has resident (its metadata and freed pages not yet returned included); `retained` address space it keeps
+    unmapped for reuse. A heap that stays flat while the RSS rises is the allocator keeping memory, not a leak."""
+    mallctl = _mallctl()
+    if mallctl is None:
+        return None
+    epoch = ctypes.c_uint64(1)
+    epoch_size = ctypes.c_size_t(ctypes.sizeof(epoch))
+    if mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(epoch_size), ctypes.byref(epoch), epoch_size) != 0:
+        return None  # statistics not compiled in
+    stats: dict[str, int] = {}
+    for name in HEAP_STATS:
+        value = ctypes.c_size_t(0)
+        size = ctypes.c_size_t(ctypes.sizeof(value))
+        if mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, ctypes.c_size_t(0)) != 0:
+            return None
+        stats[name] = value.value
+    return stats
+
+
+@functools.cache
+def _mallctl() -> Callable[..., int] | None:
+    mallctl = getattr(ctypes.CDLL(None), "mallctl", None)  # exported only when jemalloc is loaded
+    if mallctl is not None:
+        mallctl.restype = ctypes.c_int
+    return mallctl

@@ -7,6 +7,7 @@ services/gateway/metrics.py) in the same default registry, so one scrape returns
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -14,8 +15,11 @@ from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
 import grpc
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from services.common.allocator import heap_stats
 from services.common.interception import final_code, is_observed, split_method, wrap_calls
 
 log = logging.getLogger(__name__)
@@ -66,8 +70,29 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         return wrap_calls(handler, measured)
 
 
+class HeapCollector(Collector):
+    """`audiosearch_heap_bytes{kind}`: jemalloc's account of the process's heap (services.common.allocator), read at
+    each scrape; nothing where the process runs on another allocator."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = heap_stats()
+        if stats is None:
+            return
+        family = GaugeMetricFamily("audiosearch_heap_bytes", "The memory allocator's account of this process's "
+                                   "heap: allocated (held by the program), active, resident, retained", labels=["kind"])
+        for kind, value in stats.items():
+            family.add_metric([kind], value)
+        yield family
+
+
+@functools.cache
+def register_heap_collector() -> None:
+    REGISTRY.register(HeapCollector())
+
+
 def serve_metrics(host: str, port: int) -> WSGIServer:
     """Serves the default registry at http://host:port/metrics in a daemon thread; stop it with shutdown()."""
+    register_heap_collector()
     try:
         server, _thread = start_http_server(port, addr=host)
     except OSError as error:

@@ -1,3 +1,5 @@
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +9,12 @@ import pytest
 from services.common.allocator import (
     ARROW_POOL_VARIABLE,
     CHOICES,
+    HEAP_STATS,
     JEMALLOC_LIBRARY,
     MALLOC_VARIABLE,
     AllocatorError,
     find_jemalloc,
+    heap_stats,
     with_allocator,
 )
 
@@ -77,3 +81,34 @@ def test_a_process_started_with_the_environment_runs_on_jemalloc() -> None:
     maps = subprocess.run([sys.executable, "-c", "print(open('/proc/self/maps').read())"], env=env,
                           capture_output=True, text=True, check=True).stdout
     assert JEMALLOC_LIBRARY in maps
+
+
+HEAP_PROBE = """
+import json
+from services.common.allocator import heap_stats
+before = heap_stats()
+block = bytearray(128 * 2**20)
+during = heap_stats()
+del block
+print(json.dumps([before, during, heap_stats()]))
+"""
+
+
+def run_python(code: str, env: dict[str, str]) -> str:
+    env = {**env, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
+def test_heap_stats_follow_what_a_jemalloc_process_holds() -> None:
+    before, during, after = json.loads(run_python(HEAP_PROBE, with_allocator({"PATH": "/usr/bin:/bin"})))
+    assert set(before) == set(HEAP_STATS)
+    assert during["allocated"] - before["allocated"] >= 128 * 2**20
+    assert during["resident"] >= during["active"] >= during["allocated"]
+    assert during["allocated"] - after["allocated"] >= 128 * 2**20
+
+
+def test_heap_stats_are_none_on_another_allocator() -> None:
+    env = with_allocator({"PATH": "/usr/bin:/bin", MALLOC_VARIABLE: "system"})
+    assert json.loads(run_python(HEAP_PROBE, env)) == [None, None, None]
+    assert heap_stats() is None  # pytest itself runs on glibc

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -10,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.allocator import MALLOC_VARIABLE, find_jemalloc, with_allocator
 from services.common.ports import free_port
 from tests.common.probe_server import SERVICE, running_probe
 
@@ -97,3 +101,33 @@ def test_the_metrics_port_serves_the_rpc_series(probe) -> None:
     (ok,) = [s for s in families["audiosearch_rpc"].samples if s.name == "audiosearch_rpc_total" and s.labels == wanted]
     assert ok.value >= 1
     assert any(s.name.endswith("_bucket") for s in families["audiosearch_rpc_duration_seconds"].samples)
+
+
+SCRAPE_OWN_HEAP = """
+import sys, urllib.request
+from services.common.metrics import serve_metrics
+server = serve_metrics("127.0.0.1", int(sys.argv[1]))
+with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5) as response:
+    print(response.read().decode())
+server.shutdown()
+"""
+
+
+def heap_series(allocator: str) -> dict[str, float]:
+    env = with_allocator({"PATH": "/usr/bin:/bin", MALLOC_VARIABLE: allocator,
+                          "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
+    text = subprocess.run([sys.executable, "-c", SCRAPE_OWN_HEAP, str(free_port())], env=env, capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+    return {sample.labels["kind"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "audiosearch_heap_bytes"}
+
+
+@pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
+def test_a_jemalloc_process_serves_its_heap_beside_its_rpc_series() -> None:
+    heap = heap_series("jemalloc")
+    assert set(heap) == {"allocated", "active", "resident", "retained"}
+    assert 0 < heap["allocated"] <= heap["active"] <= heap["resident"]
+
+
+def test_a_process_on_glibc_serves_no_heap_series() -> None:
+    assert heap_series("system") == {}
