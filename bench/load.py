@@ -60,6 +60,7 @@ from bench.support import (
     tree_rss_bytes,
 )
 from services.common.audio import AudioError, decode_audio
+from services.common.metrics import HEAP_SERIES
 from services.suite import SuitePorts
 from tests.support.gateway import ingest_messages
 
@@ -225,7 +226,7 @@ def mysql_memory(catalog: MySQLCatalog, pid: int) -> dict[str, MemorySeries]:
 def heap_memory(metrics_port: int) -> MemorySeries | None:
     """The bytes a service's allocator counts as allocated, or None where it does not export them (not on jemalloc)."""
     def read() -> int:
-        return int(scrape(metrics_port).get(("audiosearch_heap_bytes", (("kind", "allocated"),)), 0))
+        return int(scrape(metrics_port).get((HEAP_SERIES, (("kind", "allocated"),)), 0))
 
     return MemorySeries(read, judged=False) if read() else None
 

@@ -35,6 +35,7 @@ RPC_TOTAL = Counter(
     "audiosearch_rpc", "RPCs handled, by final status code (errors are every code but OK)",
     ["service", "method", "code"],
 )
+HEAP_SERIES = "audiosearch_heap_bytes"
 RPC_IN_FLIGHT = Gauge("audiosearch_rpc_in_flight", "RPCs being handled now", ["service", "method"])
 
 
@@ -78,7 +79,7 @@ class HeapCollector(Collector):
         stats = heap_stats()
         if stats is None:
             return
-        family = GaugeMetricFamily("audiosearch_heap_bytes", "The memory allocator's account of this process's "
+        family = GaugeMetricFamily(HEAP_SERIES, "The memory allocator's account of this process's "
                                    "heap: allocated (held by the program), active, resident, retained", labels=["kind"])
         for kind, value in stats.items():
             family.add_metric([kind], value)

@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.common.allocator import MALLOC_VARIABLE, find_jemalloc, with_allocator
+from services.common.metrics import HEAP_SERIES
 from services.common.ports import free_port
 from tests.common.probe_server import SERVICE, running_probe
 
@@ -119,7 +120,7 @@ def heap_series(allocator: str) -> dict[str, float]:
     text = subprocess.run([sys.executable, "-c", SCRAPE_OWN_HEAP, str(free_port())], env=env, capture_output=True,
                           text=True, check=True, timeout=60).stdout
     return {sample.labels["kind"]: sample.value for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "audiosearch_heap_bytes"}
+            for sample in family.samples if sample.name == HEAP_SERIES}
 
 
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
