@@ -1,4 +1,5 @@
-"""Prometheus metrics every gRPC service exports: per-RPC latency, counts by status code, calls in flight.
+"""Prometheus metrics every gRPC service exports: per-RPC latency, counts by status code, calls in flight, and
+(on jemalloc) the allocator's account of the heap.
 
 `start_server` adds `MetricsInterceptor` outside the error mapping (so it sees the final status code) and serves
 `/metrics` over HTTP on `<PREFIX>METRICS_PORT` (0: off). Service-specific metrics live beside their code (e.g.
