@@ -36,7 +36,6 @@ RPC_TOTAL = Counter(
     "audiosearch_rpc", "RPCs handled, by final status code (errors are every code but OK)",
     ["service", "method", "code"],
 )
-HEAP_SERIES = "audiosearch_heap_bytes"
 RPC_IN_FLIGHT = Gauge("audiosearch_rpc_in_flight", "RPCs being handled now", ["service", "method"])
 
 
@@ -70,6 +69,9 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 RPC_TOTAL.labels(service, method, code).inc()
 
         return wrap_calls(handler, measured)
+
+
+HEAP_SERIES = "audiosearch_heap_bytes"
 
 
 class HeapCollector(Collector):

@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from services.common.allocator import (
     heap_stats,
     with_allocator,
 )
+from tests.support.processes import run_python
 
 ARROW_ON_MALLOC = {ARROW_POOL_VARIABLE: "system"}
 
@@ -92,11 +92,6 @@ during = heap_stats()
 del block
 print(json.dumps([before, during, heap_stats()]))
 """
-
-
-def run_python(code: str, env: dict[str, str]) -> str:
-    env = {**env, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -13,10 +10,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.allocator import MALLOC_VARIABLE, find_jemalloc, with_allocator
+from services.common.allocator import HEAP_STATS, MALLOC_VARIABLE, find_jemalloc, with_allocator
 from services.common.metrics import HEAP_SERIES
 from services.common.ports import free_port
 from tests.common.probe_server import SERVICE, running_probe
+from tests.support.processes import run_python
 
 
 def sample(name: str, **labels: str) -> float:
@@ -115,10 +113,8 @@ server.shutdown()
 
 
 def heap_series(allocator: str) -> dict[str, float]:
-    env = with_allocator({"PATH": "/usr/bin:/bin", MALLOC_VARIABLE: allocator,
-                          "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)})
-    text = subprocess.run([sys.executable, "-c", SCRAPE_OWN_HEAP, str(free_port())], env=env, capture_output=True,
-                          text=True, check=True, timeout=60).stdout
+    text = run_python(SCRAPE_OWN_HEAP, with_allocator({"PATH": "/usr/bin:/bin", MALLOC_VARIABLE: allocator}),
+                      str(free_port()))
     return {sample.labels["kind"]: sample.value for family in text_string_to_metric_families(text)
             for sample in family.samples if sample.name == HEAP_SERIES}
 
@@ -126,7 +122,7 @@ def heap_series(allocator: str) -> dict[str, float]:
 @pytest.mark.skipif(find_jemalloc() is None, reason="libjemalloc2 is not installed on this machine")
 def test_a_jemalloc_process_serves_its_heap_beside_its_rpc_series() -> None:
     heap = heap_series("jemalloc")
-    assert set(heap) == {"allocated", "active", "resident", "retained"}
+    assert set(heap) == set(HEAP_STATS)
     assert 0 < heap["allocated"] <= heap["active"] <= heap["resident"]
 
 

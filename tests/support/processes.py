@@ -1,8 +1,12 @@
-"""Process trees read from /proc, for tests and benches that look at what a service started."""
+"""Process trees read from /proc, for tests and benches that look at what a service started; Python snippets run in
+a process of their own."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -20,3 +24,10 @@ def process_tree(pid: int) -> list[int]:
         found.append(current)
         stack.extend(children.get(current, []))
     return found
+
+
+def run_python(code: str, env: dict[str, str], *args: str) -> str:
+    """Runs `code` in a new interpreter with `env` (and this one's import path), returning its standard output."""
+    env = {**env, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True,
+                          timeout=60).stdout
