@@ -15,7 +15,7 @@ from pathlib import Path
 from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
 from tests.support.milvus import start_milvus_server
 from tests.support.mysql import MySQLServer, configured_server, temporary_database
-from tests.support.processes import process_tree
+from tests.support.processes import process_tree, stat_fields
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
@@ -180,6 +180,5 @@ def tree_cpu_seconds(pid: int) -> float:
     ticks = 0
     for current in process_tree(pid):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime: stat's 14-17
+            ticks += sum(int(field) for field in stat_fields(current)[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")

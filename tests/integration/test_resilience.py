@@ -11,7 +11,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -24,6 +23,7 @@ from services.common.errors import reason_of
 from services.suite import RunningSuite, SuitePorts, plan_suite, start_service, start_suite, wait_healthy
 from tests.support import sounds
 from tests.support.gateway import ensure_collection, ingest, ingest_messages
+from tests.support.processes import process_state
 
 COLLECTION = "resilience"
 MAX_UPLOAD_BYTES = 1_000_000
@@ -100,15 +100,6 @@ def wait_for_health(small: RunningSuite, status: int, within_seconds: float) -> 
         assert time.monotonic() - started < within_seconds, f"gateway health not {status} in {within_seconds} s"
         time.sleep(0.2)
     return time.monotonic() - started
-
-
-def process_state(pid: int) -> str:
-    """The one-letter state /proc gives a process (T when stopped), or "gone"."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "gone"
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def unavailable_within(call, seconds: float, context: Callable[[], str] = lambda: "") -> float:

@@ -10,13 +10,27 @@ import sys
 from pathlib import Path
 
 
+def stat_fields(pid: int) -> list[str]:
+    """`/proc/PID/stat` after the command name (which may hold spaces and parentheses): the state first, then the
+    parent's pid, ... (stat's fields 3 on). Raises OSError for a process that is gone."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (R running, S sleeping, T stopped, Z zombie), or "gone"."""
+    try:
+        return stat_fields(pid)[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def process_tree(pid: int) -> list[int]:
     """A process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = int(stat_fields(int(entry.name))[1])
                 children.setdefault(parent, []).append(int(entry.name))
     found, stack = [], [pid]
     while stack:
