@@ -47,19 +47,19 @@ $(BUF):
 	npm install --silent --prefix build/tools @bufbuild/buf@1.50.0
 
 run: install
-	$(PY) -m services.suite run --state-dir $(STATE_DIR)
+	$(PY) -m devtools.suite run --state-dir $(STATE_DIR)
 
 up: install
-	$(PY) -m services.suite up --state-dir $(STATE_DIR)
+	$(PY) -m devtools.suite up --state-dir $(STATE_DIR)
 
 down:
-	$(PY) -m services.suite down --state-dir $(STATE_DIR)
+	$(PY) -m devtools.suite down --state-dir $(STATE_DIR)
 
 web: install
-	$(PY) -m services.web.server
+	$(PY) -m audiosearch.web.server
 
 status:
-	$(PY) -m services.suite status --state-dir $(STATE_DIR)
+	$(PY) -m devtools.suite status --state-dir $(STATE_DIR)
 
 test: install
 	$(PY) -m pytest -q -ra --durations=15 -m "not crash"
@@ -85,7 +85,7 @@ bench: install
 	$(PY) -m bench.vector_scale --count 100000
 
 weights: install
-	$(PY) -m services.embedder.fetch_weights --output $(WEIGHTS)
+	$(PY) -m audiosearch.embedder.fetch_weights --output $(WEIGHTS)
 
 images:
 	@command -v docker >/dev/null || { echo "make images needs Docker with BuildKit"; exit 1; }

@@ -5,7 +5,7 @@
 
 `bench.load` reads the embedder's resident memory while 16 clients search and ingest; on a slow machine it makes
 few calls, and a 2-minute warm-up may end before the embedder has seen the request sizes that set its size. This
-bench starts the embedder as deployed (`python -m services.embedder.server`: tritonserver, Python backend,
+bench starts the embedder as deployed (`python -m audiosearch.embedder.server`: tritonserver, Python backend,
 dynamic batching; untrained weights unless --checkpoint) and keeps it busy: --clients threads, each sending
 requests of a random number (1 to --max-windows) of 2 s windows of noise as FP16, the gateway's wire format.
 `--env` adds environment to the embedder's (EMBEDDER_PRECISION=float32, MALLOC_ARENA_MAX=2, ...), to try a
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as triton
 
+from audiosearch.embedder.cnn14 import SAMPLE_RATE
+from audiosearch.embedder.identity import TRITON_MODEL_NAME
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit
 from bench.support import key_values, machine, process_rss
-from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.identity import TRITON_MODEL_NAME
-from services.embedder.launch import EmbedderHandle, start_embedder
-from tests.support.processes import process_tree
+from devtools.support.processes import process_tree
 
 WINDOW = 2 * SAMPLE_RATE
 

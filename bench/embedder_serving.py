@@ -7,7 +7,7 @@
 
   (a) the engine alone: `Embedder.embed` in this process, built from the same settings the served model
       instances get, on batches of --max-batch windows of 2 s: the ceiling for the served figure;
-  (b) the embedder as deployed: `python -m services.embedder.server` (tritonserver, Python backend, dynamic
+  (b) the embedder as deployed: `python -m audiosearch.embedder.server` (tritonserver, Python backend, dynamic
       batching) and P client processes with T threads each, every thread on its own gRPC channel, each sending
       requests of B windows of 2 s of noise as FP16 tensors, as the gateway does, for --duration seconds after
       --warmup seconds.
@@ -32,13 +32,13 @@ import numpy as np
 import torch
 import tritonclient.grpc as triton
 
+from audiosearch.embedder.cnn14 import SAMPLE_RATE
+from audiosearch.embedder.engine import Embedder, Precision
+from audiosearch.embedder.identity import TRITON_MODEL_NAME
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
+from audiosearch.embedder.server import instance_plan, use_gpu, weights_source
+from audiosearch.embedder.settings import EmbedderSettings
 from bench.metrics import delta, emit, gpu_sampler, percentiles, scrape
-from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import Embedder, Precision
-from services.embedder.identity import TRITON_MODEL_NAME
-from services.embedder.launch import EmbedderHandle, start_embedder
-from services.embedder.server import instance_plan, use_gpu, weights_source
-from services.embedder.settings import EmbedderSettings
 
 WINDOW_SECONDS = 2.0
 WINDOW = int(WINDOW_SECONDS * SAMPLE_RATE)

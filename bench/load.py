@@ -44,6 +44,8 @@ import grpc
 import numpy as np
 import soundfile
 
+from audiosearch.common.metrics import HEAP_SERIES
+from audiosearch.gateway.audio.decoding import AudioError, decode_audio
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.metrics import emit, percentiles, scrape
@@ -59,10 +61,8 @@ from bench.support import (
     sound_files,
     tree_rss_bytes,
 )
-from services.common.audio import AudioError, decode_audio
-from services.common.metrics import HEAP_SERIES
-from services.suite import SuitePorts
-from tests.support.gateway import ingest_messages
+from devtools.suite import SuitePorts
+from devtools.support.gateway import ingest_messages
 
 COLLECTION = "bench_load"
 RATE = 32_000

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosearch.search.server import SearchSettings, route_pymilvus_logs, store_config
+from audiosearch.search.store import MilvusStore, Segment
 from bench.load import MEMORY_SAMPLES, memory_growth
 from bench.metrics import emit, scrape
 from bench.support import key_values, machine, milvus, tree_rss_bytes
-from services.search.server import SearchSettings, route_pymilvus_logs, store_config
-from services.search.store import MilvusStore, Segment
 
 COLLECTION = "bench_churn"
 DIMENSION = 2048

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from audiosearch.common.loudness import normalise_loudness
+from audiosearch.embedder.cnn14 import SAMPLE_RATE
+from audiosearch.embedder.engine import Embedder, RuntimeOptions, WeightsSource
+from audiosearch.gateway.audio.decoding import AudioLimits, decode_audio
+from audiosearch.gateway.audio.segments import audible_bounds, loop_to, query_segments, stored_segments
+from audiosearch.gateway.settings import GatewaySettings
 from bench.quality import DEFAULT_SOUNDS, TRANSFORMS, Sound, Transformer, load_sounds, split
-from services.common.audio import AudioLimits, decode_audio
-from services.common.loudness import normalise_loudness
-from services.embedder.cnn14 import SAMPLE_RATE
-from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
-from services.gateway.segments import audible_bounds, loop_to, query_segments, stored_segments
-from services.gateway.settings import GatewaySettings
 
 # A new collection's segmentation, as the gateway gives it.
 WINDOW_SECONDS = float(GatewaySettings.model_fields["default_window_seconds"].default)

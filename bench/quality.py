@@ -51,13 +51,13 @@ import numpy as np
 import soundfile
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
+from audiosearch.common.errors import reason_of
+from audiosearch.embedder.engine import Precision
+from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, decode_audio
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.support import own_suite
-from services.common.audio import AudioError, AudioLimits, decode_audio
-from services.common.errors import reason_of
-from services.embedder.engine import Precision
-from tests.support.gateway import ingest_messages
+from devtools.support.gateway import ingest_messages
 
 WORK_RATE = 44_100
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")

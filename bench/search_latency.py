@@ -29,11 +29,11 @@ import grpc
 import numpy as np
 import soundfile
 
+from audiosearch.gateway.audio.decoding import AudioError, decode_audio
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.metrics import emit, percentiles
 from bench.support import DEFAULT_SOUNDS, machine, own_suite, shared_load_note, sound_files
-from services.common.audio import AudioError, decode_audio
 
 COLLECTION = "bench_latency"
 QUERY_SECONDS = 5.0

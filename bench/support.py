@@ -12,10 +12,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
-from tests.support.milvus import start_milvus_server
-from tests.support.mysql import MySQLServer, configured_server, temporary_database
-from tests.support.processes import process_tree, stat_fields
+from devtools.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
+from devtools.support.milvus import start_milvus_server
+from devtools.support.mysql import MySQLServer, configured_server, temporary_database
+from devtools.support.processes import process_tree, stat_fields
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
 FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"

@@ -5,7 +5,7 @@
 
 In one run, on the same machine:
 
-  (a) the reference solution, emulated: for each file a freshly built Cnn14 (`services.embedder.cnn14`, the
+  (a) the reference solution, emulated: for each file a freshly built Cnn14 (`audiosearch.embedder.cnn14`, the
       checkpoint loaded into it when there is one) embeds the whole decoded file at batch 1;
   (b) the same with the model kept in memory;
   (c) the gateway end to end: its own suite on free ports (Milvus Lite, SQLite, Triton; untrained weights unless
@@ -42,6 +42,13 @@ import grpc
 import numpy as np
 import torch
 
+from audiosearch.common.loudness import normalise_loudness
+from audiosearch.embedder.cnn14 import SAMPLE_RATE, Cnn14
+from audiosearch.embedder.engine import MIN_SAMPLES, Embedder, Precision, RuntimeOptions, WeightsSource
+from audiosearch.gateway.audio.decoding import AudioError, decode_audio
+from audiosearch.gateway.audio.fingerprints import extract_landmarks
+from audiosearch.gateway.audio.segments import cut_segments
+from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench.metrics import delta, emit, gpu_sampler, scrape
@@ -55,13 +62,6 @@ from bench.support import (
     sound_files,
     tree_cpu_seconds,
 )
-from services.common.audio import AudioError, decode_audio
-from services.common.loudness import normalise_loudness
-from services.embedder.cnn14 import SAMPLE_RATE, Cnn14
-from services.embedder.engine import MIN_SAMPLES, Embedder, Precision, RuntimeOptions, WeightsSource
-from services.gateway.landmarks import extract_landmarks
-from services.gateway.segments import cut_segments
-from services.gateway.settings import GatewaySettings
 
 CHUNK = 256 * 1024
 COLLECTION = "bench_throughput"

@@ -5,7 +5,7 @@ index build time and memory, for HNSW and IVF indexes; and what the search servi
                                  [--indexes HNSW IVF_FLAT IVF_SQ8] [--ef 64 128 256] [--nprobe 16 32 64]
                                  [--json [FILE]]
 
-Without --uri it starts a `milvus-server` (tests/support/milvus.py) under a temporary directory. The data are
+Without --uri it starts a `milvus-server` (devtools/support/milvus.py) under a temporary directory. The data are
 `--count` synthetic 2048-d unit vectors shaped like segment embeddings, not uniform noise: "recordings" of 20
 segments each scatter around a recording centre, and the centres share a low-rank structure (the anisotropy of
 real CNN embeddings). Queries are noisy copies of stored segments (a re-recording of a known sound); the exact
@@ -15,12 +15,12 @@ until the loaded segments have settled (sealed and unchanged, and a server it st
 search setting it runs --warmup-queries other queries, unmeasured, so that the figures are the steady state's, not
 the first touches of a freshly loaded index.
 
-The collection has the search service's own schema (created through services.search.store), so the same
+The collection has the search service's own schema (created through audiosearch.search.store), so the same
 collection then serves the overhead test: SearchSegments through a search service started on it versus the same
 search through pymilvus directly, one vector with top 10 and four vectors with top 64 (what a 5 s query sends);
 and, to take the difference apart, a health check through the service and the service's store called in process.
 Every search here, as the service's, hands pymilvus its query vectors as float32 bytes, the fastest way it takes
-them (services/search/store.py, `query_bytes`), so the direct call is the best pymilvus does.
+them (audiosearch/search/store.py, `query_bytes`), so the direct call is the best pymilvus does.
 
 1M x 2048 float32 is 8 GB of raw vectors: on a small machine run --count 100000 or 200000 and read the build
 times and memory as the basis for extrapolation.
@@ -43,13 +43,13 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymilvus import MilvusClient
 
+from audiosearch.common.ports import free_port
+from audiosearch.search.store import HIT_FIELDS, METRIC, VECTOR_FIELD, MilvusStore, StoreConfig, query_bytes
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from bench.metrics import emit, percentiles
 from bench.support import machine, milvus, shared_load_note, tree_cpu_seconds, tree_rss_bytes
-from services.common.ports import free_port
-from services.search.store import HIT_FIELDS, METRIC, VECTOR_FIELD, MilvusStore, StoreConfig, query_bytes
-from services.suite import REPO_ROOT, is_healthy
+from devtools.suite import REPO_ROOT, is_healthy
 
 DIM = 2048
 SEGMENTS_PER_RECORDING = 20
@@ -214,7 +214,7 @@ def search_service(uri: str, index_type: str, value: int) -> Iterator[str]:
            "SEARCH_COLLECTION_PREFIX": PREFIX, "SEARCH_INDEX_TYPE": index_type,
            "SEARCH_SEARCH_EF": str(value), "SEARCH_IVF_NPROBE": str(value), "SEARCH_LOG_LEVEL": "WARNING",
            "SEARCH_CONSISTENCY": CONSISTENCY[0]}
-    process = subprocess.Popen([sys.executable, "-m", "services.search.server"], cwd=REPO_ROOT, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "audiosearch.search.server"], cwd=REPO_ROOT, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"127.0.0.1:{port}"
     try:

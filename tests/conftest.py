@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from services.suite import RunningSuite, SuitePorts, plan_suite, start_suite
-from tests.support.milvus import start_milvus_server
-from tests.support.mysql import require_server, temporary_database
+from devtools.suite import RunningSuite, SuitePorts, plan_suite, start_suite
+from devtools.support.milvus import start_milvus_server
+from devtools.support.mysql import require_server, temporary_database
 
 
 @pytest.fixture(scope="session")

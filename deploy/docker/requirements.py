@@ -21,7 +21,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-# What every gRPC service imports through services.common.
+# What every gRPC service imports through audiosearch.common.
 COMMON = frozenset(
     {
         "grpcio",
@@ -32,7 +32,7 @@ COMMON = frozenset(
         "googleapis-common-protos",
         "pydantic",
         "pydantic-settings",
-        # services/common/metrics.py and tracing.py (the OTLP exporter is used only when an endpoint is set).
+        # audiosearch/common/metrics.py and tracing.py (the OTLP exporter is used only when an endpoint is set).
         "prometheus-client",
         "opentelemetry-api",
         "opentelemetry-sdk",
@@ -44,7 +44,7 @@ SERVICES: dict[str, frozenset[str]] = {
     # Decodes untrusted audio (soundfile; ffmpeg comes from Debian), resamples (scipy), calls Triton.
     "gateway": COMMON | {"numpy", "scipy", "soundfile", "tritonclient", "boto3"},
     # Triton through PyTriton (its tritonserver binary ships in the wheel) hosting PANNs CNN14 in torch;
-    # soundfile for services.embedder.bench, which can run in the pod against its GPU.
+    # soundfile for bench.embedder_engine, which can run in the pod against its GPU.
     "embedder": COMMON | {"numpy", "scipy", "soundfile", "torch", "nvidia-pytriton", "tritonclient"},
     # Milvus through pymilvus. milvus-lite, the embedded file mode, is not asked for: pods talk to a server.
     "search": COMMON | {"numpy", "pymilvus"},

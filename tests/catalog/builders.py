@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 
-from services.catalog.records import Collection, ModelIdentity, NewAudio, NewSegment, Tag
+from audiosearch.catalog.records import Collection, ModelIdentity, NewAudio, NewSegment, Tag
 
 MODEL = ModelIdentity("panns_cnn14", "untrained-seed0", 2048, 32000, True)
 

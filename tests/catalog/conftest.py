@@ -10,15 +10,15 @@ import grpc
 import pytest
 from pydantic import SecretStr
 
+from audiosearch.catalog.database import Database
+from audiosearch.catalog.migrations import apply_migrations
+from audiosearch.catalog.records import Collection
+from audiosearch.catalog.server import CatalogSettings, build_server
+from audiosearch.catalog.store import CatalogStore
 from audiosearch.catalog.v1 import catalog_pb2_grpc
-from services.catalog.database import Database
-from services.catalog.migrations import apply_migrations
-from services.catalog.records import Collection
-from services.catalog.server import CatalogSettings, build_server
-from services.catalog.store import CatalogStore
-from services.common.grpc_server import RunningServer
+from audiosearch.common.grpc_server import RunningServer
+from devtools.support.mysql import MySQLServer, require_server, temporary_database
 from tests.catalog.builders import new_collection
-from tests.support.mysql import MySQLServer, require_server, temporary_database
 
 BACKENDS = ["sqlite", "mysql"]
 

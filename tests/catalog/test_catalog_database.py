@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.catalog.database import (
+from audiosearch.catalog.database import (
     SQLITE_CACHE_KIB,
     Database,
     DatabaseUnavailable,
@@ -16,10 +16,10 @@ from services.catalog.database import (
     SQLiteDialect,
     dialect_from_dsn,
 )
-from services.catalog.migrations import apply_migrations
-from services.catalog.store import CatalogStore
+from audiosearch.catalog.migrations import apply_migrations
+from audiosearch.catalog.store import CatalogStore
+from devtools.support.mysql import MySQLServer, temporary_database
 from tests.catalog.builders import new_audio, new_collection, new_segments
-from tests.support.mysql import MySQLServer, temporary_database
 
 
 def test_mysql_dsn_names_host_port_credentials_and_database() -> None:

@@ -12,10 +12,10 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from audiosearch.catalog.servicer import CatalogServicer
 from audiosearch.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from audiosearch.common.errors import error_info, reason_of
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.catalog.servicer import CatalogServicer
-from services.common.errors import error_info, reason_of
 from tests.catalog.builders import sha256_of, unique_name
 
 Stub = catalog_pb2_grpc.CatalogServiceStub

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from services.catalog.database import Database, SQLiteDialect
-from services.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
+from audiosearch.catalog.database import Database, SQLiteDialect
+from audiosearch.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
 
 EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata",
                    "landmarks", "collection_landmarks"}

@@ -1,4 +1,4 @@
-"""`python -m services.catalog.server`: configured from CATALOG_* variables, healthy, and stops on SIGTERM."""
+"""`python -m audiosearch.catalog.server`: configured from CATALOG_* variables, healthy, and stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.catalog.server import CatalogSettings
-from services.common.ports import free_port
+from audiosearch.catalog.server import CatalogSettings
+from audiosearch.common.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,12 +44,12 @@ def test_module_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
     port = free_port()
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen" / "python")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO)]),
         "CATALOG_PORT": str(port),
         "CATALOG_DSN": f"sqlite:///{tmp_path / 'catalog.db'}",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.catalog.server"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "audiosearch.catalog.server"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -69,12 +69,12 @@ def test_module_serves_until_sigterm_then_exits_cleanly(tmp_path: Path) -> None:
 def test_bad_dsn_exits_with_a_readable_message(tmp_path: Path) -> None:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen" / "python")]),
+        "PYTHONPATH": os.pathsep.join([str(REPO)]),
         "CATALOG_DSN": "postgres://nope",
     }
 
     result = subprocess.run(
-        [sys.executable, "-m", "services.catalog.server"],
+        [sys.executable, "-m", "audiosearch.catalog.server"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -12,10 +12,10 @@ from typing import Any
 import grpc
 import pytest
 
-from services.catalog import store as store_module
-from services.catalog.database import ConstraintViolation, Database
-from services.catalog.paging import encode_token, page_size
-from services.catalog.records import (
+from audiosearch.catalog import store as store_module
+from audiosearch.catalog.database import ConstraintViolation, Database
+from audiosearch.catalog.paging import encode_token, page_size
+from audiosearch.catalog.records import (
     AudioFilter,
     AudioRecord,
     AudioStatus,
@@ -24,8 +24,8 @@ from services.catalog.records import (
     NewSegment,
     Tag,
 )
-from services.catalog.store import CatalogStore, segment_id
-from services.common.errors import ServiceError
+from audiosearch.catalog.store import CatalogStore, segment_id
+from audiosearch.common.errors import ServiceError
 from tests.catalog.builders import new_audio, new_collection, new_segments, unique_name
 
 NO_FILTER = AudioFilter()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from audiosearch_cli import commands
-from audiosearch_cli.main import DEFAULT_GATEWAY, GATEWAY_ENV, parse_args
+from audiosearch.cli import commands
+from audiosearch.cli.main import DEFAULT_GATEWAY, GATEWAY_ENV, parse_args
 
 COMMANDS = [
     ["ingest"],

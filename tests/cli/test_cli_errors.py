@@ -15,8 +15,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from audiosearch_cli import main as cli
-from audiosearch_cli.client import (
+from audiosearch.cli import main as cli
+from audiosearch.cli.client import (
     GatewayError,
     GatewayUnreachableError,
     convert_error,
@@ -159,11 +159,11 @@ def test_unreachable_gateway_exits_3_fast(
 def test_unreachable_gateway_from_the_environment_as_a_subprocess() -> None:
     env = {**os.environ, "AUDIOSEARCH_GATEWAY": f"127.0.0.1:{closed_port()}"}
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO), str(REPO / "gen" / "python"), str(REPO / "clients" / "python"), env.get("PYTHONPATH", "")]
+        [str(REPO), env.get("PYTHONPATH", "")]
     )
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "audiosearch_cli.main", "--json", "stats"],
+        [sys.executable, "-m", "audiosearch.cli.main", "--json", "stats"],
         env=env,
         capture_output=True,
         text=True,

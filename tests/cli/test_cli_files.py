@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiosearch_cli.files import discover, has_audio_extension, looks_like_audio, sniff_audio
+from audiosearch.cli.files import discover, has_audio_extension, looks_like_audio, sniff_audio
 
 AUDIO_HEADS = {
     "wav": b"RIFF\x24\x00\x00\x00WAVEfmt ",

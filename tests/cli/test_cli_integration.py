@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.support.sounds import RATE, synth
+from devtools.support.sounds import RATE, synth
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +25,14 @@ SECONDS = 4.0
 
 def cli_env() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "AUDIOSEARCH_GATEWAY"}
-    paths = [str(REPO), str(REPO / "gen" / "python"), str(REPO / "clients" / "python")]
+    paths = [str(REPO)]
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
 def run_cli(gateway: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "audiosearch_cli.main", "--gateway", gateway, *args],
+        [sys.executable, "-m", "audiosearch.cli.main", "--gateway", gateway, *args],
         env=cli_env(),
         capture_output=True,
         text=True,

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from google.protobuf import timestamp_pb2
 
+from audiosearch.cli import ingest, output
+from audiosearch.cli.client import GatewayError
+from audiosearch.cli.files import AudioFile
+from audiosearch.cli.ingest import Failure, Ingested, IngestReport
 from audiosearch.v1 import audiosearch_pb2 as pb
-from audiosearch_cli import ingest, output
-from audiosearch_cli.client import GatewayError
-from audiosearch_cli.files import AudioFile
-from audiosearch_cli.ingest import Failure, Ingested, IngestReport
 
 RECORD_KEYS = [
     "id",

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import grpc
 from pydantic_settings import SettingsConfigDict
 
-from services.common.errors import NotFound
-from services.common.grpc_server import RunningServer, start_server
-from services.common.settings import ServiceSettings
+from audiosearch.common.errors import NotFound
+from audiosearch.common.grpc_server import RunningServer, start_server
+from audiosearch.common.settings import ServiceSettings
 
 SERVICE = "test.v1.ProbeService"
 

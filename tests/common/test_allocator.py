@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.allocator import (
+from audiosearch.common.allocator import (
     ARROW_POOL_VARIABLE,
     CHOICES,
     HEAP_STATS,
@@ -16,7 +16,7 @@ from services.common.allocator import (
     heap_stats,
     with_allocator,
 )
-from tests.support.processes import run_python
+from devtools.support.processes import run_python
 
 ARROW_ON_MALLOC = {ARROW_POOL_VARIABLE: "system"}
 
@@ -85,7 +85,7 @@ def test_a_process_started_with_the_environment_runs_on_jemalloc() -> None:
 
 HEAP_PROBE = """
 import json
-from services.common.allocator import heap_stats
+from audiosearch.common.allocator import heap_stats
 before = heap_stats()
 block = bytearray(128 * 2**20)
 during = heap_stats()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from services.common.audio import AudioError, AudioLimits, decode_audio
+from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, decode_audio
 
 RATE = 48_000
 

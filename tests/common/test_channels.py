@@ -12,7 +12,7 @@ import pytest
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.catalog.v1 import catalog_pb2_grpc
-from services.gateway.backends import Backends
+from audiosearch.gateway.backends.stubs import Backends
 
 
 class Flaky(catalog_pb2_grpc.CatalogServiceServicer):

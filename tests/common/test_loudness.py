@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.common.loudness import NOISE_FLOOR_DB, TARGET_RMS, normalise_loudness
+from audiosearch.common.loudness import NOISE_FLOOR_DB, TARGET_RMS, normalise_loudness
 
 RATE = 32_000
 

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.allocator import HEAP_STATS, MALLOC_VARIABLE, find_jemalloc, with_allocator
-from services.common.metrics import HEAP_SERIES
-from services.common.ports import free_port
+from audiosearch.common.allocator import HEAP_STATS, MALLOC_VARIABLE, find_jemalloc, with_allocator
+from audiosearch.common.metrics import HEAP_SERIES
+from audiosearch.common.ports import free_port
+from devtools.support.processes import run_python
 from tests.common.probe_server import SERVICE, running_probe
-from tests.support.processes import run_python
 
 
 def sample(name: str, **labels: str) -> float:
@@ -104,7 +104,7 @@ def test_the_metrics_port_serves_the_rpc_series(probe) -> None:
 
 SCRAPE_OWN_HEAP = """
 import sys, urllib.request
-from services.common.metrics import serve_metrics
+from audiosearch.common.metrics import serve_metrics
 server = serve_metrics("127.0.0.1", int(sys.argv[1]))
 with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5) as response:
     print(response.read().decode())

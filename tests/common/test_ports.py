@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common import ports
-from services.common.ports import ephemeral_low, free_port, free_ports
+from audiosearch.common import ports
+from audiosearch.common.ports import ephemeral_low, free_port, free_ports
 
 
 def test_ports_lie_below_the_ephemeral_range_and_differ() -> None:

@@ -10,21 +10,21 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from audiosearch.catalog.server import CatalogSettings
+from audiosearch.catalog.server import build_server as build_catalog
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.catalog.v1 import catalog_pb2_grpc
+from audiosearch.common.errors import reason_of
+from audiosearch.common.grpc_server import start_server
+from audiosearch.common.tls import ClientTls
+from audiosearch.gateway.api.auth import hash_key
+from audiosearch.gateway.backends.stubs import Backends
+from audiosearch.gateway.server import build_server as build_gateway
+from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.catalog.server import CatalogSettings
-from services.catalog.server import build_server as build_catalog
-from services.common.errors import reason_of
-from services.common.grpc_server import start_server
-from services.common.tls import ClientTls
-from services.gateway.auth import hash_key
-from services.gateway.backends import Backends
-from services.gateway.server import build_server as build_gateway
-from services.gateway.settings import GatewaySettings
+from devtools.support.certs import make_pki
 from tests.common.probe_server import ProbeSettings
-from tests.support.certs import make_pki
 
 KEY = "as_tls-test-key"
 

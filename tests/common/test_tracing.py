@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from services.common.channels import open_channel
-from services.common.logs import JsonFormatter
-from services.common.tracing import configure_tracing, export_enabled, trace_headers, tracer
+from audiosearch.common.channels import open_channel
+from audiosearch.common.logs import JsonFormatter
+from audiosearch.common.tracing import configure_tracing, export_enabled, trace_headers, tracer
 from tests.common.probe_server import SERVICE, running_probe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,14 +159,14 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     script = (
-        "from services.common.tracing import configure_tracing, tracer\n"
+        "from audiosearch.common.tracing import configure_tracing, tracer\n"
         "provider = configure_tracing('gateway')\n"
         "with tracer.start_as_current_span('exported'):\n"
         "    pass\n"
         "provider.shutdown()\n"
     )
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_INSECURE": "true",
-           "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}:{ROOT / 'gen/python'}"}
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     try:
         subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, timeout=60)
     finally:

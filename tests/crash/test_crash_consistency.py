@@ -40,11 +40,11 @@ from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.suite import ServicePlan, SuitePorts, plan_suite, start_service, wait_healthy
-from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest_messages
-from tests.support.milvus import MilvusServer, start_milvus_server
-from tests.support.mysql import MySQLServer, require_server, temporary_database
+from devtools.suite import ServicePlan, SuitePorts, plan_suite, start_service, wait_healthy
+from devtools.support import sounds
+from devtools.support.gateway import ensure_collection, ingest_messages
+from devtools.support.milvus import MilvusServer, start_milvus_server
+from devtools.support.mysql import MySQLServer, require_server, temporary_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 

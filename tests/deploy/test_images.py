@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.allocator import JEMALLOC_LIBRARY, LIBRARY_DIRS
+from audiosearch.common.allocator import JEMALLOC_LIBRARY, LIBRARY_DIRS
 from tests.deploy.dockerfiles import DockerIgnore, Stage, context_files, copies, stages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +150,7 @@ def test_embedder_image_never_carries_a_checkpoint() -> None:
                 for source in copy.sources:
                     weights = [f for f in context_files(ROOT, source, ignore) if f.endswith((".pth", ".pt"))]
                     assert not weights, f"COPY {source} would bring {weights}"
-    assert ignore.excludes("services/embedder/Cnn14_mAP=0.431.pth")
+    assert ignore.excludes("audiosearch/embedder/Cnn14_mAP=0.431.pth")
     assert ignore.excludes("var/models/Cnn14_mAP=0.431.pth")
 
 

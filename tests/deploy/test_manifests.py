@@ -252,7 +252,7 @@ def test_embedder_reads_the_checkpoint_from_a_volume_its_init_container_fills(re
     spec = pod_spec(embedder)
     (init,) = spec["initContainers"]
     command = init["command"]
-    assert command[:3] == ["python", "-m", "services.embedder.fetch_weights"]
+    assert command[:3] == ["python", "-m", "audiosearch.embedder.fetch_weights"]
     output = Path(command[command.index("--output") + 1])
     main = container(embedder)
     assert environment(documents, embedder, main)["EMBEDDER_CHECKPOINT_PATH"] == str(output)

@@ -9,10 +9,10 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-import services.common.metrics
-import services.gateway.metrics
-import services.search.store  # noqa: F401 - registers the Milvus latency histogram
-from services.common.metrics import HEAP_SERIES
+import audiosearch.common.metrics
+import audiosearch.gateway.metrics
+import audiosearch.search.store  # noqa: F401 - registers the Milvus latency histogram
+from audiosearch.common.metrics import HEAP_SERIES
 
 MONITORING = Path(__file__).resolve().parents[2] / "deploy" / "monitoring"
 SERIES = re.compile(r"\b((?:audiosearch|nv)_[a-z0-9_]+)")

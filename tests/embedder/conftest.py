@@ -1,7 +1,7 @@
 """Session-wide real embedder: tritonserver hosting panns_cnn14 (untrained, seed 0) on free local ports.
 
 Other suites can use these fixtures (`pytest_plugins = ["tests.embedder.conftest"]` in the root conftest) or
-call `services.embedder.launch.start_embedder` directly.
+call `audiosearch.embedder.launch.start_embedder` directly.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.embedder.launch import EmbedderHandle, start_embedder
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
 
 
 @pytest.fixture(scope="session")

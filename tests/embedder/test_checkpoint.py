@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.embedder.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
-from services.embedder.engine import untrained_cnn14
+from audiosearch.embedder.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
+from audiosearch.embedder.engine import untrained_cnn14
 
 
 def save_checkpoint(path: Path, state: dict[str, torch.Tensor]) -> Path:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.embedder.cnn14 import Cnn14, mel_filterbank, periodic_hann
-from services.embedder.engine import untrained_cnn14
+from audiosearch.embedder.cnn14 import Cnn14, mel_filterbank, periodic_hann
+from audiosearch.embedder.engine import untrained_cnn14
 
 # From qiuqiangkong/audioset_tagging_cnn pytorch/models.py (Cnn14) with torchlibrosa's Spectrogram and
 # LogmelFilterBank at sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, classes_num=527.

@@ -12,11 +12,11 @@ from prometheus_client import REGISTRY
 from tritonclient.grpc import model_config_pb2
 from tritonclient.utils import InferenceServerException
 
-from services.common.channels import CHANNEL_OPTIONS
-from services.common.errors import Unavailable
-from services.common.loudness import normalise_loudness
-from services.embedder.launch import EmbedderHandle, start_embedder
-from services.gateway.embedder_client import MODEL_NAME, EmbedderClient, waveform_datatype
+from audiosearch.common.channels import CHANNEL_OPTIONS
+from audiosearch.common.errors import Unavailable
+from audiosearch.common.loudness import normalise_loudness
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
+from audiosearch.gateway.backends.embedder import MODEL_NAME, EmbedderClient, waveform_datatype
 from tests.embedder.sounds import plucked_string, rain, siren
 
 

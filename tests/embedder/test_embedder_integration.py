@@ -12,11 +12,11 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from services.common.allocator import JEMALLOC_LIBRARY, find_jemalloc
-from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
-from services.embedder.launch import EmbedderHandle, start_embedder
+from audiosearch.common.allocator import JEMALLOC_LIBRARY, find_jemalloc
+from audiosearch.embedder.engine import Embedder, RuntimeOptions, WeightsSource
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
+from devtools.support.processes import process_tree
 from tests.embedder.sounds import plucked_string, rain, siren
-from tests.support.processes import process_tree
 
 MODEL = "panns_cnn14"
 

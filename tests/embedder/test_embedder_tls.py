@@ -13,13 +13,13 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from services.common.tls import ClientTls
-from services.embedder.launch import EmbedderHandle, start_embedder
-from services.embedder.settings import EmbedderSettings
-from services.embedder.tritonserver import tls_arguments
-from services.gateway.embedder_client import EmbedderClient
+from audiosearch.common.tls import ClientTls
+from audiosearch.embedder.launch import EmbedderHandle, start_embedder
+from audiosearch.embedder.settings import EmbedderSettings
+from audiosearch.embedder.tritonserver import tls_arguments
+from audiosearch.gateway.backends.embedder import EmbedderClient
+from devtools.support.certs import Pki, make_pki
 from tests.embedder.sounds import rain, siren
-from tests.support.certs import Pki, make_pki
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from services.common.loudness import normalise_loudness
-from services.embedder.engine import (
+from audiosearch.common.loudness import normalise_loudness
+from audiosearch.embedder.engine import (
     Embedder,
     EmbeddingBatch,
     InputError,

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.embedder.engine import untrained_cnn14
-from services.embedder.fetch_weights import SHA256_ENV, main
-from services.embedder.settings import EmbedderSettings
+from audiosearch.embedder.engine import untrained_cnn14
+from audiosearch.embedder.fetch_weights import SHA256_ENV, main
+from audiosearch.embedder.settings import EmbedderSettings
 
 
 @pytest.fixture

@@ -14,12 +14,12 @@ from google.protobuf import text_format
 from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2
 
-from services.common.allocator import JEMALLOC_LIBRARY
-from services.embedder.engine import WeightsSource, available_cores, untrained_cnn14
-from services.embedder.identity import ModelIdentity
-from services.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
-from services.embedder.repository import read_template, render_config, write_repository
-from services.embedder.server import (
+from audiosearch.common.allocator import JEMALLOC_LIBRARY
+from audiosearch.embedder.engine import WeightsSource, available_cores, untrained_cnn14
+from audiosearch.embedder.identity import ModelIdentity
+from audiosearch.embedder.instance import InstancePlan, device_for_instance, parameters_from_model_config
+from audiosearch.embedder.repository import read_template, render_config, write_repository
+from audiosearch.embedder.server import (
     StartupError,
     cpu_has_amx_bfloat16,
     instance_count,
@@ -27,8 +27,8 @@ from services.embedder.server import (
     prepare,
     weights_source,
 )
-from services.embedder.settings import EmbedderSettings
-from services.embedder.tritonserver import REPO_ROOT, TritonDistribution, build_backend_dir
+from audiosearch.embedder.settings import EmbedderSettings
+from audiosearch.embedder.tritonserver import REPO_ROOT, TritonDistribution, build_backend_dir
 
 IDENTITY = ModelIdentity(checkpoint_sha256=None, seed=0, centering_tag="abcd1234")
 
@@ -45,7 +45,7 @@ def test_without_a_checkpoint_the_launcher_refuses_to_start() -> None:
 def test_the_server_process_exits_non_zero_with_a_clear_message_without_weights(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "EMBEDDER_STATE_DIR": str(tmp_path), "EMBEDDER_CHECKPOINT_PATH": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "services.embedder.server"],
+        [sys.executable, "-m", "audiosearch.embedder.server"],
         check=False,
         cwd=REPO_ROOT,
         env=env,
@@ -119,8 +119,8 @@ def test_on_a_gpu_instances_default_to_float16_and_channels_last() -> None:
 
 
 def test_by_default_a_gpu_gets_one_instance_and_a_cpu_two_single_threaded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.embedder.server.available_cores", lambda: 2)
-    monkeypatch.setattr("services.embedder.engine.available_cores", lambda: 2)
+    monkeypatch.setattr("audiosearch.embedder.server.available_cores", lambda: 2)
+    monkeypatch.setattr("audiosearch.embedder.engine.available_cores", lambda: 2)
 
     assert instance_count(settings(), gpu=True) == 1
     assert instance_count(settings(), gpu=False) == 2
@@ -130,7 +130,7 @@ def test_by_default_a_gpu_gets_one_instance_and_a_cpu_two_single_threaded_ones(m
 
 
 def test_one_core_gets_one_instance(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.embedder.server.available_cores", lambda: 1)
+    monkeypatch.setattr("audiosearch.embedder.server.available_cores", lambda: 1)
 
     assert instance_count(settings(), gpu=False) == 1
 
@@ -282,7 +282,7 @@ def test_a_launcher_with_nothing_else_preloaded_unsets_the_preload(tmp_path: Pat
 
 
 def test_on_a_noexec_mount_the_stub_stays_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("services.embedder.tritonserver.mounted_noexec", lambda path: True)
+    monkeypatch.setattr("audiosearch.embedder.tritonserver.mounted_noexec", lambda path: True)
     dist = _fake_distribution(tmp_path)
     backend = build_backend_dir(dist, tmp_path / "backends", f"/usr/lib/{JEMALLOC_LIBRARY}")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.embedder.engine import Embedder, RuntimeOptions, WeightsSource
-from services.embedder.server import StartupError, instance_plan
-from services.embedder.settings import EmbedderSettings
+from audiosearch.embedder.engine import Embedder, RuntimeOptions, WeightsSource
+from audiosearch.embedder.server import StartupError, instance_plan
+from audiosearch.embedder.settings import EmbedderSettings
 from tests.embedder.sounds import plucked_string, rain, siren
 from tests.embedder.test_engine import as_the_gateway_sends, cosine
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from services.embedder.engine import WeightsSource, identity_for
-from services.embedder.instance import InstancePlan
+from audiosearch.embedder.engine import WeightsSource, identity_for
+from audiosearch.embedder.instance import InstancePlan
 from tests.embedder.sounds import rain, siren
 
 
@@ -52,8 +52,8 @@ def fake_backend_utils() -> types.ModuleType:
 @pytest.fixture
 def model_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", fake_backend_utils())
-    monkeypatch.delitem(sys.modules, "services.embedder.triton_model", raising=False)
-    module = importlib.import_module("services.embedder.triton_model")
+    monkeypatch.delitem(sys.modules, "audiosearch.embedder.triton_model", raising=False)
+    module = importlib.import_module("audiosearch.embedder.triton_model")
     monkeypatch.setattr(module, "configure_logging", lambda *_args: None)  # keep pytest's log handlers
     return module
 

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from audiosearch.common.errors import reason_of
+from audiosearch.common.grpc_server import start_server
+from audiosearch.common.settings import ServiceSettings
+from audiosearch.gateway.api import apikeys, auth
+from audiosearch.gateway.api.auth import RULES, ApiKeyInterceptor, KeysFileError, KeyStore, hash_key, load_keys
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.common.errors import reason_of
-from services.common.grpc_server import start_server
-from services.common.settings import ServiceSettings
-from services.gateway import apikeys, auth
-from services.gateway.auth import RULES, ApiKeyInterceptor, KeysFileError, KeyStore, hash_key, load_keys
 
 ADMIN, READER, WRITER, NEWCOMER = "as_admin-key", "as_reader-key", "as_writer-key", "as_new-key"
 SERVICE = pb.DESCRIPTOR.services_by_name["AudioSearchService"]

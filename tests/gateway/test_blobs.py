@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.ports import free_port
-from services.gateway.blobs import (
+from audiosearch.common.ports import free_port
+from audiosearch.gateway.backends.blobs import (
     BlobNotFoundError,
     LocalBlobStore,
     S3BlobStore,

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied
-from services.gateway.bulk import (
+from audiosearch.common.errors import InvalidArgument, NotFound, PermissionDenied
+from audiosearch.gateway.ingest.bulk import (
     ImportFile,
     Refused,
     _ImportRun,
@@ -18,6 +17,7 @@ from services.gateway.bulk import (
     resolve_import_path,
     walk_audio,
 )
+from audiosearch.v1 import audiosearch_pb2 as pb
 
 
 @pytest.fixture

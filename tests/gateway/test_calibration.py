@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
+from audiosearch.catalog.landmarks import vote
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
-from audiosearch.search.v1 import search_pb2 as spb
-from audiosearch.v1 import audiosearch_pb2 as pb
-from services.catalog.landmarks import vote
-from services.gateway.calibration import (
+from audiosearch.gateway.query.calibration import (
     MIN_LANDMARK_THRESHOLD,
     Calibrator,
     _neighbour_scores,
     allowed_false_positives,
 )
-from services.gateway.matching import QuerySegment
-from services.gateway.query import HITS_PER_SEGMENT, Query
+from audiosearch.gateway.query.matching import QuerySegment
+from audiosearch.gateway.query.search import HITS_PER_SEGMENT, Query
+from audiosearch.search.v1 import search_pb2 as spb
+from audiosearch.v1 import audiosearch_pb2 as pb
 
 DIM = 16
 COLLECTION = pb.Collection(name="library", segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=1.0),

@@ -8,9 +8,9 @@ import time
 import numpy as np
 from prometheus_client import REGISTRY
 
+from audiosearch.common.tracing import configure_tracing, tracer
+from audiosearch.gateway.backends.embedder import EmbedderClient, ServedModel
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.tracing import configure_tracing, tracer
-from services.gateway.embedder_client import EmbedderClient, ServedModel
 
 
 class FakeTriton:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import butter, resample_poly, sosfilt
 
-from services.catalog.landmarks import vote
-from services.gateway.landmarks import (
+from audiosearch.catalog.landmarks import vote
+from audiosearch.gateway.audio.fingerprints import (
     Landmarks,
     extract_landmarks,
     landmarks_from_message,

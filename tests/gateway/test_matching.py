@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.gateway.matching import (
+from audiosearch.gateway.query.matching import (
     LandmarkAlignment,
     QuerySegment,
     RecordingMatch,

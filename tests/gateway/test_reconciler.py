@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from audiosearch.common.errors import Aborted
+from audiosearch.gateway.audio.decoding import DecodedAudio
+from audiosearch.gateway.audio.pipeline import EmbeddedAudio
+from audiosearch.gateway.audio.segments import Segments
+from audiosearch.gateway.backends.embedder import Embeddings
+from audiosearch.gateway.ingest.reconciler import Reconciler
+from audiosearch.gateway.ingest.writer import Records
+from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.audio import DecodedAudio
-from services.common.errors import Aborted
-from services.gateway.embedder_client import Embeddings
-from services.gateway.pipeline import EmbeddedAudio
-from services.gateway.reconciler import Reconciler
-from services.gateway.records import Records
-from services.gateway.segments import Segments
-from services.gateway.settings import GatewaySettings
 
 PENDING, READY, DELETING = pb.AUDIO_STATUS_PENDING, pb.AUDIO_STATUS_READY, pb.AUDIO_STATUS_DELETING
 COLLECTION = "library"

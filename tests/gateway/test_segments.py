@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from services.gateway.segments import (
+from audiosearch.gateway.audio.segments import (
     CORE_BELOW_PEAK_DB,
     MAX_QUERY_EVENTS,
     audible_bounds,

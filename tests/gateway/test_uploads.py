@@ -4,9 +4,9 @@ import time
 import grpc
 import pytest
 
+from audiosearch.common.errors import DeadlineExceeded, InvalidArgument
+from audiosearch.gateway.api.uploads import read_upload, within_idle_limit
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.errors import DeadlineExceeded, InvalidArgument
-from services.gateway.uploads import read_upload, within_idle_limit
 
 
 def header(name: str = "a.wav") -> pb.IngestAudioRequest:

@@ -1,8 +1,8 @@
 import pytest
 
+from audiosearch.common.errors import InvalidArgument
+from audiosearch.gateway.api import validation
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.errors import InvalidArgument
-from services.gateway import validation
 
 
 @pytest.mark.parametrize("name", ["", "Upper", "1starts_with_digit", "has-dash", "x" * 64, "a/b", "../etc"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audiosearch.v1 import audiosearch_pb2_grpc
-from tests.support.gateway import stub
+from devtools.support.gateway import stub
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.catalog.v1 import catalog_pb2_grpc
+from audiosearch.common.errors import reason_of
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.errors import reason_of
-from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, list_all, stub
+from devtools.support import sounds
+from devtools.support.gateway import ensure_collection, ingest, list_all, stub
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from audiosearch.common.errors import reason_of
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.common.errors import reason_of
-from tests.support import sounds
-from tests.support.gateway import CHUNK, ensure_collection, list_all
+from devtools.support import sounds
+from devtools.support.gateway import CHUNK, ensure_collection, list_all
 
 GARBAGE = b"this is not audio at all, just text pretending" * 40
 
@@ -167,7 +167,7 @@ def test_a_missing_directory_is_not_found(client, sound_tree):
 
 
 def test_the_cli_imports_a_directory_on_the_gateway_side(gateway_address, client, sound_tree, capsys):
-    from audiosearch_cli.main import main
+    from audiosearch.cli.main import main
 
     ensure_collection(client, "bulk_cli")
 

@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from audiosearch.common.errors import reason_of
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.search.v1 import search_pb2_grpc
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.common.errors import reason_of
-from services.suite import is_healthy
-from tests.support import sounds
-from tests.support.gateway import CHUNK, ensure_collection, ingest, ingest_messages, list_all
+from devtools.suite import is_healthy
+from devtools.support import sounds
+from devtools.support.gateway import CHUNK, ensure_collection, ingest, ingest_messages, list_all
 
 TARGET = "hostile_target"
 SCRATCH = "hostile_scratch"

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import grpc
 import pytest
 
+from audiosearch.gateway.audio.segments import query_segments
 from audiosearch.v1 import audiosearch_pb2 as pb
-from services.gateway.segments import query_segments
-from services.suite import RunningSuite
+from devtools.suite import RunningSuite
+from devtools.support import sounds
+from devtools.support.gateway import ensure_collection, ingest, search, stub
 from tests.deploy.test_monitoring import used_series
-from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, search, stub
 
 COLLECTION = "observability"
 GATEWAY = "audiosearch.v1.AudioSearchService"

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from audiosearch.common.errors import reason_of
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.common.errors import reason_of
-from services.suite import RunningSuite, SuitePorts, plan_suite, start_service, start_suite, wait_healthy
-from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, ingest_messages
-from tests.support.processes import process_state
+from devtools.suite import RunningSuite, SuitePorts, plan_suite, start_service, start_suite, wait_healthy
+from devtools.support import sounds
+from devtools.support.gateway import ensure_collection, ingest, ingest_messages
+from devtools.support.processes import process_state
 
 COLLECTION = "resilience"
 MAX_UPLOAD_BYTES = 1_000_000

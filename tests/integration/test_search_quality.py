@@ -12,8 +12,8 @@ import pytest
 from scipy.signal import butter, sosfilt
 
 from audiosearch.v1 import audiosearch_pb2 as pb
-from tests.support import sounds
-from tests.support.gateway import ensure_collection, ingest, search
+from devtools.support import sounds
+from devtools.support.gateway import ensure_collection, ingest, search
 
 COLLECTION = "quality_library"
 RATE = sounds.RATE

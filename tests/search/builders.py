@@ -6,8 +6,8 @@ import uuid
 
 import numpy as np
 
+from audiosearch.search.store import Segment
 from audiosearch.search.v1 import search_pb2
-from services.search.store import Segment
 
 DIM = 64
 

@@ -13,10 +13,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from milvus_lite.server_manager import server_manager_instance
 
+from audiosearch.common.grpc_server import RunningServer
+from audiosearch.search.server import SearchSettings, build_server, route_pymilvus_logs
+from audiosearch.search.store import MilvusStore, StoreConfig
 from audiosearch.search.v1 import search_pb2_grpc
-from services.common.grpc_server import RunningServer
-from services.search.server import SearchSettings, build_server, route_pymilvus_logs
-from services.search.store import MilvusStore, StoreConfig
 from tests.search.builders import DIM, new_collection_name
 
 BACKENDS = ["lite", "server"]

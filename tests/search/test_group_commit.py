@@ -1,4 +1,4 @@
-"""Milvus Lite's grouped writes (services/search/group_commit.py), with the store's calls recorded."""
+"""Milvus Lite's grouped writes (audiosearch/search/group_commit.py), with the store's calls recorded."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.search.group_commit import GroupCommit, Row
+from audiosearch.search.group_commit import GroupCommit, Row
 
 
 class BadRow(Exception):

@@ -8,9 +8,9 @@ import grpc
 import numpy as np
 import pytest
 
+from audiosearch.common.errors import reason_of
 from audiosearch.search.v1 import search_pb2 as pb
 from audiosearch.search.v1.search_pb2_grpc import VectorSearchServiceStub
-from services.common.errors import reason_of
 from tests.search.builders import (
     DIM,
     as_bytes,

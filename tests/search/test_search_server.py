@@ -10,14 +10,14 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from audiosearch.common.errors import reason_of
+from audiosearch.common.grpc_server import RunningServer
+from audiosearch.common.settings import load_settings
+from audiosearch.search.probe import DependencyProbe
+from audiosearch.search.server import IndexType, SearchSettings, build_server, store_config
+from audiosearch.search.store import StoreConfig
 from audiosearch.search.v1 import search_pb2 as pb
 from audiosearch.search.v1.search_pb2_grpc import VectorSearchServiceStub
-from services.common.errors import reason_of
-from services.common.grpc_server import RunningServer
-from services.common.settings import load_settings
-from services.search.probe import DependencyProbe
-from services.search.server import IndexType, SearchSettings, build_server, store_config
-from services.search.store import StoreConfig
 
 
 def closed_port() -> int:

@@ -12,9 +12,9 @@ import pytest
 from pymilvus import DataType, MilvusClient
 from pymilvus.client.prepare import Prepare
 
-from services.common.errors import FailedPrecondition, NotFound
-from services.search import store as store_module
-from services.search.store import MilvusStore, Segment
+from audiosearch.common.errors import FailedPrecondition, NotFound
+from audiosearch.search import store as store_module
+from audiosearch.search.store import MilvusStore, Segment
 from tests.search.builders import (
     DIM,
     brute_force_top_k,
@@ -217,7 +217,7 @@ def test_concurrent_writes_to_two_collections_all_land(store: MilvusStore, colle
 
 _READER = """
 import sys
-from services.search.store import MilvusStore, StoreConfig
+from audiosearch.search.store import MilvusStore, StoreConfig
 store = MilvusStore(StoreConfig(uri=sys.argv[1]))
 print("ready", flush=True)
 for line in sys.stdin:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.common.errors import InvalidArgument
-from services.search import validation
-from services.search.store import audio_filter
+from audiosearch.common.errors import InvalidArgument
+from audiosearch.search import validation
+from audiosearch.search.store import audio_filter
 
 
 def test_vector_bytes_decode_as_little_endian_float32() -> None:

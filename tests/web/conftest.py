@@ -11,10 +11,10 @@ import httpx
 import pytest
 import uvicorn
 
-from services.common.channels import open_channel
-from services.common.ports import free_port
-from services.web.app import create_app
-from services.web.settings import WebSettings
+from audiosearch.common.channels import open_channel
+from audiosearch.common.ports import free_port
+from audiosearch.web.app import create_app
+from audiosearch.web.settings import WebSettings
 
 
 class WebServer:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from tests.support import sounds
+from devtools.support import sounds
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from concurrent import futures
 import grpc
 import pytest
 
+from audiosearch.common.errors import build_status
+from audiosearch.common.ports import free_port
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
-from services.common.errors import build_status
-from services.common.ports import free_port
 from tests.web.conftest import served
 
 # Collection name -> the status the stand-in gateway answers GetCollection with.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import sounds
+from devtools.support import sounds
 
 pytestmark = pytest.mark.integration
 

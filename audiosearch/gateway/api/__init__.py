@@ -1,0 +1,1 @@
+"""The public API: RPC handlers, request validation, uploads and API-key authentication."""

@@ -1,0 +1,1 @@
+"""Signal processing: decoding untrusted bytes, levelling, cutting windows, landmark fingerprints, tags."""

@@ -1,0 +1,171 @@
+"""The gateway's view of the embedder: Triton's KServe v2 gRPC protocol, model `panns_cnn14`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import grpc
+import numpy as np
+import tritonclient.grpc as triton
+from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
+from tritonclient.grpc import model_config_pb2
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
+
+from audiosearch.common.channels import CHANNEL_OPTIONS
+from audiosearch.common.errors import Unavailable
+from audiosearch.common.tls import ClientTls
+from audiosearch.common.tracing import trace_headers, tracer
+from audiosearch.gateway import metrics
+from audiosearch.v1 import audiosearch_pb2 as pb
+
+MODEL_NAME = "panns_cnn14"
+WAVEFORM_INPUT = "waveform"
+# The wire datatypes of the waveform the gateway can send, each with the one to try when an embedder refuses it.
+_OTHER_WIRE_DATATYPE = {"FP16": "FP32", "FP32": "FP16"}
+_SERVED_MODEL_TTL_SECONDS = 30.0
+
+
+def triton_client(url: str, tls: ClientTls | None = None) -> triton.InferenceServerClient:
+    """A Triton gRPC client, over TLS (mTLS with a client certificate) when `tls` is given."""
+    if tls is None:
+        return triton.InferenceServerClient(url=url, channel_args=CHANNEL_OPTIONS)
+    return triton.InferenceServerClient(url=url, channel_args=[*CHANNEL_OPTIONS, *tls.options()],
+                                        **tls.triton_arguments())
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the gateway reads from the model config Triton serves."""
+
+    identity: pb.ModelIdentity
+    max_batch_size: int
+    waveform_datatype: str  # KServe datatype of the `waveform` input: FP16 or FP32
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # float32 (n, dim), L2-normalised
+    tag_probabilities: np.ndarray  # float32 (n, 527)
+
+
+class EmbedderClient:
+    def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8,
+                 tls: ClientTls | None = None) -> None:
+        # `dns:///embedder-headless:8001` spreads requests over every embedder pod.
+        self._client = triton_client(url, tls)
+        self._timeout_seconds = timeout_seconds
+        self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
+        self._served: ServedModel | None = None
+        self._served_read_at = 0.0
+        self._lock = threading.Lock()
+
+    def model_identity(self) -> pb.ModelIdentity:
+        """The identity of the model Triton serves now (cached briefly; a restarted embedder is noticed)."""
+        return self.served_model().identity
+
+    def served_model(self) -> ServedModel:
+        with self._lock:
+            if self._served is None or time.monotonic() - self._served_read_at > _SERVED_MODEL_TTL_SECONDS:
+                self._served = self._read_model_config()
+                self._served_read_at = time.monotonic()
+            return self._served
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_model_ready(MODEL_NAME, client_timeout=2.0))
+        except InferenceServerException:
+            return False
+
+    def embed(self, windows: np.ndarray) -> Embeddings:
+        """Embeds (n, samples) windows; large n is split into max-batch requests sent concurrently."""
+        served = self.served_model()
+        batches = [windows[start : start + served.max_batch_size]
+                   for start in range(0, len(windows), served.max_batch_size)]
+        # The pool's threads do not inherit the caller's context: hand them the request's trace explicitly.
+        infer = partial(self._infer, datatype=served.waveform_datatype, parent=otel_context.get_current())
+        results = list(self._pool.map(infer, batches))
+        return Embeddings(
+            np.concatenate([vectors for vectors, _ in results]),
+            np.concatenate([tags for _, tags in results]),
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._client.close()
+
+    def _infer(self, windows: np.ndarray, datatype: str,
+               parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
+        metrics.EMBED_BATCH_SIZE.observe(len(windows))
+        try:
+            # `traceparent` as gRPC metadata: Triton started with --trace-config mode=opentelemetry joins the trace.
+            with (
+                tracer.start_as_current_span(f"triton {MODEL_NAME} infer", context=parent, kind=SpanKind.CLIENT,
+                                             attributes={"embedder.batch_size": len(windows)}),
+                metrics.EMBED_DURATION.time(),
+            ):
+                return self._infer_as(windows, datatype)
+        except InferenceServerException as error:
+            metrics.EMBED_ERRORS.inc()
+            raise Unavailable(f"the embedder failed: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
+                              dependency="embedder") from error
+
+    def _infer_as(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+        """Sends in `datatype`; while a rolling update changes it, the pods behind one address disagree, and a pod
+        that refuses the datatype (INVALID_ARGUMENT) is answered by sending again: in the other datatype twice, as
+        the next pod in the round may be one of the kind that wanted the first, then in the first once more, for a
+        fleet mostly of that kind. Inference is idempotent; the first refusal is the one reported."""
+        other = _OTHER_WIRE_DATATYPE[datatype]
+        refusals: list[InferenceServerException] = []
+        for attempt in (datatype, other, other, datatype):
+            try:
+                return self._send(windows, attempt)
+            except InferenceServerException as error:
+                if error.status() != str(grpc.StatusCode.INVALID_ARGUMENT):
+                    raise
+                metrics.EMBED_DATATYPE_REFUSALS.inc()
+                refusals.append(error)
+        raise refusals[0]
+
+    def _send(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+        waveform = triton.InferInput(WAVEFORM_INPUT, list(windows.shape), datatype)
+        waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=triton_to_np_dtype(datatype)))
+        outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
+        result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs, client_timeout=self._timeout_seconds,
+                                    headers=trace_headers())
+        return result.as_numpy("embedding"), result.as_numpy("tags")
+
+    def _read_model_config(self) -> ServedModel:
+        try:
+            config = self._client.get_model_config(MODEL_NAME, client_timeout=5.0).config
+        except InferenceServerException as error:
+            raise Unavailable(f"the embedder is unreachable: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
+                              dependency="embedder") from error
+        parameters = {key: value.string_value for key, value in config.parameters.items()}
+        identity = pb.ModelIdentity(
+            name=parameters.get("model_name", MODEL_NAME),
+            version=parameters["model_version"],
+            embedding_dim=int(parameters["embedding_dim"]),
+            sample_rate_hz=int(parameters["sample_rate"]),
+            untrained=parameters.get("untrained", "false").lower() == "true",
+        )
+        return ServedModel(identity, config.max_batch_size or 64, waveform_datatype(config))
+
+
+def waveform_datatype(config: model_config_pb2.ModelConfig) -> str:
+    """The KServe datatype (FP16 or FP32) the served config declares for the `waveform` input."""
+    declared = [tensor.data_type for tensor in config.input if tensor.name == WAVEFORM_INPUT]
+    name = model_config_pb2.DataType.Name(declared[0]).removeprefix("TYPE_") if declared else "none"
+    if name not in _OTHER_WIRE_DATATYPE:
+        raise Unavailable(f"the embedder's {MODEL_NAME} declares waveform input {name}; the gateway sends FP16 or "
+                          "FP32", reason="DEPENDENCY_UNAVAILABLE", dependency="embedder")
+    return name
+
+
+def same_model(left: pb.ModelIdentity, right: pb.ModelIdentity) -> bool:
+    return (left.name, left.version, left.embedding_dim, left.sample_rate_hz) == (
+        right.name, right.version, right.embedding_dim, right.sample_rate_hz)

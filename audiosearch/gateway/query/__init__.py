@@ -1,0 +1,1 @@
+"""The read flows: search and tagging, matching hits into recordings, and calibrating thresholds."""
