@@ -112,8 +112,7 @@ def fresh_upload(samples: np.ndarray, rng: random.Random) -> bytes:
     gain = rng.uniform(0.3, 0.9) / peak
     file_format, subtype = rng.choice(UPLOAD_FORMATS)
     buffer = io.BytesIO()
-    # Block by block: libsndfile's Vorbis writer overflows a thread's stack when handed a long sound in one call
-    # (measured: 120 s in one write segfaults in a thread, the same in 1 s blocks does not).
+    # Block by block: libsndfile's Vorbis writer overflows a thread's stack when handed a long sound in one call.
     with soundfile.SoundFile(buffer, "w", RATE, 1, format=file_format, subtype=subtype) as sink:
         for start in range(0, len(samples), RATE):
             sink.write(samples[start:start + RATE] * gain)

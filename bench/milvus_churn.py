@@ -78,7 +78,7 @@ def _listens_on(pid: int, port: int) -> bool:
     """Whether a listening TCP socket on `port` belongs to process `pid` (by socket inode, from /proc)."""
     owned = set()
     for link in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):  # an fd closed while we look
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
             owned.add(os.readlink(link))
     listen_state = "0A"
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

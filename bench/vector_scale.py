@@ -337,10 +337,9 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def segment_config(segment_max_mb: int) -> dict[str, str | int | float]:
-    """Milvus builds and searches one index per sealed segment. At 2048-d a row is 8 KiB: with the default 512 MB
-    segments a million rows made about 17 graphs of about 60k rows (the server's index log), and every query
-    visits each. Larger segments make a few large graphs (at 4096 MB sealed at 60 %, compaction left 619k, 264k,
-    86k and 32k rows)."""
+    """Milvus builds and searches one index per sealed segment, and every query visits each. At 2048-d a row is
+    8 KiB, so the default 512 MB segments split a million rows into some 17 graphs, and larger segments into a few
+    large ones."""
     return {"dataCoord.segment.maxSize": segment_max_mb, "dataCoord.segment.sealProportion": 0.6}
 
 

@@ -2,17 +2,17 @@
 
 glibc's malloc gives each thread that allocates its own arena and hands freed pages back to the system only from
 the top of each; a server answering many calls at once (gRPC threads, Milvus Lite's, tritonserver's, PyTorch's)
-ends up holding freed memory it cannot return. jemalloc returns it. Measured (README, "Memory under load"): the
-gateway held about half as much under the same load, and tritonserver stopped rising.
+ends up holding freed memory it cannot return. jemalloc returns it, so the services hold less under the same load
+(docs/operations.md, memory; docs/benchmarks.md, bench.load).
 
 `AUDIOSEARCH_MALLOC` chooses: `auto` (jemalloc when installed), `jemalloc` (required), `system` (glibc: jemalloc is
 taken out of an inherited LD_PRELOAD too).
 The choice takes effect through LD_PRELOAD, so it applies to processes started with the returned environment.
 pyarrow (under Milvus Lite, in the search service) allocates from a mimalloc of its own unless
 ARROW_DEFAULT_MEMORY_POOL says otherwise; the environment sets it to `system`, so its buffers go through the process's
-allocator too (measured: the search service held 80-100 MB less under `bench.load`), unless it is already set.
-One process is exempt: the embedder's model stub runs PyTorch, whose CPU forward passes ran about 10 % slower on
-jemalloc than on glibc (measured; audiosearch/embedder/tritonserver.py starts it without).
+allocator too and the search service holds less (docs/benchmarks.md, bench.load), unless it is already set.
+One process is exempt: the embedder's model stub runs PyTorch, whose CPU forward passes run slower on jemalloc than
+on glibc (docs/benchmarks.md, bench.throughput), so audiosearch/embedder/tritonserver.py starts it without.
 """
 
 from __future__ import annotations

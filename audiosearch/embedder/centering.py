@@ -1,12 +1,12 @@
 """Embedding centering: remove the direction that every Cnn14 embedding shares.
 
 Raw Cnn14 embeddings (post-ReLU, all non-negative; untrained ones even more so) point mostly along one common
-direction, so unrelated sounds have cosines of 0.9 and more. At model load we embed a fixed, seeded set of
-synthetic signals (noises of several colours, tones, chirps, clicks, modulated and decaying sounds), take
-their mean `mu` and their top principal directions `P`, and output `normalize(e - mu - P(e - mu))`. Removing a
-few principal directions as well as the mean separates real sounds much better than the mean alone (figures
-in the embedder's report / `python -m bench.embedder_engine separation`). The recipe is deterministic and
-versioned; its hash is part of the model identity, so a change of recipe is a change of model.
+direction, so unrelated sounds have cosines of 0.9 and more. At model load a fixed, seeded set of synthetic
+signals (noises of several colours, tones, chirps, clicks, modulated and decaying sounds) is embedded; with their
+mean `mu` and their top principal directions `P`, the output is `normalize(e - mu - P(e - mu))`. A few principal
+directions go as well as the mean because that separates real sounds much better than the mean alone
+(docs/benchmarks.md, bench.embedder_engine). The recipe is deterministic and versioned; its hash is part of the
+model identity, so a change of recipe is a change of model.
 """
 
 from __future__ import annotations

@@ -270,7 +270,7 @@ def chunk_sizes(rows: int, rows_per_chunk: int, bounded: bool = True) -> list[in
 
     Bounded, the passes take at most log2(rows_per_chunk) + 2 shapes whatever mix of requests a batch holds, so on
     a CPU the buffers a pass frees fit the next pass of its shape and glibc's heap reuses them instead of keeping
-    ever more (README, "Memory under load"). A GPU's caching allocator needs no such help.
+    ever more (docs/benchmarks.md, bench.embedder_memory). A GPU's caching allocator needs no such help.
     """
     full, rest = divmod(rows, rows_per_chunk)
     if not bounded:

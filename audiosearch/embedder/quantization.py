@@ -2,10 +2,10 @@
 gateway levels its windows.
 
 Convolutions, batch norms and the fully connected layers run in int8 (weights per output channel, activations per
-tensor with ranges observed on a fixed calibration set); the log-mel front end stays float32. On a 2-core AMD EPYC
-with AVX512-VNNI the model ran 3.9x float32's speed (`bench.throughput` row d; README, "Performance"). Its
-vectors are not float32's: the recipe's hash is part of the model identity, so an int8 collection never mixes with
-a float32 one.
+tensor with ranges observed on a fixed calibration set); the log-mel front end stays float32. On a CPU with
+AVX512-VNNI the int8 model runs several times float32's speed (docs/benchmarks.md, bench.throughput). Its vectors
+are not float32's: the recipe's hash is part of the model identity, so an int8 collection never mixes with a
+float32 one.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ def recipe_tag() -> str:
 
 def calibration_waveforms() -> np.ndarray:
     """The windows the ranges are observed on: the probe set, levelled as the gateway levels what it sends ((n,
-    samples) float32 at 32 kHz, always the same). Activation ranges follow the input's level: calibrated on the
-    probes at their own -6 and -26 dBFS, the int8 engine found the right window for 43 % of 461 noisy dev-sound
-    windows where float32 found 65 %; levelled, 65 %."""
+    samples) float32 at 32 kHz, always the same). Activation ranges follow the input's level, so they are observed at
+    the level of the windows served: ranges from unlevelled probes cost int8 much of its accuracy."""
     return normalise_loudness(np.stack([signal for _, signal in probe_signals(SAMPLE_RATE)]))
 
 

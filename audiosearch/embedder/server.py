@@ -94,9 +94,8 @@ def use_gpu(settings: EmbedderSettings) -> bool:
 
 
 def cpu_has_amx_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU has AMX's bfloat16 matrix units. AVX512-BF16 alone is not enough: on a 2-core machine with
-    it and no AMX, Cnn14 ran slower in bfloat16 than in float32 (37.9-38.6 against 46.1-48.6 model-input s/s,
-    `bench.throughput` row d)."""
+    """Whether the CPU has AMX's bfloat16 matrix units. AVX512-BF16 alone is not enough: without AMX, Cnn14 runs
+    slower in bfloat16 than in float32 (docs/benchmarks.md, bench.throughput)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
@@ -106,18 +105,17 @@ def cpu_has_amx_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def auto_precision(gpu: bool) -> str:
-    """float16 on a GPU; bfloat16 on a CPU with AMX (about 1.9x float32 for Cnn14, embeddings within cosine 0.999
-    of float32); float32 elsewhere. EMBEDDER_PRECISION overrides it."""
+    """float16 on a GPU; bfloat16 on a CPU with AMX, faster there than float32 and with embeddings within cosine
+    0.999 of float32's (docs/benchmarks.md, bench.throughput); float32 elsewhere. EMBEDDER_PRECISION overrides it."""
     if gpu:
         return "float16"
     return "bfloat16" if cpu_has_amx_bfloat16() else "float32"
 
 
 def instance_count(settings: EmbedderSettings, gpu: bool) -> int:
-    """EMBEDDER_INSTANCE_COUNT, or by default one instance on a GPU and two single-threaded ones on a CPU: on two
-    cores shared with a gateway, two instances of one thread embedded 43.5-44.5 audio s/s end to end where one
-    instance of two threads did 39.3-39.8 (`bench.throughput`, README "Performance"), likely because a
-    single-threaded instance has no sibling thread to wait for when the gateway's work takes a core (not profiled)."""
+    """EMBEDDER_INSTANCE_COUNT, or by default one instance on a GPU and two single-threaded ones on a CPU: on cores
+    shared with a gateway, two instances of one thread embed more end to end than one instance of two threads
+    (docs/benchmarks.md, bench.throughput)."""
     if settings.instance_count:
         return settings.instance_count
     return 1 if gpu else min(2, available_cores())

@@ -36,7 +36,7 @@ class TritonDistribution:
 
     @classmethod
     def locate(cls) -> TritonDistribution:
-        # find_spec does not import pytriton (whose import is slow and pulls in much more than we need).
+        # find_spec does not import pytriton (whose import is slow and pulls in much more than is needed here).
         spec = importlib.util.find_spec("pytriton")
         if spec is None or not spec.submodule_search_locations:
             raise TritonNotFound("nvidia-pytriton is not installed: `pip install nvidia-pytriton==0.7.0`")
@@ -93,7 +93,8 @@ def stub_launcher(stub: Path, preload: str) -> str:
 
 
 def site_dirs(pythonpath: str = "") -> list[str]:
-    """The launcher's import path for the model's shim: the repository root, PYTHONPATH, our site-packages."""
+    """The launcher's import path for the model's shim: the repository root, PYTHONPATH, this interpreter's
+    site-packages."""
     return [str(REPO_ROOT), *(part for part in pythonpath.split(os.pathsep) if part), *site.getsitepackages()]
 
 

@@ -22,8 +22,8 @@ class GatewaySettings(ServiceSettings):
     # Creating or dropping a vector collection builds or frees an index: slower than any data-path call.
     admin_rpc_timeout_seconds: float = Field(default=120.0, gt=0)
     embed_timeout_seconds: float = Field(default=120.0, gt=0)
-    # Triton requests the gateway keeps outstanding, all ingests and queries together (a fixed 8 before; on two CPU
-    # cores 32 measured the same within noise, and with 16 files in flight it lets every file's request queue).
+    # Triton requests the gateway keeps outstanding, all ingests and queries together: enough for every file of a
+    # full import to have one queued (docs/benchmarks.md, bench.throughput).
     embed_max_parallel_requests: int = Field(default=32, ge=1, le=512)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_duration_seconds: float = Field(default=3600.0, gt=0)
@@ -55,8 +55,8 @@ class GatewaySettings(ServiceSettings):
     reconcile_grace_seconds: float = Field(default=120.0, ge=0)
     reconcile_orphan_interval_seconds: float = Field(default=600.0, gt=0)
     # Bulk import (bulk.py): server-side imports read only under these directories (colon-separated; empty: off);
-    # files in flight per import (decoding overlaps embedding, Triton's batches fill: with two CPU model instances,
-    # 16 embedded 43.5-44.5 audio s/s end to end on two cores where 8 did 38.9-42.3); concurrent imports.
+    # files in flight per import, enough that decoding overlaps embedding and Triton's batches fill
+    # (docs/benchmarks.md, bench.throughput); concurrent imports.
     import_roots: str = ""
     import_parallel_files: int = Field(default=16, ge=1, le=64)
     max_concurrent_imports: int = Field(default=2, ge=1)

@@ -1,7 +1,7 @@
 """Milvus Lite's writes, one at a time and grouped: concurrent upserts become one upsert and one flush.
 
-Milvus Lite answers one request at a time and each call has a fixed cost (measured on 2048-d rows: an upsert of 4
-rows takes 14 ms, of 256 rows 126 ms; a flush 9 to 57 ms), so many small writes in a row starve ingest. Two
+Milvus Lite answers one request at a time and each call has a fixed cost well above its rows' share, so many small
+writes in a row starve ingest (docs/benchmarks.md, bench.throughput). Two
 flushes at once break its manifest ("current_seq is monotonic"), and it rebuilds the arrays of unflushed rows on
 every search, so each write is flushed before it is acknowledged.
 

@@ -66,8 +66,8 @@ class StoreConfig:
     ivf_nlist: int = 1024
     ivf_nprobe: int = 16
     collection_prefix: str = "audiosearch_"
-    # Strong makes every read wait for Milvus's next time tick (measured on a Milvus 2.3 server: a search's p50
-    # 201 ms at Strong, 2.5 ms at Bounded). Instead, on a server, each write returns only once a read can see it
+    # Strong makes every read wait for Milvus's next time tick, far longer than the search itself takes
+    # (docs/benchmarks.md, bench.vector_scale). Instead, on a server, each write returns only once a read can see it
     # (`visible_writes`), and reads ask for Bounded staleness, which waits only on a query node more than 5 s behind
     # (one restarting, say).
     consistency: str = "Bounded"
@@ -205,8 +205,8 @@ class MilvusStore:
     def delete_audio(self, name: str, audio_ids: Sequence[str]) -> None:
         """Deletes every segment of the recordings: their ids are read with the configured consistency, then
         deleted by primary key. A delete by filter has Milvus 2.3 resolve the filter with an internal query of its
-        own, which under load (after a Milvus restart) missed segments upserted a few seconds before: vectors
-        without a record (the crash test caught it)."""
+        own, which under load (after a Milvus restart) can miss segments upserted a few seconds before and leave
+        vectors without a record."""
         if not audio_ids:
             return
         with self._translated(name):
@@ -399,8 +399,8 @@ class MilvusStore:
 def query_bytes(queries: np.ndarray) -> list[bytes]:
     """Query rows as little-endian float32 bytes, which pymilvus sends as they are for a FLOAT_VECTOR field (it
     learns the field's type from the collection's schema, cached after the first search). A numpy row it packs
-    float by float with struct.pack: 88 us for one 2048-d vector where bytes take 5 us (measured; the same
-    placeholder either way)."""
+    float by float with struct.pack into the same placeholder, many times slower (docs/benchmarks.md,
+    bench.vector_scale)."""
     return [row.tobytes() for row in np.ascontiguousarray(queries, dtype="<f4")]
 
 

@@ -112,8 +112,8 @@ def query_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     """A query's windows for a collection stored at `hop_seconds`: every query hop, then the short events.
 
     A short query alone gets no core loop: its audible span is the stored one's, unless a filter or a codec changed
-    its envelope, and then its 20 dB core moved too (on the dev sounds, telephone-band queries of short sounds came
-    first 0.51 -> 0.31 with it). Its loop still meets the stored core when that is closer."""
+    its envelope, and then its 20 dB core moved too, so a core loop of the query ranks such queries worse
+    (docs/benchmarks.md, bench.quality). Its loop still meets the stored core when that is closer."""
     regular = cut_segments(samples, sample_rate_hz, window_seconds, query_hop_seconds(window_seconds, hop_seconds))
     return _joined(regular, event_segments(samples, sample_rate_hz, window_seconds))
 
