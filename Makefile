@@ -14,6 +14,7 @@ WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
 IMAGE_REGISTRY ?= audiosearch
 IMAGE_TAG ?= dev
 IMAGE_SERVICES := gateway embedder search catalog
+DOCKERFILE := deploy/docker/Dockerfile
 
 .PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients web test-crash clean
 
@@ -21,29 +22,46 @@ help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
 	@echo "make up/down  start/stop the suite in the background (up returns when all four are healthy)"
 	@echo "make test     unit + integration tests against real Triton, Milvus server and MySQL"
+	@echo "make install  what run and test do first: the missing Debian packages (apt, through sudo if needed), the venv"
 	@echo "make test-crash  kill -9 every service and server under load, then check consistency"
-	@echo "make lint     ruff + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
+	@echo "make lint     ruff + hadolint + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
+	@echo "make images   the four service images from $(DOCKERFILE) (BuildKit);  make lint-deploy: check them"
 	@echo "make web      HTTP API, /docs and the web page on http://127.0.0.1:8080 (after make up)"
 	@echo "make weights  download the PANNs Cnn14 checkpoint (needs internet)"
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+# system-deps first: on Debian, Python's venv module is a package of its own (python3.11-venv).
+$(VENV)/.installed: pyproject.toml requirements.lock | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-install: $(VENV)/.installed
+install: system-deps $(VENV)/.installed
 
-# A JDK or Node.js installed from outside Debian (e.g. nodesource's nodejs, which ships npm) already serves,
-# and asking apt for Debian's own would conflict with it.
+# Every install checks the Debian packages and installs only the missing ones, so that `make run` and `make test`
+# work on a fresh machine; where all are present the check is one dpkg query. apt-get runs as root, through
+# sudo when make does not run as root. A JDK or Node.js installed from outside Debian (e.g. nodesource's nodejs,
+# which ships npm) already serves, and asking apt for Debian's own would conflict with it; likewise a Python that
+# has its venv module (pyenv's, say) needs no Debian python3.11-venv, and neither does a venv already made.
 system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done; \
-	  command -v javac >/dev/null || echo default-jdk-headless; command -v npm >/dev/null || echo nodejs npm); \
-	if [ -n "$$missing" ]; then echo "installing: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@installed=" $$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' $(APT_PACKAGES) 2>/dev/null \
+	  | awk '$$1 == "installed" {print $$2}' | tr '\n' ' ') "; \
+	missing=$$(for p in $(APT_PACKAGES); do case "$$installed" in *" $$p "*) ;; *) echo $$p;; esac; done; \
+	  command -v javac >/dev/null || echo default-jdk-headless; command -v npm >/dev/null || echo nodejs npm; \
+	  [ -x $(PY) ] || $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || echo $(notdir $(PYTHON))-venv); \
+	missing=$$(echo $$missing); [ -n "$$missing" ] || exit 0; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "make needs these Debian packages, which are missing: $$missing" >&2; \
+	  echo "This machine has no apt-get: install them or their equivalents, then run make again." >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then as_root=; elif command -v sudo >/dev/null; then as_root=sudo; else \
+	  echo "make needs these Debian packages, which are missing: $$missing" >&2; \
+	  echo "Neither root nor sudo here: as root, apt-get install $$missing; then run make again." >&2; exit 1; fi; \
+	echo "installing Debian packages: $$missing"; \
+	$$as_root apt-get update -qq && \
+	$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
-$(BUF):
+$(BUF): | system-deps
 	npm install --silent --prefix build/tools @bufbuild/buf@1.50.0
 
 run: install
@@ -72,7 +90,7 @@ test-unit: install
 
 lint: install $(BUF)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/hadolint --config .hadolint.yaml services/*/Dockerfile
+	$(VENV)/bin/hadolint --config .hadolint.yaml $(DOCKERFILE)
 	cd protos && ../$(BUF) lint
 
 protos: install
@@ -90,14 +108,15 @@ weights: install
 images:
 	@command -v docker >/dev/null || { echo "make images needs Docker with BuildKit"; exit 1; }
 	for s in $(IMAGE_SERVICES); do \
-	  DOCKER_BUILDKIT=1 docker build -f services/$$s/Dockerfile -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . || exit 1; \
+	  DOCKER_BUILDKIT=1 docker build -f $(DOCKERFILE) --build-arg SERVICE=$$s -t $(IMAGE_REGISTRY)/$$s:$(IMAGE_TAG) . \
+	    || exit 1; \
 	done
 
 lint-deploy: install
-	$(VENV)/bin/hadolint --config .hadolint.yaml services/*/Dockerfile
+	$(VENV)/bin/hadolint --config .hadolint.yaml $(DOCKERFILE)
 	$(PY) -m pytest -q tests/deploy
 
-clients:
+clients: system-deps
 	scripts/build_clients.sh build/clients
 
 clean:

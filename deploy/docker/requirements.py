@@ -10,7 +10,8 @@ gets the project's pin too. When requirements.lock exists its exact pins join th
     python requirements.py gateway > requirements.txt
     python requirements.py --constraints > constraints.txt
 
-Standard library only: it runs in the builder stage before anything is installed.
+deploy/docker/Dockerfile runs it in its venv stage with the build's SERVICE, so SERVICES below names the images
+there are. Standard library only: it runs before anything is installed.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ COMMON = frozenset(
     }
 )
 
+# One entry per image; each has a runtime-<service> stage in deploy/docker/Dockerfile.
 SERVICES: dict[str, frozenset[str]] = {
     # Decodes untrusted audio (soundfile; ffmpeg comes from Debian), resamples (scipy), calls Triton.
     "gateway": COMMON | {"numpy", "scipy", "soundfile", "tritonclient", "boto3"},

@@ -53,16 +53,79 @@ def instructions(dockerfile: Path) -> list[Instruction]:
     return result
 
 
-def stages(dockerfile: Path) -> list[Stage]:
+def stages(dockerfile: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """The stages in file order, each FROM's base expanded with the global ARGs (defaults, then `build_args`)."""
     found: list[Stage] = []
+    global_args: dict[str, str] = {}
     for instruction in instructions(dockerfile):
         if instruction.keyword == "FROM":
             words = [word for word in instruction.arguments.split() if not word.startswith("--")]
             name = words[2] if len(words) >= 3 and words[1].upper() == "AS" else None
-            found.append(Stage(base=words[0], name=name))
+            found.append(Stage(base=expand(words[0], global_args), name=name))
         elif found:
             found[-1].instructions.append(instruction)
+        elif instruction.keyword == "ARG":
+            key, _, default = instruction.arguments.partition("=")
+            value = (build_args or {}).get(key, default if "=" in instruction.arguments else None)
+            if value is not None:
+                global_args[key] = value
     return found
+
+
+_VARIABLE = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<modifier>:?[-+?][^}]*)?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def expand(text: str, variables: dict[str, str]) -> str:
+    """$NAME, ${NAME} and ${NAME:?}/${NAME:-default}/${NAME:+word} as BuildKit expands them; unknown names stay."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("braced") or match.group("bare")
+        modifier = match.group("modifier") or ""
+        value = variables.get(name)
+        if modifier.lstrip(":").startswith("?"):
+            if not value:
+                raise ValueError(f"{name}: is not allowed to be unset or empty ({text})")
+            return value
+        if modifier.lstrip(":").startswith("-"):
+            return value or modifier.lstrip(":")[1:]
+        if modifier.lstrip(":").startswith("+"):
+            return modifier.lstrip(":")[1:] if value else ""
+        return match.group(0) if value is None else value
+
+    return _VARIABLE.sub(replace, text)
+
+
+def build_chain(all_stages: list[Stage], target: str | None = None) -> list[Stage]:
+    """The stages an image is made of: the target (default the last) and its FROM ancestors, base first."""
+    by_name = {stage.name: stage for stage in all_stages if stage.name}
+    stage = by_name[target] if target else all_stages[-1]
+    chain = [stage]
+    while stage.base in by_name:
+        stage = by_name[stage.base]
+        chain.append(stage)
+    return chain[::-1]
+
+
+def reachable(all_stages: list[Stage], target: str | None = None) -> list[Stage]:
+    """Every stage a build of `target` runs: its chain, and the chains of the stages its COPY --from names."""
+    names = {stage.name for stage in all_stages if stage.name}
+    found: list[Stage] = []
+    pending = [build_chain(all_stages, target)]
+    while pending:
+        for stage in pending.pop():
+            if any(stage is seen for seen in found):
+                continue
+            found.append(stage)
+            pending.extend(build_chain(all_stages, c.from_stage) for c in copies(stage) if c.from_stage in names)
+    return found
+
+
+def last(chain: list[Stage], keyword: str) -> Instruction | None:
+    """The instruction of that keyword that an image built from `chain` keeps (CMD, ENTRYPOINT, USER, ...)."""
+    found = [i for stage in chain for i in stage.instructions if i.keyword == keyword]
+    return found[-1] if found else None
 
 
 def copies(stage: Stage) -> list[Copy]:
