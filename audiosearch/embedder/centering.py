@@ -4,9 +4,9 @@ Raw Cnn14 embeddings (post-ReLU, all non-negative; untrained ones even more so) 
 direction, so unrelated sounds have cosines of 0.9 and more. At model load a fixed, seeded set of synthetic
 signals (noises of several colours, tones, chirps, clicks, modulated and decaying sounds) is embedded; with their
 mean `mu` and their top principal directions `P`, the output is `normalize(e - mu - P(e - mu))`. A few principal
-directions go as well as the mean because that separates real sounds much better than the mean alone
-(docs/benchmarks.md, bench.embedder_engine). The recipe is deterministic and versioned; its hash is part of the
-model identity, so a change of recipe is a change of model.
+directions go as well as the mean because the shared direction is not one vector but a small subspace
+(`python -m bench.embedder_engine separation` measures the separation). The recipe is deterministic and
+versioned; its hash is part of the model identity, so a change of recipe is a change of model.
 """
 
 from __future__ import annotations

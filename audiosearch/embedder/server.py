@@ -94,8 +94,8 @@ def use_gpu(settings: EmbedderSettings) -> bool:
 
 
 def cpu_has_amx_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU has AMX's bfloat16 matrix units. AVX512-BF16 alone is not enough: without AMX, Cnn14 runs
-    slower in bfloat16 than in float32 (docs/benchmarks.md, bench.throughput)."""
+    """Whether the CPU has AMX's bfloat16 matrix units. AVX512-BF16 alone is not enough: without AMX, bfloat16 is
+    not reliably faster than float32 across hosts (docs/benchmarks.md, bench.throughput)."""
     try:
         text = cpuinfo.read_text()
     except OSError:

@@ -59,7 +59,7 @@ def build_backend_dir(dist: TritonDistribution, destination: Path, server_preloa
 
     Where tritonserver runs on jemalloc (`server_preload`), the stub is a launcher that starts the real stub on
     glibc's malloc instead: PyTorch's forward passes run slower on jemalloc, while tritonserver's own memory stays
-    flat only on jemalloc (audiosearch/common/allocator.py; docs/benchmarks.md, bench.load).
+    flat only on jemalloc (audiosearch/common/allocator.py; docs/benchmarks.md, bench.embedder_memory).
     """
     python_dir = destination / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
