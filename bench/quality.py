@@ -490,7 +490,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.sounds.is_dir():
         raise SystemExit(f"no folder {args.sounds}; get the dev sounds with "
-                         "`bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`")
+                         "`scripts/fetch-dev-sounds.sh /tmp/dev-sounds`")
     if args.gateway:
         result = run(args, args.gateway)
     else:

@@ -18,7 +18,7 @@ from devtools.support.mysql import MySQLServer, configured_server, temporary_dat
 from devtools.support.processes import process_tree, stat_fields
 
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
-FETCH_HINT = "get the dev sounds with `bash ../shared/data/fetch-dev-sounds.sh /tmp/dev-sounds`"
+FETCH_HINT = "get the dev sounds with `scripts/fetch-dev-sounds.sh /tmp/dev-sounds`"
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aiff", ".aif", ".wv"}
 
 
