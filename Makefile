@@ -16,7 +16,7 @@ IMAGE_TAG ?= dev
 IMAGE_SERVICES := gateway embedder search catalog
 DOCKERFILE := deploy/docker/Dockerfile
 
-.PHONY: help install system-deps run up down status test test-unit lint protos bench weights images lint-deploy clients web test-crash clean
+.PHONY: help install system-deps run up down status test test-unit lint protos bench dev-data weights images lint-deploy clients web test-crash clean
 
 help:
 	@echo "make run      set up, start the suite on embedded defaults, ingest samples, show a search (Ctrl-C stops)"
@@ -24,7 +24,8 @@ help:
 	@echo "make test     unit + integration tests against real Triton, Milvus server and MySQL"
 	@echo "make install  what run and test do first: the missing Debian packages (apt, through sudo if needed), the venv"
 	@echo "make test-crash  kill -9 every service and server under load, then check consistency"
-	@echo "make lint     ruff + hadolint + buf lint;  make protos: regenerate stubs;  make bench: benchmarks"
+	@echo "make lint     ruff + hadolint + buf lint;  make protos: regenerate stubs"
+	@echo "make bench    benchmarks on real sounds (make dev-data fetches them to /tmp/dev-sounds, /tmp/dev-music)"
 	@echo "make images   the four service images from $(DOCKERFILE) (BuildKit);  make lint-deploy: check them"
 	@echo "make web      HTTP API, /docs and the web page on http://127.0.0.1:8080 (after make up)"
 	@echo "make weights  download the PANNs Cnn14 checkpoint (needs internet)"
@@ -96,7 +97,12 @@ lint: install $(BUF)
 protos: install
 	PYTHON=$(PY) scripts/gen_protos.sh
 
-bench: install
+# Real sounds for the benches, from Debian's game-data packages: /tmp/dev-sounds (effects) and /tmp/dev-music.
+dev-data:
+	test -d /tmp/dev-sounds || scripts/fetch-dev-sounds.sh /tmp/dev-sounds
+	test -d /tmp/dev-music || scripts/fetch-dev-music.sh /tmp/dev-music
+
+bench: install dev-data
 	$(PY) -m bench.quality
 	$(PY) -m bench.throughput
 	$(PY) -m bench.search_latency
