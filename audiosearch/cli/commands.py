@@ -48,6 +48,12 @@ def _warn(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+def _note_untrained(model: pb.ModelIdentity, tags_shown: bool) -> None:
+    """Says, beside tags printed as text, that an untrained model's tags are not classifications."""
+    if model.untrained and tags_shown:
+        _warn(output.untrained_note(model))
+
+
 # Recordings
 
 
@@ -153,6 +159,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     count = len(response.matches)
     _print(f"{count} match{'es' if count != 1 else ''} in {args.collection} ({context})")
+    _note_untrained(response.model, any(match.audio.tags for match in response.matches))
     rows = [
         (
             rank,
@@ -177,6 +184,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     if args.json:
         output.print_json(output.tagging_to_dict(response))
         return EXIT_OK
+    _note_untrained(response.model, bool(response.tags))
     _print(output.table(["label", "score"], [(tag.label, f"{tag.score:.3f}") for tag in response.tags]))
     if response.segments:
         _print("")
@@ -190,6 +198,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with connected(args) as client:
+        model = client.get_collection(args.collection).model
         records: list[pb.AudioRecord] = []
         token = args.page_token
         while True:
@@ -201,8 +210,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             if not (args.all and token):
                 break
     if args.json:
-        output.print_json({"audios": [output.record_to_dict(r) for r in records], "next_page_token": token})
+        output.print_json({"audios": [output.record_to_dict(r) for r in records], "next_page_token": token,
+                           "model_untrained": model.untrained})
         return EXIT_OK
+    _note_untrained(model, any(r.tags for r in records))
     rows = [
         (
             r.id,
@@ -222,6 +233,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_get(args: argparse.Namespace) -> int:
     with connected(args) as client:
         record = client.get_audio(args.collection, args.id)
+        if record.tags and not args.json:
+            _note_untrained(client.get_collection(args.collection).model, tags_shown=True)
     _print_one(args, output.record_to_dict(record), output.record_text(record))
     return EXIT_OK
 
@@ -236,9 +249,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     with connected(args) as client:
         response = client.stats(args.collection)
+        model = client.get_collection(args.collection).model
     if args.json:
-        output.print_json(output.stats_to_dict(args.collection, response))
+        output.print_json({**output.stats_to_dict(args.collection, response), "model_untrained": model.untrained})
         return EXIT_OK
+    _note_untrained(model, bool(response.tags))
     _print(
         output.key_values(
             [

@@ -106,6 +106,7 @@ def search_to_dict(response: pb.SearchAudioResponse) -> JsonDict:
         "matches": [match_to_dict(match) for match in response.matches],
         "score_threshold": score(response.score_threshold),
         "query_duration_seconds": response.query_duration_seconds,
+        "model_untrained": response.model.untrained,
     }
 
 
@@ -117,6 +118,7 @@ def tagging_to_dict(response: pb.TagAudioResponse) -> JsonDict:
             for segment in response.segments
         ],
         "duration_seconds": response.duration_seconds,
+        "model_untrained": response.model.untrained,
     }
 
 
@@ -187,6 +189,12 @@ def seconds(value: float) -> str:
 
 def span(value: pb.TimeRange) -> str:
     return f"{value.start_seconds:.1f}-{value.end_seconds:.1f}s"
+
+
+def untrained_note(model: pb.ModelIdentity) -> str:
+    """The line printed beside the tags of an untrained model."""
+    return (f"note: model {model.name} {model.version} is untrained (a seeded random init): "
+            "its tags are not classifications")
 
 
 def tag_labels(tags: Iterable[pb.Tag], limit: int = 3) -> str:

@@ -302,16 +302,18 @@ class Match(_message.Message):
     def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ..., landmarks: _Optional[int] = ...) -> None: ...
 
 class SearchAudioResponse(_message.Message):
-    __slots__ = ("matches", "score_threshold", "query_duration_seconds", "query_tags")
+    __slots__ = ("matches", "score_threshold", "query_duration_seconds", "query_tags", "model")
     MATCHES_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     QUERY_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUERY_TAGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     matches: _containers.RepeatedCompositeFieldContainer[Match]
     score_threshold: float
     query_duration_seconds: float
     query_tags: _containers.RepeatedCompositeFieldContainer[Tag]
-    def __init__(self, matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., score_threshold: _Optional[float] = ..., query_duration_seconds: _Optional[float] = ..., query_tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
+    model: ModelIdentity
+    def __init__(self, matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., score_threshold: _Optional[float] = ..., query_duration_seconds: _Optional[float] = ..., query_tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
 
 class TagAudioRequest(_message.Message):
     __slots__ = ("audio_content", "top_k")
@@ -330,14 +332,16 @@ class SegmentTags(_message.Message):
     def __init__(self, range: _Optional[_Union[TimeRange, _Mapping]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
 
 class TagAudioResponse(_message.Message):
-    __slots__ = ("tags", "segments", "duration_seconds")
+    __slots__ = ("tags", "segments", "duration_seconds", "model")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     segments: _containers.RepeatedCompositeFieldContainer[SegmentTags]
     duration_seconds: float
-    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[SegmentTags, _Mapping]]] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    model: ModelIdentity
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., segments: _Optional[_Iterable[_Union[SegmentTags, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
 
 class GetAudioRequest(_message.Message):
     __slots__ = ("collection", "audio_id")

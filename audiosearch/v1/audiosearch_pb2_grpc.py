@@ -173,7 +173,7 @@ class AudioSearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def TagAudio(self, request, context):
-        """Classifies a clip with AudioSet tags without storing it.
+        """Classifies a clip with AudioSet tags without storing it (meaningless tags when the model is untrained).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

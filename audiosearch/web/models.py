@@ -18,12 +18,17 @@ def from_proto(model: type[ModelT], message: Message) -> ModelT:
         MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
 
 
+UNTRAINED = ("True when the weights are a seeded random init (version \"untrained-seed<N>\"; tests and offline "
+             "demos): its embeddings still find the same sound again, but its AudioSet tags are meaningless, the "
+             "probabilities of an untrained classifier rather than classifications")
+
+
 class ModelIdentity(BaseModel):
     name: str = Field(description='Model name, e.g. "panns_cnn14"')
     version: str = Field(description='Checkpoint identity, e.g. "sha256=..." or "untrained-seed0"')
     embedding_dim: int
     sample_rate_hz: int
-    untrained: bool = False
+    untrained: bool = Field(default=False, description=UNTRAINED)
 
 
 class SegmentConfig(BaseModel):
@@ -123,6 +128,9 @@ class SearchResult(BaseModel):
     score_threshold: float
     query_duration_seconds: float
     query_tags: list[Tag]
+    model: ModelIdentity | None = Field(
+        default=None, description="The collection's model, which computed the query's tags and the recordings' tags; "
+                                  "when `model.untrained`, those tags are meaningless")
 
 
 class SegmentTags(BaseModel):
@@ -134,6 +142,9 @@ class TagResult(BaseModel):
     tags: list[Tag]
     segments: list[SegmentTags]
     duration_seconds: float
+    model: ModelIdentity | None = Field(
+        default=None, description="The model the embedder serves, which computed the tags; when `model.untrained`, "
+                                  "the tags are meaningless")
 
 
 class AudioList(BaseModel):

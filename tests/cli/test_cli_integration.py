@@ -97,7 +97,8 @@ def test_ingest_search_list_delete(gateway_address: str, collection: str, tmp_pa
     assert {record["id"] for record in again["ingested"]} == {record["id"] for record in by_name.values()}
 
     found = run_json(gateway_address, "search", str(sounds["siren.wav"]), *common)
-    assert list(found) == ["matches", "score_threshold", "query_duration_seconds"]
+    assert list(found) == ["matches", "score_threshold", "query_duration_seconds", "model_untrained"]
+    assert found["model_untrained"] is True  # the suite's embedder runs untrained
     best = found["matches"][0]
     assert best["name"] == "siren.wav"
     assert best["id"] == by_name["siren.wav"]["id"]
@@ -106,10 +107,16 @@ def test_ingest_search_list_delete(gateway_address: str, collection: str, tmp_pa
 
     listed = run_json(gateway_address, "list", *common)
     assert sorted(record["name"] for record in listed["audios"]) == sorted(sounds)
+    assert listed["model_untrained"] is True
     assert len(run_json(gateway_address, "list", "--all", "--page-size", "2", *common)["audios"]) == 3
     assert run_json(gateway_address, "stats", *common)["audio_count"] == 3
     assert run_json(gateway_address, "get", by_name["chord.wav"]["id"], *common)["name"] == "chord.wav"
-    assert run_json(gateway_address, "tag", str(sounds["chord.wav"]), "--top-k", "3")["tags"]
+    tagged = run_json(gateway_address, "tag", str(sounds["chord.wav"]), "--top-k", "3")
+    assert tagged["tags"]
+    assert tagged["model_untrained"] is True
+    as_text = run_cli(gateway_address, "tag", str(sounds["chord.wav"]))
+    assert as_text.returncode == 0, as_text.stderr
+    assert "is untrained (a seeded random init): its tags are not classifications" in as_text.stderr
 
     siren_id = by_name["siren.wav"]["id"]
     deleted = run_cli(gateway_address, "delete", siren_id, *common)

@@ -89,9 +89,11 @@ def test_search_to_dict_has_exactly_the_documented_shape() -> None:
         ],
         score_threshold=0.8,
         query_duration_seconds=4.0,
+        model=pb.ModelIdentity(name="panns_cnn14", version="untrained-seed0", untrained=True),
     )
     result = output.search_to_dict(response)
-    assert list(result) == ["matches", "score_threshold", "query_duration_seconds"]
+    assert list(result) == ["matches", "score_threshold", "query_duration_seconds", "model_untrained"]
+    assert result["model_untrained"] is True
     assert result["score_threshold"] == 0.8
     assert result["query_duration_seconds"] == 4.0
     assert result["matches"] == [

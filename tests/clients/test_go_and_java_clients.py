@@ -2,8 +2,8 @@
 
 scripts/build_clients.sh generates Go and Java code from protos/ (nothing generated is committed) and
 builds clients/go and clients/java against Debian's grpc-go / grpc-java. Each client creates a
-collection, ingests a file with the client-streaming IngestAudio, searches with the same file, and
-reads the google.rpc.ErrorInfo reason of a GetAudio on an unknown id.
+collection, ingests a file with the client-streaming IngestAudio, searches with the same file (reporting whether
+the model that tagged it is untrained), and reads the google.rpc.ErrorInfo reason of a GetAudio on an unknown id.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def test_client_ingests_searches_and_branches_on_error_reason(
     assert result["top_match_id"] == result["audio_id"]
     assert result["top_name"] == sample_wav.name
     assert result["top_score"] > 0.99
+    assert result["model_untrained"] is True  # the suite's embedder is a seeded random init
     assert error == {"error_reason": "AUDIO_NOT_FOUND"}
 
     # Again: CreateCollection now fails with reason COLLECTION_EXISTS, which the client accepts, and

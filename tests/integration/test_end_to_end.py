@@ -223,6 +223,18 @@ def test_tag_audio_classifies_without_storing(client, library):
     assert all(0.0 <= t.score <= 1.0 for t in tags.tags)
     assert len(tags.segments) == 3
     assert len(list_all(client, COLLECTION)) == before
+    # The suite's embedder is a seeded random init: the reply says so, since its tags are meaningless.
+    assert tags.model.untrained
+    assert tags.model.version.startswith("untrained-seed0")
+
+
+def test_search_names_the_collection_model_behind_its_tags(client, library):
+    _, samples = library["chord"]
+    result = search(client, COLLECTION, sounds.to_bytes(samples))
+    collection = client.GetCollection(pb.GetCollectionRequest(name=COLLECTION)).collection
+    assert result.query_tags
+    assert result.model == collection.model
+    assert result.model.untrained
 
 
 def test_tag_and_metadata_filters(client, library):

@@ -28,6 +28,10 @@ REFUSALS = {
     "down": (grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", 503),
     "slow": (grpc.StatusCode.DEADLINE_EXCEEDED, "DEPENDENCY_UNAVAILABLE", 504),
 }
+UNTRAINED = pb.ModelIdentity(name="panns_cnn14", version="untrained-seed0", embedding_dim=2048, sample_rate_hz=32000,
+                             untrained=True)
+TRAINED = pb.ModelIdentity(name="panns_cnn14", version="sha256=abcd", embedding_dim=2048, sample_rate_hz=32000)
+SIREN = pb.Tag(label="Fire engine, fire truck (siren)", score=0.51)
 
 
 class StandIn(audiosearch_pb2_grpc.AudioSearchServiceServicer):
@@ -50,6 +54,14 @@ class StandIn(audiosearch_pb2_grpc.AudioSearchServiceServicer):
         return pb.IngestAudioResponse(audio=pb.AudioRecord(
             id="0" * 32, collection=header.collection, name=header.name, size_bytes=size, metadata=header.metadata,
             status=pb.AUDIO_STATUS_READY))
+
+    def SearchAudio(self, request, context):
+        model = TRAINED if request.collection == "trained" else UNTRAINED
+        return pb.SearchAudioResponse(score_threshold=0.5, query_duration_seconds=1.0, query_tags=[SIREN],
+                                      model=model)
+
+    def TagAudio(self, request, context):
+        return pb.TagAudioResponse(tags=[SIREN], duration_seconds=1.0, model=UNTRAINED)
 
     def GetAudioContent(self, request, context):
         if request.audio_id != "a" * 32:
@@ -131,3 +143,21 @@ def test_a_clip_too_large_for_one_message_is_413(stand_in):
         response = client.post("/v1/collections/ok/search", files={"clip": ("c.wav", b"x" * 1001)})
     assert response.status_code == 413
     assert response.json()["error"]["reason"] == "AUDIO_TOO_LARGE"
+
+
+def test_replies_with_tags_say_when_the_model_is_untrained(stand_in):
+    _, address = stand_in
+    with served(address) as client:
+        tagged = client.post("/v1/tag", files={"clip": ("c.wav", b"RIFF")}).json()
+        untrained = client.post("/v1/collections/ok/search", files={"clip": ("c.wav", b"RIFF")}).json()
+        trained = client.post("/v1/collections/trained/search", files={"clip": ("c.wav", b"RIFF")}).json()
+        document = client.get("/openapi.json").json()
+    assert tagged["tags"] == [{"label": SIREN.label, "score": pytest.approx(0.51)}]
+    assert tagged["model"] == {"name": "panns_cnn14", "version": "untrained-seed0", "embedding_dim": 2048,
+                               "sample_rate_hz": 32000, "untrained": True}
+    assert untrained["model"]["untrained"] is True
+    assert trained["model"]["untrained"] is False
+    schemas = document["components"]["schemas"]
+    assert "meaningless" in schemas["ModelIdentity"]["properties"]["untrained"]["description"]
+    for reply in ("TagResult", "SearchResult"):
+        assert "model.untrained" in schemas[reply]["properties"]["model"]["description"]

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
+from audiosearch.common.errors import build_status
+from audiosearch.v1 import audiosearch_pb2 as pb
+from audiosearch.v1 import audiosearch_pb2_grpc
 from devtools.support import sounds
+from tests.web.conftest import WebServer
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +217,76 @@ def test_the_page_fits_a_phone_screen(browser, web_url, library, samples, tmp_pa
     assert box["x"] + box["width"] <= 390
     page.screenshot(path=str(ARTIFACTS / "web-phone.png"), full_page=False)
     watched.close(web_url)
+
+
+def test_an_untrained_model_says_its_tags_are_not_classifications(browser, web_url, library, samples, tmp_path):
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, web_url)  # the suite's embedder runs untrained
+    page = watched.page
+    banner = page.locator("#untrained-banner")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("untrained-seed0")
+    expect(banner).to_contain_text("tags are not classifications")
+    expect(page.locator("#recordings .card .chip.tag.untrained").first).to_be_visible()
+    expect(page.locator("#recordings .chip.tag:not(.untrained)")).to_have_count(0)
+    expect(page.locator("#recordings .chip.tag b")).to_have_count(0)  # no "51%" that reads like a classification
+    expect(page.locator("#recordings .card .chips-label").first).to_have_text("untrained tags:")
+    expect(page.locator("#stats")).to_contain_text("most frequent untrained tags (not classifications)")
+    top = watched.search_with(write_clip(tmp_path, "drums-excerpt.wav", samples["drums"], 0.5, 3.0))
+    expect(page.locator("#query")).to_contain_text("untrained tags (not classifications)")
+    expect(top.locator(".chip.tag.untrained").first).to_be_visible()
+    watched.close(web_url)
+
+
+TRAINED = pb.ModelIdentity(name="panns_cnn14", version="sha256=abcd", embedding_dim=2048, sample_rate_hz=32000)
+TRAINED_RECORD = pb.AudioRecord(
+    id="c" * 32, collection=COLLECTION, name="engine.wav", sha256="ab" * 32, duration_seconds=2.0,
+    sample_rate_hz=32000, channels=1, codec="wav/pcm_16", size_bytes=128000, status=pb.AUDIO_STATUS_READY,
+    segment_count=1, tags=[pb.Tag(label="Fire engine, fire truck (siren)", score=0.51)])
+
+
+class TrainedGateway(audiosearch_pb2_grpc.AudioSearchServiceServicer):
+    """A stand-in gateway whose one collection is bound to a trained model."""
+
+    def ListCollections(self, request, context):
+        return pb.ListCollectionsResponse(collections=[pb.Collection(
+            name=COLLECTION, model=TRAINED, score_threshold=0.5, audio_count=1,
+            segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=2.0))])
+
+    def ListAudio(self, request, context):
+        return pb.ListAudioResponse(audios=[TRAINED_RECORD])
+
+    def GetCollectionStats(self, request, context):
+        return pb.GetCollectionStatsResponse(audio_count=1, total_duration_seconds=2.0, segment_count=1, tags=[
+            pb.TagStatistics(label=TRAINED_RECORD.tags[0].label, audio_count=1, total_duration_seconds=2.0)])
+
+    def GetAudioContent(self, request, context):
+        context.abort_with_status(build_status(grpc.StatusCode.NOT_FOUND, "not kept", "CONTENT_NOT_FOUND"))
+
+
+@pytest.fixture
+def trained_web_url() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    audiosearch_pb2_grpc.add_AudioSearchServiceServicer_to_server(TrainedGateway(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    web = WebServer(f"127.0.0.1:{port}").start()
+    try:
+        yield web.url
+    finally:
+        web.stop()
+        server.stop(None)
+
+
+def test_a_trained_models_tags_are_shown_as_classifications(browser, trained_web_url):
+    from playwright.sync_api import expect
+
+    watched = Watched(browser, trained_web_url)
+    page = watched.page
+    chip = page.locator("#recordings .card .chip.tag")
+    expect(chip).to_have_text("Fire engine, fire truck (siren)51%")
+    expect(page.locator("#untrained-banner")).to_be_hidden()
+    expect(page.locator("#recordings .chip.tag.untrained, #recordings .chips-label")).to_have_count(0)
+    expect(page.locator("#stats")).to_contain_text("mostly Fire engine")
+    watched.close(trained_web_url)

@@ -94,7 +94,7 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
         model = self._collections.serving_model()
         segment_config = pb.SegmentConfig(window_seconds=self._settings.default_window_seconds,
                                           hop_seconds=self._settings.default_hop_seconds)
-        return self._query.tag(request.audio_content, model.sample_rate_hz, segment_config, top_k)
+        return self._query.tag(request.audio_content, model, segment_config, top_k)
 
     def GetAudio(self, request: pb.GetAudioRequest, context: grpc.ServicerContext) -> pb.GetAudioResponse:
         validation.collection_name(request.collection)

@@ -51,6 +51,7 @@ class Query:
             matches=matches, score_threshold=threshold,
             query_duration_seconds=embedded.audio.duration_seconds,
             query_tags=embedded.clip_tags(self._settings.tags_per_recording, self._settings.tag_floor),
+            model=collection.model,
         )
 
     def embed_query(self, collection: pb.Collection, data: bytes) -> EmbeddedAudio:
@@ -114,9 +115,9 @@ class Query:
                                  query_hop_seconds(config.window_seconds, config.hop_seconds) * 0.75,
                                  config.hop_seconds)
 
-    def tag(self, data: bytes, sample_rate_hz: int, segment_config: pb.SegmentConfig, top_k: int
+    def tag(self, data: bytes, model: pb.ModelIdentity, segment_config: pb.SegmentConfig, top_k: int
             ) -> pb.TagAudioResponse:
-        decoded = self._pipeline.decode(data, sample_rate_hz, self._settings.max_query_duration_seconds)
+        decoded = self._pipeline.decode(data, model.sample_rate_hz, self._settings.max_query_duration_seconds)
         embedded = self._pipeline.embed(decoded, segment_config, cut_segments)
         probabilities = embedded.embeddings.tag_probabilities
         segments = [
@@ -127,7 +128,7 @@ class Query:
                                                      embedded.segments.ends_seconds, strict=True))
         ]
         return pb.TagAudioResponse(tags=to_tags(probabilities.mean(axis=0), top_k), segments=segments,
-                                   duration_seconds=decoded.duration_seconds)
+                                   duration_seconds=decoded.duration_seconds, model=model)
 
     def _filtered_candidates(self, collection: str, audio_filter: pb.AudioFilter | None) -> list[str] | None:
         """Ids allowed by a tag/metadata filter, read before the vector search so rare matches are not lost."""

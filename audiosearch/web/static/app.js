@@ -7,6 +7,8 @@ const state = {
   collection: localStorage.getItem("audiosearch.collection") || "",
   apiKey: localStorage.getItem("audiosearch.apiKey") || "",
   nextToken: "",
+  collections: new Map(), // name -> collection, as last listed (its model says whether tags mean anything)
+  untrained: false, // the current collection's model is a random init: its tags are not classifications
   browseGeneration: 0, // bumped by every fresh listing; a reply for an older one is dropped
   originals: new Map(), // audio id -> Promise<{url, peaks, duration}>
   active: null, // {id, button, card, stopAt}
@@ -80,6 +82,18 @@ function metaPairs(text) {
   return text.split(",").map((item) => item.trim()).filter(Boolean);
 }
 
+// --- the model: an untrained one (a seeded random init) has tags that are not classifications ----------------------
+
+function showModel(model) {
+  state.untrained = Boolean(model && model.untrained);
+  const banner = $("#untrained-banner");
+  banner.hidden = !state.untrained;
+  banner.textContent = state.untrained
+    ? `Untrained model (${model.name} ${model.version}): tags are not classifications, only the outputs of a `
+      + "random init. Search by sound still works."
+    : "";
+}
+
 // --- collections --------------------------------------------------------------------------------------------------
 
 async function loadCollections() {
@@ -90,6 +104,7 @@ async function loadCollections() {
   } catch (error) {
     toast(`Could not list collections: ${describe(error)}`, true);
   }
+  state.collections = new Map(collections.map((collection) => [collection.name, collection]));
   select.replaceChildren();
   for (const collection of collections) {
     select.append(new Option(`${collection.name} (${collection.audio_count})`, collection.name));
@@ -98,6 +113,7 @@ async function loadCollections() {
   if (!collections.some((c) => c.name === state.collection)) state.collection = collections[0]?.name || "";
   select.value = state.collection || "__new__";
   if (state.collection) localStorage.setItem("audiosearch.collection", state.collection);
+  showModel(state.collections.get(state.collection)?.model);
   await refreshBrowse();
 }
 
@@ -119,6 +135,7 @@ async function onCollectionChange(event) {
   }
   state.collection = value;
   localStorage.setItem("audiosearch.collection", value);
+  showModel(state.collections.get(value)?.model);
   $("#results").replaceChildren();
   $("#query").textContent = "";
   await refreshBrowse();
@@ -259,12 +276,25 @@ function card(record, match = null, rank = 0) {
   }
   $(".facts", item).textContent = facts.join(" · ");
   const chips = $(".chips", item);
+  if (state.untrained && record.tags.length) {
+    const label = Object.assign(document.createElement("span"), { className: "chips-label" });
+    label.textContent = "untrained tags:";
+    chips.append(label);
+  }
   for (const tag of record.tags) {
     const chip = document.createElement("button");
     chip.type = "button";
     chip.className = "chip tag";
     chip.title = `Show recordings tagged ${tag.label}`;
-    chip.append(tag.label, Object.assign(document.createElement("b"), { textContent: `${Math.round(tag.score * 100)}%` }));
+    if (state.untrained) {
+      // No percentage: "51%" from a random init reads like a classification.
+      chip.classList.add("untrained");
+      chip.title = `Tag of an untrained model, not a classification. ${chip.title}`;
+      chip.append(tag.label);
+    } else {
+      const percent = Object.assign(document.createElement("b"), { textContent: `${Math.round(tag.score * 100)}%` });
+      chip.append(tag.label, percent);
+    }
     chip.addEventListener("click", () => filterBy({ tag: tag.label }));
     chips.append(chip);
   }
@@ -372,8 +402,10 @@ async function search(blob, name) {
   };
   try {
     const result = await api("POST", collectionPath("/search"), { query, body: form });
+    if (result.model) showModel(result.model);
     const tags = result.query_tags.slice(0, 3).map((tag) => tag.label).join(", ");
-    info.textContent = `${name}: ${clock(result.query_duration_seconds)}${tags ? ` · sounds like ${tags}` : ""} · `
+    const tagged = state.untrained ? "untrained tags (not classifications):" : "sounds like";
+    info.textContent = `${name}: ${clock(result.query_duration_seconds)}${tags ? ` · ${tagged} ${tags}` : ""} · `
       + (result.matches.length ? `${result.matches.length} match${result.matches.length > 1 ? "es" : ""}`
         : "no match") + ` above ${result.score_threshold.toFixed(2)}`;
     result.matches.forEach((match, index) => {
@@ -467,7 +499,8 @@ async function loadStats() {
     const stats = await api("GET", collectionPath("/stats"));
     const top = stats.tags.slice(0, 3).map((tag) => `${tag.label} (${tag.audio_count})`).join(", ");
     line.textContent = `${stats.audio_count} recording${stats.audio_count === 1 ? "" : "s"} · `
-      + `${clock(stats.total_duration_seconds)} in all${top ? ` · mostly ${top}` : ""}`;
+      + `${clock(stats.total_duration_seconds)} in all`
+      + (top ? ` · ${state.untrained ? "most frequent untrained tags (not classifications):" : "mostly"} ${top}` : "");
   } catch (error) {
     line.textContent = `Stats unavailable: ${describe(error)}`;
   }

@@ -207,9 +207,11 @@ func run() error {
 		"audio_id":           ingested.GetAudio().GetId(),
 		"already_existed":    ingested.GetAlreadyExisted(),
 		"collection_existed": collectionExisted,
-		"top_match_id":       nil,
-		"top_name":           nil,
-		"top_score":          nil,
+		// An untrained model's tags are meaningless: a client that shows tags says so when this is true.
+		"model_untrained": found.GetModel().GetUntrained(),
+		"top_match_id":    nil,
+		"top_name":        nil,
+		"top_score":       nil,
 	}
 	if matches := found.GetMatches(); len(matches) > 0 {
 		result["top_match_id"] = matches[0].GetAudio().GetId()

@@ -224,6 +224,8 @@ public final class Client {
     result.put("top_score", null);
     result.put("already_existed", ingested.getAlreadyExisted());
     result.put("collection_existed", collectionExisted);
+    // An untrained model's tags are meaningless: a client that shows tags says so when this is true.
+    result.put("model_untrained", found.getModel().getUntrained());
     if (found.getMatchesCount() > 0) {
       Match top = found.getMatches(0);
       result.put("top_match_id", top.getAudio().getId());
