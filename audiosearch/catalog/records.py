@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -62,23 +62,22 @@ class NewAudio:
     tags: tuple[Tag, ...] = ()
 
 
-@dataclass(frozen=True)
-class AudioRecord:
+@dataclass(frozen=True, kw_only=True)
+class AudioRecord(NewAudio):
+    """A stored recording: the NewAudio it was created from and what the catalog assigned to it."""
+
     id: str
-    collection: str
-    name: str
-    sha256: str
-    duration_seconds: float
-    sample_rate_hz: int
-    channels: int
-    codec: str
-    size_bytes: int
-    metadata: Mapping[str, str]
-    tags: tuple[Tag, ...]
     status: AudioStatus
     segment_count: int
     create_time_us: int
     update_time_us: int
+
+    @classmethod
+    def first_stored(cls, audio: NewAudio, audio_id: str, segment_count: int, time_us: int) -> AudioRecord:
+        """`audio` as the catalog first stores it: PENDING, created and updated at `time_us`."""
+        given = {attribute.name: getattr(audio, attribute.name) for attribute in fields(NewAudio)}
+        return cls(**given, id=audio_id, status=AudioStatus.PENDING, segment_count=segment_count,
+                   create_time_us=time_us, update_time_us=time_us)
 
 
 @dataclass(frozen=True)

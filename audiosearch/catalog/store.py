@@ -47,9 +47,14 @@ _COLLECTION_COLUMNS = (
     " (SELECT COUNT(*) FROM audio a WHERE a.collection = c.name AND a.status = ?),"
     " (SELECT l.landmark_threshold FROM collection_landmarks l WHERE l.collection = c.name)"
 )
-_AUDIO_COLUMNS = (
-    "a.id, a.collection, a.name, a.sha256, a.duration_seconds, a.sample_rate_hz, a.channels, a.codec,"
-    " a.size_bytes, a.metadata_json, a.tags_json, a.status, a.segment_count, a.create_time_us, a.update_time_us"
+# The audio table's columns in the order of _audio_row and _audio_from_row, the one mapping of a record to a row.
+_AUDIO_COLUMN_NAMES = (
+    "id", "collection", "name", "sha256", "duration_seconds", "sample_rate_hz", "channels", "codec",
+    "size_bytes", "metadata_json", "tags_json", "status", "segment_count", "create_time_us", "update_time_us",
+)
+_AUDIO_COLUMNS = ", ".join(f"a.{name}" for name in _AUDIO_COLUMN_NAMES)
+_INSERT_AUDIO = (
+    f"INSERT INTO audio ({', '.join(_AUDIO_COLUMN_NAMES)}) VALUES ({', '.join('?' * len(_AUDIO_COLUMN_NAMES))})"
 )
 _HAS_TAG = "EXISTS (SELECT 1 FROM audio_tags t WHERE t.audio_id = a.id AND t.label = ?)"
 _HAS_METADATA = (
@@ -440,29 +445,12 @@ def _echo(value: str) -> str:
 
 
 def _insert_audio(tx: Transaction, audio: NewAudio, new_segments: Sequence[NewSegment]) -> CreatedAudio:
-    now = _now_us()
-    record = AudioRecord(
-        id=uuid.uuid4().hex,
-        collection=audio.collection,
-        name=audio.name,
-        sha256=audio.sha256,
-        duration_seconds=audio.duration_seconds,
-        sample_rate_hz=audio.sample_rate_hz,
-        channels=audio.channels,
-        codec=audio.codec,
-        size_bytes=audio.size_bytes,
-        metadata=dict(audio.metadata),
-        tags=tuple(audio.tags),
-        status=AudioStatus.PENDING,
-        segment_count=len(new_segments),
-        create_time_us=now,
-        update_time_us=now,
-    )
+    record = AudioRecord.first_stored(audio, uuid.uuid4().hex, len(new_segments), _now_us())
     segments = tuple(
         Segment(segment_id(record.id, s.index), s.index, s.start_seconds, s.end_seconds, tuple(s.tags))
         for s in new_segments
     )
-    _insert_audio_row(tx, record)
+    tx.execute(_INSERT_AUDIO, _audio_row(record))
     tx.executemany(
         "INSERT INTO audio_tags (audio_id, label, score) VALUES (?, ?, ?)",
         [(record.id, tag.label, tag.score) for tag in record.tags],
@@ -478,31 +466,6 @@ def _insert_audio(tx: Transaction, audio: NewAudio, new_segments: Sequence[NewSe
     return CreatedAudio(record, segments, created=True)
 
 
-def _insert_audio_row(tx: Transaction, record: AudioRecord) -> None:
-    tx.execute(
-        "INSERT INTO audio (id, collection, name, sha256, duration_seconds, sample_rate_hz, channels, codec,"
-        " size_bytes, metadata_json, tags_json, status, segment_count, create_time_us, update_time_us)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.id,
-            record.collection,
-            record.name,
-            record.sha256,
-            record.duration_seconds,
-            record.sample_rate_hz,
-            record.channels,
-            record.codec,
-            record.size_bytes,
-            json.dumps(dict(record.metadata), ensure_ascii=False),
-            _tags_json(record.tags),
-            record.status.value,
-            record.segment_count,
-            record.create_time_us,
-            record.update_time_us,
-        ),
-    )
-
-
 def _audio_by_id(tx: Transaction, collection: str, audio_id: str) -> AudioRecord | None:
     row = tx.fetchone(
         f"SELECT {_AUDIO_COLUMNS} FROM audio a WHERE a.id = ? AND a.collection = ?", (audio_id, collection)
@@ -515,6 +478,26 @@ def _audio_by_sha256(tx: Transaction, collection: str, sha256: str) -> AudioReco
         f"SELECT {_AUDIO_COLUMNS} FROM audio a WHERE a.collection = ? AND a.sha256 = ?", (collection, sha256)
     )
     return _audio_from_row(row) if row else None
+
+
+def _audio_row(record: AudioRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.collection,
+        record.name,
+        record.sha256,
+        record.duration_seconds,
+        record.sample_rate_hz,
+        record.channels,
+        record.codec,
+        record.size_bytes,
+        json.dumps(dict(record.metadata), ensure_ascii=False),
+        _tags_json(record.tags),
+        record.status.value,
+        record.segment_count,
+        record.create_time_us,
+        record.update_time_us,
+    )
 
 
 def _audio_from_row(row: Sequence[Any]) -> AudioRecord:

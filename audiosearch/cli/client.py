@@ -7,14 +7,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from audiosearch.cli import __version__
+from audiosearch.common.errors import error_info
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc as pb_grpc
 
-ERROR_DOMAIN = "audiosearch.dev"
 CHUNK_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -50,22 +48,6 @@ def format_error(code: str, reason: str | None, message: str) -> str:
     """`CODE REASON: message`, or `CODE: message` when the status carried no reason."""
     head = f"{code} {reason}" if reason else code
     return f"{head}: {message}" if message else head
-
-
-def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    """The google.rpc.ErrorInfo a failed call carries in its rich status, if any."""
-    if not hasattr(error, "trailing_metadata"):
-        return None
-    try:
-        status = rpc_status.from_call(error)
-    except ValueError:  # the rich status disagrees with the call's own code or message
-        return None
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Is(info.DESCRIPTOR):
-            detail.Unpack(info)
-            return info
-    return None
 
 
 def convert_error(error: grpc.RpcError, address: str) -> GatewayError | GatewayUnreachableError:

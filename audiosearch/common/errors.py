@@ -12,6 +12,8 @@ from google.protobuf import any_pb2, message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from audiosearch.common.interception import CallInterceptor
+
 ERROR_DOMAIN = "audiosearch.dev"
 log = logging.getLogger("audiosearch.rpc")
 
@@ -93,8 +95,14 @@ def build_status(
 
 
 def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
-    """The ErrorInfo a failed call carries, if any."""
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
+    """The google.rpc.ErrorInfo a failed call carries in its rich status, if any: the one decoder, which the
+    services, the web app and the CLI share."""
+    if not hasattr(error, "trailing_metadata"):
+        return None
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # the rich status disagrees with the call's own code or message
+        return None
     for detail in status.details if status else ():
         info = error_details_pb2.ErrorInfo()
         if detail.Is(info.DESCRIPTOR):
@@ -133,17 +141,10 @@ def _status_for(exception: BaseException, method: str) -> grpc.Status:
     return build_status(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):
+class ErrorMappingInterceptor(CallInterceptor):
     """Turns exceptions into statuses with ErrorInfo and writes one access-log line per call."""
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith("/grpc."):
-            return handler
-        method = handler_call_details.method
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.request_deserializer is not None:
             handler = handler._replace(request_deserializer=_tolerant(handler.request_deserializer))
         if handler.unary_unary:

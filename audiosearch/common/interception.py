@@ -1,10 +1,10 @@
-"""What the observing server interceptors (metrics, tracing) share: run each call of a handler inside a context
-manager, and read the status the call really ended with."""
+"""What the server interceptors (metrics, tracing, the client-certificate check, the error mapping) share: which
+RPCs they see, running each call of a handler inside a context manager, and the status the call really ended with."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import grpc
@@ -33,6 +33,40 @@ def final_code(context: grpc.ServicerContext, error: BaseException | None) -> gr
     if isinstance(error, GeneratorExit):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
+
+
+@contextmanager
+def reporting_code(context: grpc.ServicerContext, report: Callable[[grpc.StatusCode], None]) -> Iterator[None]:
+    """Runs the call; then, however it ended, `report`s the status code the client gets."""
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as raised:
+        error = raised
+        raise
+    finally:
+        report(final_code(context, error))
+
+
+class CallInterceptor(grpc.ServerInterceptor):
+    """Wraps the handler of every application RPC (`is_observed`): by default it runs each call inside
+    `around(method, context)`; an interceptor that needs more (the error mapping) overrides `wrap`."""
+
+    def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not is_observed(method):
+            return handler
+        return self.wrap(handler, method)
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return wrap_calls(handler, lambda context: self.around(method, context))
+
+    def around(self, method: str, context: grpc.ServicerContext) -> AbstractContextManager[None]:
+        raise NotImplementedError
 
 
 def wrap_calls(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:

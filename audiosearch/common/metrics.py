@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from audiosearch.common.allocator import heap_stats
-from audiosearch.common.interception import final_code, is_observed, split_method, wrap_calls
+from audiosearch.common.interception import CallInterceptor, reporting_code, split_method
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +39,23 @@ RPC_TOTAL = Counter(
 RPC_IN_FLIGHT = Gauge("audiosearch_rpc_in_flight", "RPCs being handled now", ["service", "method"])
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(CallInterceptor):
     """Times every application RPC and counts it by the status code the client receives."""
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or not is_observed(handler_call_details.method):
-            return handler
-        service, method = split_method(handler_call_details.method)
-        in_flight = RPC_IN_FLIGHT.labels(service, method)
+    @contextmanager
+    def around(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        service, name = split_method(method)
+        in_flight = RPC_IN_FLIGHT.labels(service, name)
+        started = time.perf_counter()
+        in_flight.inc()
 
-        @contextmanager
-        def measured(context: grpc.ServicerContext) -> Iterator[None]:
-            started = time.perf_counter()
-            in_flight.inc()
-            error: BaseException | None = None
-            try:
-                yield
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                in_flight.dec()
-                code = final_code(context, error).name
-                RPC_DURATION.labels(service, method, code).observe(time.perf_counter() - started)
-                RPC_TOTAL.labels(service, method, code).inc()
+        def count(code: grpc.StatusCode) -> None:
+            in_flight.dec()
+            RPC_DURATION.labels(service, name, code.name).observe(time.perf_counter() - started)
+            RPC_TOTAL.labels(service, name, code.name).inc()
 
-        return wrap_calls(handler, measured)
+        with reporting_code(context, count):
+            yield
 
 
 HEAP_SERIES = "audiosearch_heap_bytes"

@@ -7,7 +7,7 @@ Plaintext stays the default (everything on localhost); TLS is switched on by con
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from audiosearch.common.errors import PermissionDenied
-from audiosearch.common.interception import is_observed, wrap_calls
+from audiosearch.common.interception import CallInterceptor
 from audiosearch.common.settings import ServiceSettings
 
 log = logging.getLogger("audiosearch.tls")
@@ -82,24 +82,14 @@ def peer_names(context: grpc.ServicerContext) -> set[str]:
     return {value.decode(errors="replace") if isinstance(value, bytes) else str(value) for value in values}
 
 
-class ClientIdentityInterceptor(grpc.ServerInterceptor):
+class ClientIdentityInterceptor(CallInterceptor):
     """Admits only clients whose certificate names one of `allowed` (health and reflection stay open)."""
 
     def __init__(self, allowed: frozenset[str]) -> None:
         self._allowed = allowed
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not is_observed(method):
-            return handler
-        return wrap_calls(handler, lambda context: self._admitted(context, method))
-
     @contextmanager
-    def _admitted(self, context: grpc.ServicerContext, method: str) -> Iterator[None]:
+    def around(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
         names = peer_names(context)
         if not names & self._allowed:
             log.warning("client certificate refused", extra={"method": method, "peer": context.peer(),

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from audiosearch.common.interception import final_code, is_observed, split_method, wrap_calls
+from audiosearch.common.interception import CallInterceptor, reporting_code, split_method
 
 log = logging.getLogger(__name__)
 
@@ -81,35 +81,17 @@ def _end_with_code(span: trace.Span, code: grpc.StatusCode) -> None:
         span.set_status(Status(StatusCode.ERROR, code.name))
 
 
-class ServerTracingInterceptor(grpc.ServerInterceptor):
+class ServerTracingInterceptor(CallInterceptor):
     """A SERVER span per application RPC, child of the caller's `traceparent` when it sent one."""
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not is_observed(method):
-            return handler
-
-        @contextmanager
-        def traced(context: grpc.ServicerContext) -> Iterator[None]:
-            carrier = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-            with tracer.start_as_current_span(
-                method.lstrip("/"), context=propagate.extract(carrier), kind=SpanKind.SERVER,
-                attributes=_rpc_attributes(method), record_exception=False, set_status_on_exception=False,
-            ) as span:
-                error: BaseException | None = None
-                try:
-                    yield
-                except BaseException as raised:
-                    error = raised
-                    raise
-                finally:
-                    _end_with_code(span, final_code(context, error))
-
-        return wrap_calls(handler, traced)
+    @contextmanager
+    def around(self, method: str, context: grpc.ServicerContext) -> Iterator[None]:
+        carrier = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        with tracer.start_as_current_span(
+            method.lstrip("/"), context=propagate.extract(carrier), kind=SpanKind.SERVER,
+            attributes=_rpc_attributes(method), record_exception=False, set_status_on_exception=False,
+        ) as span, reporting_code(context, lambda code: _end_with_code(span, code)):
+            yield
 
 
 class _CallDetails(

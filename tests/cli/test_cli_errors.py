@@ -11,18 +11,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from audiosearch.cli import main as cli
-from audiosearch.cli.client import (
-    GatewayError,
-    GatewayUnreachableError,
-    convert_error,
-    error_info,
-    format_error,
-)
+from audiosearch.cli.client import GatewayError, GatewayUnreachableError, convert_error, format_error
+from audiosearch.common.errors import build_status, error_info
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,12 +26,7 @@ class FakeRpcError(grpc.RpcError):
         self._code, self._message = code, message
         self._metadata: tuple[tuple[str, bytes], ...] = ()
         if reason is not None:
-            detail = any_pb2.Any()
-            detail.Pack(
-                error_details_pb2.ErrorInfo(reason=reason, domain="audiosearch.dev", metadata={"k": "v"})
-            )
-            status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
-            self._metadata = rpc_status.to_status(status).trailing_metadata
+            self._metadata = build_status(code, message, reason, {"k": "v"}).trailing_metadata
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -81,6 +68,15 @@ def test_error_info_is_read_from_the_rich_status() -> None:
         "COLLECTION_NOT_FOUND",
         {"k": "v"},
     )
+
+
+def test_a_rich_status_that_disagrees_with_the_call_carries_no_reason() -> None:
+    error = FakeRpcError(grpc.StatusCode.INTERNAL, "boom")
+    error._metadata = build_status(grpc.StatusCode.NOT_FOUND, "other", "AUDIO_NOT_FOUND").trailing_metadata
+    assert error_info(error) is None
+    converted = convert_error(error, "h:1")
+    assert isinstance(converted, GatewayError)
+    assert (converted.code, converted.reason) == ("INTERNAL", None)
 
 
 def test_plain_statuses_and_transport_failures() -> None:

@@ -35,6 +35,7 @@ import grpc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from audiosearch.common.errors import PermissionDenied, Unauthenticated
+from audiosearch.common.interception import CallInterceptor, split_method
 
 log = logging.getLogger("audiosearch.auth")
 
@@ -203,29 +204,22 @@ def presented_key(context: grpc.ServicerContext) -> str | None:
     return None
 
 
-class ApiKeyInterceptor(grpc.ServerInterceptor):
+class ApiKeyInterceptor(CallInterceptor):
     """Authenticates every call of the public API by its key and checks the key's collections and rights."""
 
     def __init__(self, store: KeyStore) -> None:
         self._store = store
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
-        path = handler_call_details.method
-        if handler is None or path.startswith("/grpc."):
-            return handler
-        method = path.rsplit("/", 1)[-1]
-        rule = RULES.get(method)
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        _, name = split_method(method)
+        rule = RULES.get(name)
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rule))
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, name, rule))
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._unary(handler.unary_stream, method, rule))
+            return handler._replace(unary_stream=self._unary(handler.unary_stream, name, rule))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._stream(handler.stream_unary, method, rule))
-        return handler._replace(stream_stream=self._stream(handler.stream_stream, method, rule))
+            return handler._replace(stream_unary=self._stream(handler.stream_unary, name, rule))
+        return handler._replace(stream_stream=self._stream(handler.stream_stream, name, rule))
 
     def _unary(self, behaviour: Callable[[Any, grpc.ServicerContext], Any], method: str, rule: Rule | None
                ) -> Callable[..., Any]:
