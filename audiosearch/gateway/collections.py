@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.common.errors import FailedPrecondition
-from audiosearch.gateway.api import validation
+from audiosearch.gateway import validation
 from audiosearch.gateway.backends.blobs import BlobStore
 from audiosearch.gateway.backends.embedder import EmbedderClient, same_model
 from audiosearch.gateway.backends.stubs import Backends

@@ -5,7 +5,7 @@ import grpc
 import pytest
 
 from audiosearch.common.errors import DeadlineExceeded, InvalidArgument
-from audiosearch.gateway.api.uploads import read_upload, within_idle_limit
+from audiosearch.gateway.ingest.uploads import read_upload, within_idle_limit
 from audiosearch.v1 import audiosearch_pb2 as pb
 
 

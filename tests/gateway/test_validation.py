@@ -1,7 +1,7 @@
 import pytest
 
 from audiosearch.common.errors import InvalidArgument
-from audiosearch.gateway.api import validation
+from audiosearch.gateway import validation
 from audiosearch.v1 import audiosearch_pb2 as pb
 
 

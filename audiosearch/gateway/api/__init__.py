@@ -1,1 +1,1 @@
-"""The public API: RPC handlers, request validation, uploads and API-key authentication."""
+"""The public API: the RPC handlers and API-key authentication."""

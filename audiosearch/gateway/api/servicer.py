@@ -9,13 +9,12 @@ import grpc
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.common.errors import InvalidArgument, NotFound, ResourceExhausted
-from audiosearch.gateway import metrics, stages
-from audiosearch.gateway.api import validation
-from audiosearch.gateway.api.uploads import read_upload, within_idle_limit
+from audiosearch.gateway import metrics, stages, validation
 from audiosearch.gateway.backends.blobs import CHUNK_BYTES, BlobNotFoundError, blob_key, media_type
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.collections import Collections
 from audiosearch.gateway.ingest.bulk import BulkImporter
+from audiosearch.gateway.ingest.uploads import read_upload, within_idle_limit
 from audiosearch.gateway.ingest.writer import Records
 from audiosearch.gateway.query.calibration import Calibrator
 from audiosearch.gateway.query.search import Query

@@ -1,1 +1,1 @@
-"""The write flows: one ingest, bulk import, and the reconciler that repairs interrupted writes."""
+"""The write flows: reading uploads, one ingest, bulk import, and the reconciler that repairs interrupted writes."""

@@ -39,10 +39,9 @@ from audiosearch.common.errors import (
     ServiceError,
     error_info,
 )
-from audiosearch.gateway import metrics
-from audiosearch.gateway.api import validation
-from audiosearch.gateway.api.uploads import within_idle_limit
+from audiosearch.gateway import metrics, validation
 from audiosearch.gateway.collections import Collections
+from audiosearch.gateway.ingest.uploads import within_idle_limit
 from audiosearch.gateway.ingest.writer import Records
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb

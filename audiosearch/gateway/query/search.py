@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
-from audiosearch.gateway import metrics
-from audiosearch.gateway.api import validation
+from audiosearch.gateway import metrics, validation
 from audiosearch.gateway.audio.fingerprints import Landmarks, landmarks_message, query_landmarks
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio, to_tags
 from audiosearch.gateway.audio.segments import Segments, cut_segments, query_hop_seconds, query_segments

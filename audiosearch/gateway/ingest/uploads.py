@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 from audiosearch.common.errors import DeadlineExceeded, InvalidArgument
-from audiosearch.gateway.api import validation
+from audiosearch.gateway import validation
 from audiosearch.v1 import audiosearch_pb2 as pb
 
 Message = TypeVar("Message")
