@@ -1,6 +1,7 @@
 """Search quality on a folder of real sounds, measured through the public gRPC API.
 
-    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--precision P] [--json FILE]
+    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--precision P]
+                            [--excerpt-seconds MIN MAX] [--json FILE]
 
 Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates the collection
 (CalibrateCollection, target false-positive rate 0.05), then queries with transformed copies of indexed sounds:
@@ -13,13 +14,23 @@ Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates
     8k        resampled to 8 kHz and sent so (the gateway brings it back up)
     offset    placed at a random offset inside a longer recording made of held-back sounds 20 dB lower
     mix       mixed with a held-back sound 10 dB lower
+    speed     3 % faster or slower, resampled (pitch and tempo move together)
+    tempo     5 % faster or slower with the pitch kept (rubberband)
+    pitch     1 semitone up or down with the tempo kept (rubberband)
+    reverb    heard in a synthetic room, RT60 0.6 s, the direct sound kept
+    noise-0dB white noise added at 0 dB SNR
+    excerpt-1s 1 s from a random place (the whole sound if shorter)
+    chain     speed +2 %, then mp3, then white noise at 10 dB SNR
+
+The last seven are bench/transforms.py's (its docstring gives each recipe); whether speed, tempo and pitch go up
+or down is drawn from each query's stream, and the outcome records which (`variant` in --json).
 
 Each transform is applied to a seeded sample of `--queries` indexed sounds (default 100; 0 takes them all; every
 query has its own random stream, so a smaller sample holds the same queries). A query is the whole sound, or
 its first `--max-query-seconds` when longer (the crop takes its range from the whole sound). Per transform it
 reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
 the rate at which the right recording comes first *and* clears the calibrated thresholds (its score, or its aligned
-landmarks), and for crop and offset
+landmarks), and for crop, offset and excerpt-1s (every transform with --excerpt-seconds)
 the fraction whose alignment (reference time minus query time of the matched ranges) is within one hop of the
 truth, and within 0.5 s (a yardstick that does not move with the hop). Held-back sounds, as they are and once
 transformed, measure the true-negative rate at the thresholds: a second search with the collection's own
@@ -56,13 +67,15 @@ from audiosearch.embedder.engine import Precision
 from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, decode_audio
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
+from bench import transforms
 from bench.support import own_suite
 from devtools.support.gateway import ingest_messages
 
 WORK_RATE = 44_100
 DEFAULT_SOUNDS = Path("/tmp/dev-sounds")
-TRANSFORMS = ("mp3", "gain", "crop", "noise", "telephone", "8k", "offset", "mix")
-ALIGNED_TRANSFORMS = ("crop", "offset")
+TRANSFORMS = ("mp3", "gain", "crop", "noise", "telephone", "8k", "offset", "mix", *transforms.NAMES)
+# Where the query sits in the recording is part of the question (with excerpts, it is for every transform).
+ALIGNED_TRANSFORMS = ("crop", "offset", "excerpt-1s")
 HELD_BACK_FRACTION = 0.2
 NEAR_IDENTICAL_NCC = 0.9
 NCC_RATE = 16_000
@@ -88,7 +101,10 @@ class QueryCase:
     expected: str  # audio id that should come first; "" for a held-back (negative) query
     audio: bytes = field(repr=False)
     seconds: float
-    truth_offset: float | None = None  # reference time - query time of the aligned content, when known
+    # The reference time at query time 0 (reference time - query time, unscaled), where the alignment is checked.
+    truth_offset: float | None = None
+    time_scale: float = 1.0  # reference seconds per query second: speed and tempo change it
+    variant: str = ""  # which way a drawn transform went ("+3%", "-1 st")
 
 
 @dataclass
@@ -106,6 +122,8 @@ class Outcome:
     offset_error: float | None = None
     reference_range: tuple[float, float] | None = None
     query_range: tuple[float, float] | None = None
+    aligned: bool = False  # the query's place in the recording is checked (offset_error)
+    variant: str = ""
 
 
 # ----------------------------------------------------------------------------------------------- sounds
@@ -212,21 +230,24 @@ def bed_of(sounds: list[Sound], length: int, rng: np.random.Generator) -> np.nda
 class Transformer:
     """Makes query audio from a sound; held-back sounds supply the beds and the mixes."""
 
-    def __init__(self, held_back: list[Sound], max_query_seconds: float) -> None:
+    def __init__(self, held_back: list[Sound], max_query_seconds: float,
+                 excerpt_seconds: tuple[float, float] | None = None) -> None:
+        self.excerpt_seconds = excerpt_seconds
         self._held_back = held_back
         self.max_samples = round(max_query_seconds * WORK_RATE)
         self._telephone = butter(4, [300, 3400], btype="bandpass", fs=WORK_RATE, output="sos")
 
     def make(self, transform: str, sound: Sound, expected: str, rng: np.random.Generator) -> QueryCase:
-        clip = sound.samples[: self.max_samples]
+        source, origin = self.source(sound, rng)
+        clip = source[: self.max_samples]
         others = [s for s in self._held_back if s.name != sound.name] or self._held_back
-        truth: float | None = 0.0
+        shift, time_scale, variant = 0.0, 1.0, ""
         if transform == "mp3":
             audio = mp3(clip)
         elif transform == "gain":
             audio = wav(clip * 0.6)
         elif transform == "crop":
-            clip, truth = self._crop(sound.samples, rng)
+            clip, shift = self._crop(source, rng)
             audio = wav(clip)
         elif transform == "noise":
             audio = wav(clip + at_level_below(rng.standard_normal(len(clip)).astype(np.float32), clip, 20.0))
@@ -239,14 +260,29 @@ class Transformer:
             start = int(rng.integers(WORK_RATE // 2, extra - WORK_RATE // 2))
             query = at_level_below(bed_of(others, len(clip) + extra, rng), clip, 20.0)
             query[start : start + len(clip)] += clip
-            audio, truth = wav(query), -start / WORK_RATE
+            audio, shift = wav(query), -start / WORK_RATE
             clip = query
         elif transform == "mix":
             other = bed_of([others[int(rng.integers(len(others)))]], len(clip), rng)
             audio = wav(clip + at_level_below(other, clip, 10.0))
+        elif transform in transforms.NAMES:
+            changed = transforms.apply(transform, source if transform in transforms.FROM_ANYWHERE else clip,
+                                       WORK_RATE, rng)
+            clip, shift, time_scale, variant = (changed.samples, changed.start_seconds, changed.time_scale,
+                                                changed.variant)
+            audio = wav(clip)
         else:
             raise ValueError(transform)
-        return QueryCase(transform, sound.name, expected, audio, len(clip) / WORK_RATE, truth)
+        # An excerpt's place is known for every transform; a whole sound's only matters where it moves.
+        truth = origin + shift if self.excerpt_seconds or transform in ALIGNED_TRANSFORMS else None
+        return QueryCase(transform, sound.name, expected, audio, len(clip) / WORK_RATE, truth, time_scale, variant)
+
+    def source(self, sound: Sound, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """What a query is made from and where it starts in the recording (s): the whole sound, or with
+        `excerpt_seconds` an excerpt of a length drawn from that range, from a random place."""
+        if self.excerpt_seconds is None:
+            return sound.samples, 0.0
+        return transforms.excerpt(sound.samples, WORK_RATE, rng.uniform(*self.excerpt_seconds), rng)
 
     def _crop(self, samples: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         if len(samples) <= MIN_CROP_SECONDS * WORK_RATE:
@@ -270,7 +306,8 @@ def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str]
         cases += [transformer.make(transform, indexed[i], ids[indexed[i].name],
                                    np.random.default_rng([seed, number, int(i)])) for i in chosen]
     for number, sound in enumerate(held_back):
-        clean = sound.samples[: transformer.max_samples]
+        clean = transformer.source(sound, np.random.default_rng([seed, len(TRANSFORMS) + 1, number]))[0][
+            : transformer.max_samples]
         cases.append(QueryCase("clean", sound.name, "", wav(clean), len(clean) / WORK_RATE))
         transform = TRANSFORMS[number % len(TRANSFORMS)]
         cases.append(transformer.make(transform, sound, "", np.random.default_rng([seed, len(TRANSFORMS), number])))
@@ -327,7 +364,8 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
     outcome = Outcome(
         case.transform, case.source, bool(case.expected), case.seconds, rank,
         top.score if top else None, names.get(top.audio.id, top.audio.name) if top else "",
-        matches[rank].score if rank is not None else None, top.landmarks if top else 0)
+        matches[rank].score if rank is not None else None, top.landmarks if top else 0,
+        aligned=case.truth_offset is not None, variant=case.variant)
     if not case.expected:
         # Any match clears, not only the top one: the order can put a landmark leader under the threshold first.
         at_threshold = client.SearchAudio(pb.SearchAudioRequest(collection=collection, audio_content=case.audio,
@@ -338,7 +376,9 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
         outcome.reference_range = (round(ref.start_seconds, 3), round(ref.end_seconds, 3))
         outcome.query_range = (round(qry.start_seconds, 3), round(qry.end_seconds, 3))
         if case.truth_offset is not None:
-            outcome.offset_error = abs(ref.start_seconds - qry.start_seconds - case.truth_offset)
+            # Speed and tempo scale the query's timeline: the truth is where the query's start lands in it.
+            expected_start = case.truth_offset + qry.start_seconds * case.time_scale
+            outcome.offset_error = abs(ref.start_seconds - expected_start)
     return outcome
 
 
@@ -361,13 +401,13 @@ def summarise(outcomes: list[Outcome], threshold: float, hop: float, landmark_th
             "recall_at_10": _mean(o.rank is not None for o in group),
             "top1_above_threshold": _mean(o.rank == 0 and cleared(o) for o in group),
         }
-        if transform in ALIGNED_TRANSFORMS:
+        if any(o.aligned for o in group):
             errors = [o.offset_error if o.offset_error is not None else float("inf") for o in group]
             row["offset_within_hop"] = _mean(e <= hop + 1e-6 for e in errors)
             row["offset_within_half_second"] = _mean(e <= 0.5 + 1e-6 for e in errors)
             row["median_offset_error_s"] = float(np.median(errors))
         rows[transform] = row
-    aligned = [o for o in positives if o.transform in ALIGNED_TRANSFORMS]
+    aligned = [o for o in positives if o.aligned]
     negatives = [o for o in outcomes if not o.positive]
     return {
         "transforms": rows,
@@ -443,8 +483,8 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
         collection = calibrated.collection
         threshold = collection.score_threshold
 
-        cases = make_cases(indexed, held_back, ids, Transformer(held_back, args.max_query_seconds),
-                           args.queries, args.seed)
+        transformer = Transformer(held_back, args.max_query_seconds, args.excerpt_seconds)
+        cases = make_cases(indexed, held_back, ids, transformer, args.queries, args.seed)
         clock = time.monotonic()
         outcomes = run_parallel(lambda case: evaluate(client, collection_name, case, names), cases, args.workers,
                                 "queries")
@@ -454,8 +494,8 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
     summary = summarise(outcomes, threshold, hop, collection.landmark_threshold)
     info = {
         "sounds": str(args.sounds), "seed": args.seed, "indexed": len(indexed), "held_back": len(held_back),
-        "skipped": len(skipped), "near_identical_left_out": left_out, "collection": collection_name,
-        "threshold": threshold, "landmark_threshold": collection.landmark_threshold,
+        "excerpt_seconds": args.excerpt_seconds, "skipped": len(skipped), "near_identical_left_out": left_out,
+        "collection": collection_name, "threshold": threshold, "landmark_threshold": collection.landmark_threshold,
         "threshold_source": collection.threshold_source, "target_fpr": args.target_fpr,
         "model": f"{collection.model.name}:{collection.model.version}", "untrained": collection.model.untrained,
         "hop": hop, "window": collection.segment_config.window_seconds,
@@ -482,6 +522,9 @@ def main() -> None:
     parser.add_argument("--collection", help="collection name (default bench_quality_s<seed>_n<sounds>)")
     parser.add_argument("--target-fpr", type=float, default=0.05, help="calibration target (default %(default)s)")
     parser.add_argument("--max-query-seconds", type=float, default=10.0)
+    parser.add_argument("--excerpt-seconds", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="index the recordings whole and make every query from an excerpt of MIN-MAX s at a "
+                             "random place (music: --sounds /tmp/dev-music --excerpt-seconds 5 10)")
     parser.add_argument("--workers", type=int, default=2, help="requests in flight (default %(default)s)")
     parser.add_argument("--json", type=Path, help="write the summary and every query's outcome here")
     parser.add_argument("--keep-state", action="store_true", help="keep the temporary suite's state directory")
