@@ -25,6 +25,12 @@ Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates
 The last seven are bench/transforms.py's (its docstring gives each recipe); whether speed, tempo and pitch go up
 or down is drawn from each query's stream, and the outcome records which (`variant` in --json).
 
+With `--excerpt-seconds MIN MAX` (the dev music: `--sounds /tmp/dev-music --excerpt-seconds 5 10`) the recordings
+are still indexed whole, but every query, the held-back ones included, is made from an excerpt of MIN to MAX s
+at a random place (drawn from the query's stream): the transforms apply to the excerpt, and the alignment is
+reported for every transform. Where speed or tempo changes the pace, the alignment is measured against the
+scaled truth: query time t holds reference time (where the query starts) + t x the speed factor.
+
 Each transform is applied to a seeded sample of `--queries` indexed sounds (default 100; 0 takes them all; every
 query has its own random stream, so a smaller sample holds the same queries). A query is the whole sound, or
 its first `--max-query-seconds` when longer (the crop takes its range from the whole sound). Per transform it
