@@ -1,10 +1,11 @@
 """Search quality on a folder of real sounds, measured through the public gRPC API.
 
-    python -m bench.quality [--sounds DIR] [--seed N] [--limit N] [--gateway ADDR] [--precision P]
-                            [--excerpt-seconds MIN MAX] [--json FILE]
+    python -m bench.quality [--sounds DIR] [--split random|families] [--transforms NAME,...] [--seed N]
+                            [--limit N] [--gateway ADDR] [--precision P] [--excerpt-seconds MIN MAX] [--json FILE]
 
 Indexes 80 % of the sounds (the files as they ship), holds 20 % back, calibrates the collection
-(CalibrateCollection, target false-positive rate 0.05), then queries with transformed copies of indexed sounds:
+(CalibrateCollection) at the CLI's default target false-positive rate (0.01) and at `--target-fpr` (0.05; this
+calibration stays), then queries with transformed copies of indexed sounds:
 
     mp3       re-encoded as mp3 at 96 kbit/s
     gain      multiplied by 0.6
@@ -36,11 +37,16 @@ query has its own random stream, so a smaller sample holds the same queries). A 
 its first `--max-query-seconds` when longer (the crop takes its range from the whole sound). Per transform it
 reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
 the rate at which the right recording comes first *and* clears the calibrated thresholds (its score, or its aligned
-landmarks), and for crop, offset and excerpt-1s (every transform with --excerpt-seconds)
+landmarks), at each target, and for crop, offset and excerpt-1s (every transform with --excerpt-seconds)
 the fraction whose alignment (reference time minus query time of the matched ranges) is within one hop of the
 truth, and within 0.5 s (a yardstick that does not move with the hop). Held-back sounds, as they are and once
-transformed, measure the true-negative rate at the thresholds: a second search with the collection's own
-thresholds must answer "no match".
+transformed, measure the true-negative rate at each target's thresholds: none of their matches may clear them.
+The ranking is the one under the last calibration (`--target-fpr`), whose thresholds order the matches.
+
+`--split random` (the default) holds back a random fifth of the files. `--split families` is a catalog with
+variants: files that differ only by a trailing number (`Water1.wav` .. `Water5.wav`, `wp_noammo-01.wv` ..) are one
+family of takes, and a family is indexed or held back whole, so the catalog holds every take of its families
+and a held-back sound has no sibling in it.
 
 By default it starts its own suite on free ports in a temporary state directory (Milvus Lite, SQLite); the
 embedder uses EMBEDDER_CHECKPOINT_PATH, or var/models/Cnn14_mAP=0.431.pth, or untrained weights when there
@@ -54,6 +60,7 @@ import argparse
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +75,7 @@ import numpy as np
 import soundfile
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
+from audiosearch.cli.main import DEFAULT_TARGET_FPR
 from audiosearch.common.errors import reason_of
 from audiosearch.embedder.engine import Precision
 from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, decode_audio
@@ -87,6 +95,8 @@ NEAR_IDENTICAL_NCC = 0.9
 NCC_RATE = 16_000
 NCC_SECONDS = 10.0
 MIN_CROP_SECONDS = 1.0
+SPLITS = ("random", "families")
+TAKE_NUMBER = re.compile(r"[-_ ]?\d+$")  # the trailing number of a take: Water3, wp_noammo-05, paint_01
 
 
 @dataclass(frozen=True)
@@ -124,7 +134,8 @@ class Outcome:
     top_name: str
     expected_score: float | None
     top_landmarks: int = 0
-    answered_at_threshold: bool | None = None  # negatives: the search at the collection's thresholds found a match
+    # negatives: (score, landmarks) of every match found, to judge at each target's thresholds
+    evidence: list[tuple[float, int]] = field(default_factory=list)
     offset_error: float | None = None
     reference_range: tuple[float, float] | None = None
     query_range: tuple[float, float] | None = None
@@ -170,6 +181,32 @@ def split(sounds: list[Sound]) -> tuple[list[Sound], list[Sound], list[str]]:
     pair the catalog did not hold."""
     held = max(1, round(len(sounds) * HELD_BACK_FRACTION))
     indexed, held_back = sounds[held:], sounds[:held]
+    twins = near_identical(held_back, indexed)
+    return (indexed, [sound for sound in held_back if sound.name not in twins],
+            [f"{name} (= {other}, ncc {correlation:.3f})" for name, (other, correlation) in twins.items()])
+
+
+def family(name: str) -> str:
+    """The family of takes a file belongs to: its name without the extension and a trailing take number."""
+    return TAKE_NUMBER.sub("", name.rsplit(".", 1)[0])
+
+
+def split_by_family(sounds: list[Sound], rng: np.random.Generator) -> tuple[list[Sound], list[Sound], list[str]]:
+    """(indexed, held back, the held-back sounds left out) with each family wholly on one side: families in a
+    seeded random order are held back until a fifth of the sounds are. Near-identical sounds of two families are
+    handled as in `split`."""
+    families: dict[str, list[Sound]] = {}
+    for sound in sounds:
+        families.setdefault(family(sound.name), []).append(sound)
+    names = sorted(families)
+    wanted = max(1, round(len(sounds) * HELD_BACK_FRACTION))
+    held_back: list[Sound] = []
+    for index in rng.permutation(len(names)):
+        if len(held_back) >= wanted:
+            break
+        held_back += families[names[index]]
+    held_names = {sound.name for sound in held_back}
+    indexed = [sound for sound in sounds if sound.name not in held_names]
     twins = near_identical(held_back, indexed)
     return (indexed, [sound for sound in held_back if sound.name not in twins],
             [f"{name} (= {other}, ncc {correlation:.3f})" for name, (other, correlation) in twins.items()])
@@ -299,11 +336,15 @@ class Transformer:
 
 
 def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str], transformer: Transformer,
-               queries_per_transform: int, seed: int) -> list[QueryCase]:
-    """Positives: each transform of (a seeded sample of) the indexed sounds. Negatives: every held-back sound
-    as it is and once transformed (the transforms taken in turn)."""
+               queries_per_transform: int, seed: int, chosen_transforms: tuple[str, ...] = TRANSFORMS
+               ) -> list[QueryCase]:
+    """Positives: each chosen transform of (a seeded sample of) the indexed sounds. Negatives: every held-back sound
+    as it is and once transformed (the chosen transforms taken in turn). A transform's queries are the same
+    whichever others are chosen."""
     cases: list[QueryCase] = []
     for number, transform in enumerate(TRANSFORMS):
+        if transform not in chosen_transforms:
+            continue
         chosen = range(len(indexed))
         if queries_per_transform and queries_per_transform < len(indexed):
             chosen = sorted(np.random.default_rng([seed, number]).choice(len(indexed), queries_per_transform,
@@ -315,7 +356,7 @@ def make_cases(indexed: list[Sound], held_back: list[Sound], ids: dict[str, str]
         clean = transformer.source(sound, np.random.default_rng([seed, len(TRANSFORMS) + 1, number]))[0][
             : transformer.max_samples]
         cases.append(QueryCase("clean", sound.name, "", wav(clean), len(clean) / WORK_RATE))
-        transform = TRANSFORMS[number % len(TRANSFORMS)]
+        transform = chosen_transforms[number % len(chosen_transforms)]
         cases.append(transformer.make(transform, sound, "", np.random.default_rng([seed, len(TRANSFORMS), number])))
     return cases
 
@@ -373,10 +414,8 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
         matches[rank].score if rank is not None else None, top.landmarks if top else 0,
         aligned=case.truth_offset is not None, variant=case.variant)
     if not case.expected:
-        # Any match clears, not only the top one: the order can put a landmark leader under the threshold first.
-        at_threshold = client.SearchAudio(pb.SearchAudioRequest(collection=collection, audio_content=case.audio,
-                                                                top_k=1), timeout=600)
-        outcome.answered_at_threshold = len(at_threshold.matches) > 0
+        # Any match may clear, not only the top one: the order can put a landmark leader under the threshold first.
+        outcome.evidence = [(match.score, match.landmarks) for match in matches]
     if rank == 0 and top is not None:
         ref, qry = top.reference_range, top.query_range
         outcome.reference_range = (round(ref.start_seconds, 3), round(ref.end_seconds, 3))
@@ -388,12 +427,19 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
     return outcome
 
 
-def summarise(outcomes: list[Outcome], threshold: float, hop: float, landmark_threshold: int = 0) -> dict:
-    def cleared(outcome: Outcome) -> bool:
-        """The top match is a match by the collection's thresholds: its score, or its landmarks."""
-        if outcome.top_score is None:
-            return False
-        return outcome.top_score >= threshold or 0 < landmark_threshold <= outcome.top_landmarks
+def clears(score: float, landmarks: int, collection: pb.Collection) -> bool:
+    """A match is a match by the collection's thresholds: its score, or its landmarks."""
+    return score >= collection.score_threshold or 0 < collection.landmark_threshold <= landmarks
+
+
+def summarise(outcomes: list[Outcome], calibrated: dict[str, pb.Collection], hop: float) -> dict:
+    """The figures; `calibrated` holds the collection as each target (by name) calibrated it."""
+    def cleared(outcome: Outcome, collection: pb.Collection) -> bool:
+        """The top match is a match by the collection's thresholds."""
+        return outcome.top_score is not None and clears(outcome.top_score, outcome.top_landmarks, collection)
+
+    def answered(outcome: Outcome, collection: pb.Collection) -> bool:
+        return any(clears(score, landmarks, collection) for score, landmarks in outcome.evidence)
 
     rows = {}
     positives = [o for o in outcomes if o.positive]
@@ -405,7 +451,8 @@ def summarise(outcomes: list[Outcome], threshold: float, hop: float, landmark_th
             "n": len(group),
             "top1": _mean(o.rank == 0 for o in group),
             "recall_at_10": _mean(o.rank is not None for o in group),
-            "top1_above_threshold": _mean(o.rank == 0 and cleared(o) for o in group),
+            "top1_above_threshold": {target: _mean(o.rank == 0 and cleared(o, collection) for o in group)
+                                     for target, collection in calibrated.items()},
         }
         if any(o.aligned for o in group):
             errors = [o.offset_error if o.offset_error is not None else float("inf") for o in group]
@@ -421,8 +468,11 @@ def summarise(outcomes: list[Outcome], threshold: float, hop: float, landmark_th
         "offset_within_half_second": _mean(o.offset_error is not None and o.offset_error <= 0.5 + 1e-6
                                            for o in aligned),
         "negatives": len(negatives),
-        "true_negative_rate": _mean(not o.answered_at_threshold for o in negatives),
-        "true_negative_rate_clean": _mean(not o.answered_at_threshold for o in negatives if o.transform == "clean"),
+        "true_negative_rate": {target: _mean(not answered(o, collection) for o in negatives)
+                               for target, collection in calibrated.items()},
+        "true_negative_rate_clean": {target: _mean(not answered(o, collection) for o in negatives
+                                                   if o.transform == "clean")
+                                     for target, collection in calibrated.items()},
     }
 
 
@@ -432,23 +482,26 @@ def _mean(values: Iterator[bool] | list[bool]) -> float:
 
 
 def table(summary: dict, info: dict) -> str:
+    targets = list(info["calibrations"])
+    above = " ".join(f"{'>=thr@' + target:>10s}" for target in targets)
     lines = [
-        f"{'transform':10s} {'n':>5s} {'top-1':>6s} {'R@10':>6s} {'top-1>=thr':>10s} {'offset<=hop':>11s} "
-        f"{'offset<=0.5s':>12s}",
+        f"{'transform':10s} {'n':>5s} {'top-1':>6s} {'R@10':>6s} {above} {'offset<=hop':>11s} {'offset<=0.5s':>12s}",
     ]
     for transform, row in summary["transforms"].items():
         source = summary if transform == "all" else row
         offset = (f"{source['offset_within_hop']:11.3f} {source['offset_within_half_second']:12.3f}"
                   if "offset_within_hop" in row or transform == "all" else "")
-        lines.append(f"{transform:10s} {row['n']:5d} {row['top1']:6.3f} {row['recall_at_10']:6.3f} "
-                     f"{row['top1_above_threshold']:10.3f} {offset}")
+        cleared = " ".join(f"{row['top1_above_threshold'][target]:10.3f}" for target in targets)
+        lines.append(f"{transform:10s} {row['n']:5d} {row['top1']:6.3f} {row['recall_at_10']:6.3f} {cleared} {offset}")
+    for target, calibration in info["calibrations"].items():
+        rate, clean = summary["true_negative_rate"][target], summary["true_negative_rate_clean"][target]
+        lines.append(f"target {target}: true-negative rate {rate:.3f} over {summary['negatives']} held-back queries "
+                     f"(as they are: {clean:.3f}); threshold {calibration['threshold']:.4f}, landmarks "
+                     f"{calibration['landmark_threshold']} ({calibration['threshold_source']})")
     lines += [
-        f"true-negative rate at the threshold: {summary['true_negative_rate']:.3f} over {summary['negatives']} "
-        f"held-back queries (as they are: {summary['true_negative_rate_clean']:.3f})",
-        f"threshold {info['threshold']:.4f}, landmarks {info['landmark_threshold']} ({info['threshold_source']})",
-        f"{info['indexed']} indexed, {info['held_back']} held back ({len(info['near_identical_left_out'])} more left "
-        f"out: near-identical to an indexed sound), {info['skipped']} skipped; model "
-        f"{info['model']}; hop {info['hop']:g} s; seed {info['seed']}",
+        f"split {info['split']}: {info['indexed']} indexed, {info['held_back']} held back "
+        f"({len(info['near_identical_left_out'])} more left out: near-identical to an indexed sound), "
+        f"{info['skipped']} skipped; model {info['model']}; hop {info['hop']:g} s; seed {info['seed']}",
         f"time: ingest {info['ingest_seconds']:.0f} s, calibrate {info['calibrate_seconds']:.0f} s, "
         f"queries {info['query_seconds']:.0f} s, total {info['total_seconds']:.0f} s",
     ]
@@ -464,8 +517,12 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
     sounds, skipped = load_sounds(args.sounds, args.limit, rng)
     if len(sounds) < 10:
         raise SystemExit(f"{args.sounds} holds {len(sounds)} usable sounds; at least 10 are needed")
-    indexed, held_back, left_out = split(sounds)
-    collection_name = args.collection or f"bench_quality_s{args.seed}_n{len(sounds)}"
+    if args.split == "families":
+        indexed, held_back, left_out = split_by_family(sounds, np.random.default_rng([args.seed, 1]))
+    else:
+        indexed, held_back, left_out = split(sounds)
+    default_name = f"bench_quality_s{args.seed}_n{len(sounds)}"
+    collection_name = args.collection or (default_name if args.split == "random" else f"{default_name}_{args.split}")
     print(f"{len(sounds)} sounds ({len(skipped)} skipped): {len(indexed)} indexed, {len(held_back)} held back; "
           f"collection {collection_name!r} at {gateway}", file=sys.stderr)
     for line in left_out:
@@ -483,50 +540,72 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
         names = {record.id: sound.name for sound, record in zip(indexed, records, strict=True)}
 
         clock = time.monotonic()
-        calibrated = client.CalibrateCollection(pb.CalibrateCollectionRequest(
-            collection=collection_name, target_false_positive_rate=args.target_fpr), timeout=1800)
+        calibrations = {f"{target:g}": client.CalibrateCollection(pb.CalibrateCollectionRequest(
+            collection=collection_name, target_false_positive_rate=target), timeout=1800)
+            for target in dict.fromkeys([DEFAULT_TARGET_FPR, args.target_fpr])}  # the last one stays
         calibrate_seconds = time.monotonic() - clock
-        collection = calibrated.collection
-        threshold = collection.score_threshold
+        collection = list(calibrations.values())[-1].collection
 
         transformer = Transformer(held_back, args.max_query_seconds, args.excerpt_seconds)
-        cases = make_cases(indexed, held_back, ids, transformer, args.queries, args.seed)
+        cases = make_cases(indexed, held_back, ids, transformer, args.queries, args.seed, args.transforms)
         clock = time.monotonic()
         outcomes = run_parallel(lambda case: evaluate(client, collection_name, case, names), cases, args.workers,
                                 "queries")
         query_seconds = time.monotonic() - clock
 
     hop = collection.segment_config.hop_seconds
-    summary = summarise(outcomes, threshold, hop, collection.landmark_threshold)
+    summary = summarise(outcomes, {target: reply.collection for target, reply in calibrations.items()}, hop)
     info = {
-        "sounds": str(args.sounds), "seed": args.seed, "indexed": len(indexed), "held_back": len(held_back),
-        "excerpt_seconds": args.excerpt_seconds, "skipped": len(skipped), "near_identical_left_out": left_out,
-        "collection": collection_name, "threshold": threshold, "landmark_threshold": collection.landmark_threshold,
-        "threshold_source": collection.threshold_source, "target_fpr": args.target_fpr,
+        "sounds": str(args.sounds), "split": args.split, "transforms": args.transforms, "seed": args.seed,
+        "indexed": len(indexed),
+        "excerpt_seconds": args.excerpt_seconds, "held_back": len(held_back), "skipped": len(skipped),
+        "near_identical_left_out": left_out,
+        "collection": collection_name, "target_fpr": args.target_fpr,
         "model": f"{collection.model.name}:{collection.model.version}", "untrained": collection.model.untrained,
         "hop": hop, "window": collection.segment_config.window_seconds,
-        "calibration": {"negative_queries": calibrated.negative_queries,
-                        "positive_queries": calibrated.positive_queries,
-                        "true_positive_rate": calibrated.true_positive_rate,
-                        "false_positive_rate": calibrated.false_positive_rate},
+        "calibrations": {target: {"threshold": reply.collection.score_threshold,
+                                  "landmark_threshold": reply.collection.landmark_threshold,
+                                  "threshold_source": reply.collection.threshold_source,
+                                  "negative_queries": reply.negative_queries,
+                                  "positive_queries": reply.positive_queries,
+                                  "true_positive_rate": reply.true_positive_rate,
+                                  "false_positive_rate": reply.false_positive_rate}
+                         for target, reply in calibrations.items()},
         "ingest_seconds": ingest_seconds, "calibrate_seconds": calibrate_seconds, "query_seconds": query_seconds,
         "total_seconds": time.monotonic() - started,
     }
     return {"info": info, "summary": summary, "skipped": skipped, "outcomes": [asdict(o) for o in outcomes]}
 
 
+def transform_names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in TRANSFORMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown transform {', '.join(unknown) or '(none)'}; choose from "
+                                         f"{', '.join(TRANSFORMS)}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sounds", type=Path, default=DEFAULT_SOUNDS, help="folder of sounds (default %(default)s)")
+    parser.add_argument("--split", choices=SPLITS, default="random",
+                        help="random: a random fifth held back (default); families: a catalog with variants, each "
+                             "family of numbered takes indexed or held back whole")
+    parser.add_argument("--transforms", type=transform_names, default=TRANSFORMS, metavar="NAME,...",
+                        help="only these transforms, comma-separated (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="use at most N sounds (a seeded random choice)")
     parser.add_argument("--queries", type=int, default=100,
                         help="queries per transform, a seeded sample of the indexed sounds (default %(default)s; "
                              "0: every indexed sound)")
     parser.add_argument("--gateway", help="a running gateway to use instead of starting a suite")
-    parser.add_argument("--collection", help="collection name (default bench_quality_s<seed>_n<sounds>)")
-    parser.add_argument("--target-fpr", type=float, default=0.05, help="calibration target (default %(default)s)")
+    parser.add_argument("--collection", help="collection name (default bench_quality_s<seed>_n<sounds>, and "
+                                              "_families after it for that split)")
+    parser.add_argument("--target-fpr", type=float, default=0.05,
+                        help=f"calibration target, after the CLI's default {DEFAULT_TARGET_FPR:g} (default "
+                             "%(default)s); this calibration orders the matches")
     parser.add_argument("--max-query-seconds", type=float, default=10.0)
     parser.add_argument("--excerpt-seconds", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="index the recordings whole and make every query from an excerpt of MIN-MAX s at a "

@@ -27,6 +27,8 @@ QUICK_TIMEOUT = 30.0
 AUDIO_TIMEOUT = 120.0
 LONG_TIMEOUT = 600.0
 IMPORT_TIMEOUT = 24 * 3600.0  # a whole directory in one call
+# What `calibrate` aims for unless told: at most one false match in a hundred searches for sounds not held.
+DEFAULT_TARGET_FPR = 0.01
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -217,9 +219,9 @@ def _add_recording_commands(top: _Commands) -> None:
     ).add_argument(
         "--target-fpr",
         type=float,
-        default=0.01,
+        default=DEFAULT_TARGET_FPR,
         metavar="RATE",
-        help="target false-positive rate (default: 0.01)",
+        help=f"target false-positive rate (default: {DEFAULT_TARGET_FPR:g})",
     )
 
 
