@@ -32,6 +32,13 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_PATH_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_UPLOAD_STALLED: _ClassVar[ErrorReason]
 
+class MatchEvidence(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MATCH_EVIDENCE_UNSPECIFIED: _ClassVar[MatchEvidence]
+    MATCH_EVIDENCE_EMBEDDING: _ClassVar[MatchEvidence]
+    MATCH_EVIDENCE_LANDMARKS: _ClassVar[MatchEvidence]
+    MATCH_EVIDENCE_BOTH: _ClassVar[MatchEvidence]
+
 class AudioStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     AUDIO_STATUS_UNSPECIFIED: _ClassVar[AudioStatus]
@@ -58,6 +65,10 @@ ERROR_REASON_PERMISSION_DENIED: ErrorReason
 ERROR_REASON_PATH_NOT_ALLOWED: ErrorReason
 ERROR_REASON_PATH_NOT_FOUND: ErrorReason
 ERROR_REASON_UPLOAD_STALLED: ErrorReason
+MATCH_EVIDENCE_UNSPECIFIED: MatchEvidence
+MATCH_EVIDENCE_EMBEDDING: MatchEvidence
+MATCH_EVIDENCE_LANDMARKS: MatchEvidence
+MATCH_EVIDENCE_BOTH: MatchEvidence
 AUDIO_STATUS_UNSPECIFIED: AudioStatus
 AUDIO_STATUS_PENDING: AudioStatus
 AUDIO_STATUS_READY: AudioStatus
@@ -87,7 +98,7 @@ class SegmentConfig(_message.Message):
     def __init__(self, window_seconds: _Optional[float] = ..., hop_seconds: _Optional[float] = ...) -> None: ...
 
 class Collection(_message.Message):
-    __slots__ = ("name", "description", "model", "segment_config", "score_threshold", "threshold_source", "audio_count", "create_time", "landmark_threshold")
+    __slots__ = ("name", "description", "model", "segment_config", "score_threshold", "threshold_source", "audio_count", "create_time", "landmark_threshold", "landmark_share_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +108,7 @@ class Collection(_message.Message):
     AUDIO_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LANDMARK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_SHARE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     model: ModelIdentity
@@ -106,7 +118,8 @@ class Collection(_message.Message):
     audio_count: int
     create_time: _timestamp_pb2.Timestamp
     landmark_threshold: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., audio_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., landmark_threshold: _Optional[int] = ...) -> None: ...
+    landmark_share_threshold: float
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., segment_config: _Optional[_Union[SegmentConfig, _Mapping]] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., audio_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., landmark_threshold: _Optional[int] = ..., landmark_share_threshold: _Optional[float] = ...) -> None: ...
 
 class Tag(_message.Message):
     __slots__ = ("label", "score")
@@ -286,20 +299,24 @@ class SearchAudioRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., audio_content: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
 
 class Match(_message.Message):
-    __slots__ = ("audio", "score", "reference_range", "query_range", "matched_segments", "landmarks")
+    __slots__ = ("audio", "score", "reference_range", "query_range", "matched_segments", "landmarks", "landmark_share", "decided_by")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_RANGE_FIELD_NUMBER: _ClassVar[int]
     QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
     MATCHED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     audio: AudioRecord
     score: float
     reference_range: TimeRange
     query_range: TimeRange
     matched_segments: int
     landmarks: int
-    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ..., landmarks: _Optional[int] = ...) -> None: ...
+    landmark_share: float
+    decided_by: MatchEvidence
+    def __init__(self, audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., score: _Optional[float] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., query_range: _Optional[_Union[TimeRange, _Mapping]] = ..., matched_segments: _Optional[int] = ..., landmarks: _Optional[int] = ..., landmark_share: _Optional[float] = ..., decided_by: _Optional[_Union[MatchEvidence, str]] = ...) -> None: ...
 
 class SearchAudioResponse(_message.Message):
     __slots__ = ("matches", "score_threshold", "query_duration_seconds", "query_tags", "model")
@@ -426,18 +443,20 @@ class CalibrateCollectionRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., target_false_positive_rate: _Optional[float] = ...) -> None: ...
 
 class CalibrateCollectionResponse(_message.Message):
-    __slots__ = ("collection", "negative_queries", "positive_queries", "true_positive_rate", "false_positive_rate")
+    __slots__ = ("collection", "negative_queries", "positive_queries", "true_positive_rate", "false_positive_rate", "variant_queries")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_QUERIES_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_QUERIES_FIELD_NUMBER: _ClassVar[int]
     TRUE_POSITIVE_RATE_FIELD_NUMBER: _ClassVar[int]
     FALSE_POSITIVE_RATE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_QUERIES_FIELD_NUMBER: _ClassVar[int]
     collection: Collection
     negative_queries: int
     positive_queries: int
     true_positive_rate: float
     false_positive_rate: float
-    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., negative_queries: _Optional[int] = ..., positive_queries: _Optional[int] = ..., true_positive_rate: _Optional[float] = ..., false_positive_rate: _Optional[float] = ...) -> None: ...
+    variant_queries: int
+    def __init__(self, collection: _Optional[_Union[Collection, _Mapping]] = ..., negative_queries: _Optional[int] = ..., positive_queries: _Optional[int] = ..., true_positive_rate: _Optional[float] = ..., false_positive_rate: _Optional[float] = ..., variant_queries: _Optional[int] = ...) -> None: ...
 
 class GetAudioContentRequest(_message.Message):
     __slots__ = ("collection", "audio_id")

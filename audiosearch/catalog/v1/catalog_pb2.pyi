@@ -68,16 +68,18 @@ class ListCollectionsResponse(_message.Message):
     def __init__(self, collections: _Optional[_Iterable[_Union[_audiosearch_pb2.Collection, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class UpdateCollectionThresholdRequest(_message.Message):
-    __slots__ = ("name", "score_threshold", "threshold_source", "landmark_threshold")
+    __slots__ = ("name", "score_threshold", "threshold_source", "landmark_threshold", "landmark_share_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     LANDMARK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_SHARE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     score_threshold: float
     threshold_source: str
     landmark_threshold: int
-    def __init__(self, name: _Optional[str] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_threshold: _Optional[int] = ...) -> None: ...
+    landmark_share_threshold: float
+    def __init__(self, name: _Optional[str] = ..., score_threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., landmark_threshold: _Optional[int] = ..., landmark_share_threshold: _Optional[float] = ...) -> None: ...
 
 class UpdateCollectionThresholdResponse(_message.Message):
     __slots__ = ("collection",)
@@ -246,16 +248,18 @@ class MatchLandmarksRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LandmarkMatch(_message.Message):
-    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_range")
+    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_range", "overlap_landmarks")
     AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     audio_id: str
     landmarks: int
     offset_ms: int
     query_range: _audiosearch_pb2.TimeRange
-    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_range: _Optional[_Union[_audiosearch_pb2.TimeRange, _Mapping]] = ...) -> None: ...
+    overlap_landmarks: int
+    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_range: _Optional[_Union[_audiosearch_pb2.TimeRange, _Mapping]] = ..., overlap_landmarks: _Optional[int] = ...) -> None: ...
 
 class MatchLandmarksResponse(_message.Message):
     __slots__ = ("matches",)
