@@ -37,7 +37,8 @@ query has its own random stream, so a smaller sample holds the same queries). A 
 its first `--max-query-seconds` when longer (the crop takes its range from the whole sound). Per transform it
 reports the top-1 hit rate and recall@10 (ranking alone, before any threshold),
 the rate at which the right recording comes first *and* clears the calibrated thresholds (its score, or its aligned
-landmarks), at each target, and for crop, offset and excerpt-1s (every transform with --excerpt-seconds)
+landmarks: their count and their share), at each target, and for crop, offset and excerpt-1s (every transform with
+--excerpt-seconds)
 the fraction whose alignment (reference time minus query time of the matched ranges) is within one hop of the
 truth, and within 0.5 s (a yardstick that does not move with the hop). Held-back sounds, as they are and once
 transformed, measure the true-negative rate at each target's thresholds: none of their matches may clear them.
@@ -79,6 +80,7 @@ from audiosearch.cli.main import DEFAULT_TARGET_FPR
 from audiosearch.common.errors import reason_of
 from audiosearch.embedder.engine import Precision
 from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, decode_audio
+from audiosearch.gateway.query.matching import LandmarkThresholds
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench import transforms
@@ -134,8 +136,10 @@ class Outcome:
     top_name: str
     expected_score: float | None
     top_landmarks: int = 0
-    # negatives: (score, landmarks) of every match found, to judge at each target's thresholds
-    evidence: list[tuple[float, int]] = field(default_factory=list)
+    top_landmark_share: float = 0.0
+    top_decided_by: str = ""  # at the collection's thresholds as the search left them (min_score -1: the score)
+    # negatives: (score, landmarks, landmark share) of every match found, to judge at each target's thresholds
+    evidence: list[tuple[float, int, float]] = field(default_factory=list)
     offset_error: float | None = None
     reference_range: tuple[float, float] | None = None
     query_range: tuple[float, float] | None = None
@@ -415,7 +419,10 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
         aligned=case.truth_offset is not None, variant=case.variant)
     if not case.expected:
         # Any match may clear, not only the top one: the order can put a landmark leader under the threshold first.
-        outcome.evidence = [(match.score, match.landmarks) for match in matches]
+        outcome.evidence = [(match.score, match.landmarks, match.landmark_share) for match in matches]
+    if top is not None:
+        outcome.top_landmark_share = top.landmark_share
+        outcome.top_decided_by = pb.MatchEvidence.Name(top.decided_by)
     if rank == 0 and top is not None:
         ref, qry = top.reference_range, top.query_range
         outcome.reference_range = (round(ref.start_seconds, 3), round(ref.end_seconds, 3))
@@ -427,19 +434,24 @@ def evaluate(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: st
     return outcome
 
 
-def clears(score: float, landmarks: int, collection: pb.Collection) -> bool:
-    """A match is a match by the collection's thresholds: its score, or its landmarks."""
-    return score >= collection.score_threshold or 0 < collection.landmark_threshold <= landmarks
+def clears(score: float, landmarks: int, landmark_share: float, collection: pb.Collection) -> bool:
+    """A match is a match by the collection's thresholds: its score, or its landmarks (the gateway's own rule)."""
+    by_landmarks = LandmarkThresholds(collection.landmark_threshold, collection.landmark_share_threshold)
+    return score >= collection.score_threshold or by_landmarks.confirm(landmarks, landmark_share)
 
 
 def summarise(outcomes: list[Outcome], calibrated: dict[str, pb.Collection], hop: float) -> dict:
-    """The figures; `calibrated` holds the collection as each target (by name) calibrated it."""
+    """The figures; `calibrated` holds the collection as each target (by name) calibrated it, the one that stays
+    last: its figures also stand alone (`top1_above_threshold`, `true_negative_rate`), each target's under `_at`."""
     def cleared(outcome: Outcome, collection: pb.Collection) -> bool:
         """The top match is a match by the collection's thresholds."""
-        return outcome.top_score is not None and clears(outcome.top_score, outcome.top_landmarks, collection)
+        return outcome.top_score is not None and clears(outcome.top_score, outcome.top_landmarks,
+                                                        outcome.top_landmark_share, collection)
 
     def answered(outcome: Outcome, collection: pb.Collection) -> bool:
-        return any(clears(score, landmarks, collection) for score, landmarks in outcome.evidence)
+        return any(clears(score, landmarks, share, collection) for score, landmarks, share in outcome.evidence)
+
+    kept = list(calibrated)[-1]
 
     rows = {}
     positives = [o for o in outcomes if o.positive]
@@ -451,9 +463,10 @@ def summarise(outcomes: list[Outcome], calibrated: dict[str, pb.Collection], hop
             "n": len(group),
             "top1": _mean(o.rank == 0 for o in group),
             "recall_at_10": _mean(o.rank is not None for o in group),
-            "top1_above_threshold": {target: _mean(o.rank == 0 and cleared(o, collection) for o in group)
-                                     for target, collection in calibrated.items()},
+            "top1_above_threshold_at": {target: _mean(o.rank == 0 and cleared(o, collection) for o in group)
+                                        for target, collection in calibrated.items()},
         }
+        row["top1_above_threshold"] = row["top1_above_threshold_at"][kept]
         if any(o.aligned for o in group):
             errors = [o.offset_error if o.offset_error is not None else float("inf") for o in group]
             row["offset_within_hop"] = _mean(e <= hop + 1e-6 for e in errors)
@@ -462,17 +475,20 @@ def summarise(outcomes: list[Outcome], calibrated: dict[str, pb.Collection], hop
         rows[transform] = row
     aligned = [o for o in positives if o.aligned]
     negatives = [o for o in outcomes if not o.positive]
+    true_negative_rate = {target: _mean(not answered(o, collection) for o in negatives)
+                          for target, collection in calibrated.items()}
+    true_negative_rate_clean = {target: _mean(not answered(o, collection) for o in negatives if o.transform == "clean")
+                                for target, collection in calibrated.items()}
     return {
         "transforms": rows,
         "offset_within_hop": _mean(o.offset_error is not None and o.offset_error <= hop + 1e-6 for o in aligned),
         "offset_within_half_second": _mean(o.offset_error is not None and o.offset_error <= 0.5 + 1e-6
                                            for o in aligned),
         "negatives": len(negatives),
-        "true_negative_rate": {target: _mean(not answered(o, collection) for o in negatives)
-                               for target, collection in calibrated.items()},
-        "true_negative_rate_clean": {target: _mean(not answered(o, collection) for o in negatives
-                                                   if o.transform == "clean")
-                                     for target, collection in calibrated.items()},
+        "true_negative_rate": true_negative_rate[kept],
+        "true_negative_rate_clean": true_negative_rate_clean[kept],
+        "true_negative_rate_at": true_negative_rate,
+        "true_negative_rate_clean_at": true_negative_rate_clean,
     }
 
 
@@ -491,13 +507,14 @@ def table(summary: dict, info: dict) -> str:
         source = summary if transform == "all" else row
         offset = (f"{source['offset_within_hop']:11.3f} {source['offset_within_half_second']:12.3f}"
                   if "offset_within_hop" in row or transform == "all" else "")
-        cleared = " ".join(f"{row['top1_above_threshold'][target]:10.3f}" for target in targets)
+        cleared = " ".join(f"{row['top1_above_threshold_at'][target]:10.3f}" for target in targets)
         lines.append(f"{transform:10s} {row['n']:5d} {row['top1']:6.3f} {row['recall_at_10']:6.3f} {cleared} {offset}")
     for target, calibration in info["calibrations"].items():
-        rate, clean = summary["true_negative_rate"][target], summary["true_negative_rate_clean"][target]
+        rate, clean = summary["true_negative_rate_at"][target], summary["true_negative_rate_clean_at"][target]
         lines.append(f"target {target}: true-negative rate {rate:.3f} over {summary['negatives']} held-back queries "
                      f"(as they are: {clean:.3f}); threshold {calibration['threshold']:.4f}, landmarks "
-                     f"{calibration['landmark_threshold']} ({calibration['threshold_source']})")
+                     f"{calibration['landmark_threshold']}, share {calibration['landmark_share_threshold']:.4f} "
+                     f"({calibration['threshold_source']})")
     lines += [
         f"split {info['split']}: {info['indexed']} indexed, {info['held_back']} held back "
         f"({len(info['near_identical_left_out'])} more left out: near-identical to an indexed sound), "
@@ -563,10 +580,16 @@ def run(args: argparse.Namespace, gateway: str) -> dict:
         "collection": collection_name, "target_fpr": args.target_fpr,
         "model": f"{collection.model.name}:{collection.model.version}", "untrained": collection.model.untrained,
         "hop": hop, "window": collection.segment_config.window_seconds,
+        # the calibration that stays (--target-fpr), then each target's
+        "threshold": collection.score_threshold, "landmark_threshold": collection.landmark_threshold,
+        "landmark_share_threshold": collection.landmark_share_threshold,
+        "threshold_source": collection.threshold_source,
         "calibrations": {target: {"threshold": reply.collection.score_threshold,
                                   "landmark_threshold": reply.collection.landmark_threshold,
+                                  "landmark_share_threshold": reply.collection.landmark_share_threshold,
                                   "threshold_source": reply.collection.threshold_source,
                                   "negative_queries": reply.negative_queries,
+                                  "variant_queries": reply.variant_queries,
                                   "positive_queries": reply.positive_queries,
                                   "true_positive_rate": reply.true_positive_rate,
                                   "false_positive_rate": reply.false_positive_rate}

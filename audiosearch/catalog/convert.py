@@ -62,6 +62,7 @@ def collection_from_proto(message: audiosearch_pb2.Collection) -> Collection:
         score_threshold=message.score_threshold,
         threshold_source=message.threshold_source,
         landmark_threshold=message.landmark_threshold,
+        landmark_share_threshold=message.landmark_share_threshold,
     )
 
 
@@ -85,6 +86,7 @@ def collection_to_proto(collection: Collection) -> audiosearch_pb2.Collection:
         audio_count=collection.audio_count,
         create_time=timestamp(collection.create_time_us),
         landmark_threshold=collection.landmark_threshold,
+        landmark_share_threshold=collection.landmark_share_threshold,
     )
 
 
@@ -101,6 +103,7 @@ def landmark_match_to_proto(match: LandmarkVote) -> catalog_pb2.LandmarkMatch:
         audio_id=match.audio_id, landmarks=match.landmarks, offset_ms=match.offset_ms,
         query_range=audiosearch_pb2.TimeRange(start_seconds=match.query_start_ms / 1000,
                                               end_seconds=match.query_end_ms / 1000),
+        overlap_landmarks=match.overlap_landmarks,
     )
 
 

@@ -1,13 +1,16 @@
 """Matching landmarks: the time offset at which a query's landmarks line up with a recording's.
 
 The gateway extracts landmarks (audiosearch/gateway/audio/fingerprints.py); the catalog keeps them beside the
-records and looks them up, and this module turns the hits of one lookup into a vote per recording.
+records and looks them up, and this module turns the hits of one lookup into a vote per recording, and counts
+what could have lined up: the query's landmarks over the part of it that lies on the recording.
 """
 
 from __future__ import annotations
 
+import bisect
 import statistics
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 OFFSET_BIN_MS = 20
 
@@ -21,6 +24,7 @@ class LandmarkVote:
     offset_ms: int  # time in the recording minus time in the query
     query_start_ms: int
     query_end_ms: int
+    overlap_landmarks: int = 0  # distinct hashes of the query over the part of it that lies on the recording
 
 
 def vote(hits: list[tuple[str, int, int, int]]) -> list[LandmarkVote]:
@@ -37,6 +41,22 @@ def vote(hits: list[tuple[str, int, int, int]]) -> list[LandmarkVote]:
             (hash_value, query_ms, offset_ms))
     votes = [_best_offset(audio_id, bins) for audio_id, bins in by_audio.items()]
     return sorted(votes, key=lambda v: (-v.landmarks, v.audio_id))
+
+
+def with_overlaps(votes: list[LandmarkVote], hashes: Sequence[int], times_ms: Sequence[int],
+                  durations_ms: Mapping[str, int]) -> list[LandmarkVote]:
+    """Each vote with the distinct hashes of the query (`hashes` at `times_ms`) whose time, moved by the vote's
+    offset, falls within the recording (0 to its duration): the landmarks that could have lined up, so that the
+    share that did does not grow with the length of the query."""
+    by_time = sorted(zip(times_ms, hashes, strict=True))
+    times = [time_ms for time_ms, _ in by_time]
+
+    def overlap(vote: LandmarkVote) -> int:
+        first = bisect.bisect_left(times, -vote.offset_ms)
+        last = bisect.bisect_right(times, durations_ms.get(vote.audio_id, 0) - vote.offset_ms)
+        return len({hash_value for _, hash_value in by_time[first:last]})
+
+    return [replace(vote, overlap_landmarks=overlap(vote)) for vote in votes]
 
 
 def _best_offset(audio_id: str, bins: dict[int, list[_Hit]]) -> LandmarkVote:

@@ -44,6 +44,7 @@ class Collection:
     audio_count: int = 0
     create_time_us: int = 0
     landmark_threshold: int = 0
+    landmark_share_threshold: float = 0.0
 
 
 @dataclass(frozen=True)

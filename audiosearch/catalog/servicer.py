@@ -41,7 +41,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.UpdateCollectionThresholdRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.UpdateCollectionThresholdResponse:
         collection = self._store.update_collection_threshold(
-            request.name, request.score_threshold, request.threshold_source, request.landmark_threshold
+            request.name, request.score_threshold, request.threshold_source, request.landmark_threshold,
+            request.landmark_share_threshold,
         )
         return catalog_pb2.UpdateCollectionThresholdResponse(collection=convert.collection_to_proto(collection))
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from audiosearch.catalog import paging, validation
 from audiosearch.catalog.database import ConstraintViolation, Database, Transaction, retry_on_conflict
-from audiosearch.catalog.landmarks import LandmarkVote, vote
+from audiosearch.catalog.landmarks import LandmarkVote, vote, with_overlaps
 from audiosearch.catalog.records import (
     AudioFilter,
     AudioRecord,
@@ -45,7 +45,8 @@ _COLLECTION_COLUMNS = (
     "c.name, c.description, c.model_name, c.model_version, c.embedding_dim, c.sample_rate_hz, c.untrained,"
     " c.window_seconds, c.hop_seconds, c.score_threshold, c.threshold_source, c.create_time_us,"
     " (SELECT COUNT(*) FROM audio a WHERE a.collection = c.name AND a.status = ?),"
-    " (SELECT l.landmark_threshold FROM collection_landmarks l WHERE l.collection = c.name)"
+    " (SELECT l.landmark_threshold FROM collection_landmarks l WHERE l.collection = c.name),"
+    " (SELECT l.landmark_share_threshold FROM collection_landmarks l WHERE l.collection = c.name)"
 )
 # The audio table's columns in the order of _audio_row and _audio_from_row, the one mapping of a record to a row.
 _AUDIO_COLUMN_NAMES = (
@@ -123,10 +124,11 @@ class CatalogStore:
 
     @retry_on_conflict()
     def update_collection_threshold(
-        self, name: str, score_threshold: float, threshold_source: str, landmark_threshold: int = 0
+        self, name: str, score_threshold: float, threshold_source: str, landmark_threshold: int = 0,
+        landmark_share_threshold: float = 0.0,
     ) -> Collection:
         validation.check_threshold(score_threshold, threshold_source)
-        validation.check_landmark_threshold(landmark_threshold)
+        validation.check_landmark_threshold(landmark_threshold, landmark_share_threshold)
         with self._db.transaction(write=True) as tx:
             matched = tx.execute(
                 "UPDATE collections SET score_threshold = ?, threshold_source = ? WHERE name = ?",
@@ -134,7 +136,7 @@ class CatalogStore:
             )
             if not matched:
                 raise _collection_not_found(name)
-            _set_landmark_threshold(tx, name, landmark_threshold)
+            _set_landmark_threshold(tx, name, landmark_threshold, landmark_share_threshold)
             return _require_collection(tx, name)
 
     @retry_on_conflict()
@@ -281,7 +283,8 @@ class CatalogStore:
         self, collection: str, landmarks: LandmarkSet, top_k: int, excluded_audio_id: str = "",
         audio_ids: Sequence[str] = (),
     ) -> list[LandmarkVote]:
-        """READY recordings whose landmarks line up with these at one offset, most landmarks first."""
+        """READY recordings whose landmarks line up with these at one offset, most landmarks first, each with the
+        count of the query's landmarks that lie on it at that offset."""
         validation.check_landmarks(landmarks)
         times_by_hash: dict[int, list[int]] = {}
         for hash_value, time_ms in zip(landmarks.hashes, landmarks.times_ms, strict=True):
@@ -299,7 +302,9 @@ class CatalogStore:
                     [collection, *chunk, _READY],
                 )
                 hits += _landmark_hits(rows, times_by_hash, excluded_audio_id, allowed)
-        return vote(hits)[:top_k]
+            votes = vote(hits)[:top_k]
+            durations_ms = _durations_ms(tx, [v.audio_id for v in votes])
+        return with_overlaps(votes, landmarks.hashes, landmarks.times_ms, durations_ms)
 
     def landmarks(self, collection: str, audio_id: str, before_ms: int = 0) -> LandmarkSet:
         """A recording's landmarks by time; with `before_ms`, only those starting before it."""
@@ -348,10 +353,21 @@ def _landmark_hits(
     ]
 
 
-def _set_landmark_threshold(tx: Transaction, collection: str, landmark_threshold: int) -> None:
+def _durations_ms(tx: Transaction, audio_ids: list[str]) -> dict[str, int]:
+    durations: dict[str, int] = {}
+    for start in range(0, len(audio_ids), _LOOKUP_CHUNK):
+        chunk = audio_ids[start : start + _LOOKUP_CHUNK]
+        rows = tx.fetchall(f"SELECT id, duration_seconds FROM audio WHERE id IN ({', '.join('?' * len(chunk))})",
+                           chunk)
+        durations.update((_text(audio_id), round(float(seconds) * 1000)) for audio_id, seconds in rows)
+    return durations
+
+
+def _set_landmark_threshold(tx: Transaction, collection: str, landmark_threshold: int,
+                            landmark_share_threshold: float = 0.0) -> None:
     tx.execute("DELETE FROM collection_landmarks WHERE collection = ?", (collection,))
-    tx.execute("INSERT INTO collection_landmarks (collection, landmark_threshold) VALUES (?, ?)",
-               (collection, landmark_threshold))
+    tx.execute("INSERT INTO collection_landmarks (collection, landmark_threshold, landmark_share_threshold)"
+               " VALUES (?, ?, ?)", (collection, landmark_threshold, landmark_share_threshold))
 
 
 def _now_us() -> int:
@@ -394,7 +410,8 @@ def _insert_collection(tx: Transaction, collection: Collection) -> None:
             collection.create_time_us,
         ),
     )
-    _set_landmark_threshold(tx, collection.name, collection.landmark_threshold)
+    _set_landmark_threshold(tx, collection.name, collection.landmark_threshold,
+                            collection.landmark_share_threshold)
 
 
 def _collection_from_row(row: Sequence[Any]) -> Collection:
@@ -410,6 +427,7 @@ def _collection_from_row(row: Sequence[Any]) -> Collection:
         create_time_us=int(row[11]),
         audio_count=int(row[12]),
         landmark_threshold=int(row[13] or 0),
+        landmark_share_threshold=float(row[14] or 0.0),
     )
 
 

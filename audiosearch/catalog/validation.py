@@ -46,7 +46,7 @@ def check_collection(collection: Collection) -> None:
     check_non_negative("collection.segment_config.window_seconds", collection.window_seconds)
     check_non_negative("collection.segment_config.hop_seconds", collection.hop_seconds)
     check_threshold(collection.score_threshold, collection.threshold_source, "collection.")
-    check_landmark_threshold(collection.landmark_threshold, "collection.")
+    check_landmark_threshold(collection.landmark_threshold, collection.landmark_share_threshold, "collection.")
 
 
 def check_collection_name(name: str) -> None:
@@ -60,8 +60,11 @@ def check_threshold(score_threshold: float, threshold_source: str, prefix: str =
     check_text(f"{prefix}threshold_source", threshold_source, MAX_THRESHOLD_SOURCE_CHARS)
 
 
-def check_landmark_threshold(landmark_threshold: int, prefix: str = "") -> None:
+def check_landmark_threshold(landmark_threshold: int, landmark_share_threshold: float = 0.0, prefix: str = ""
+                             ) -> None:
     check_non_negative(f"{prefix}landmark_threshold", landmark_threshold)
+    if not 0.0 <= landmark_share_threshold <= 1.0:  # NaN fails too
+        raise invalid(f"{prefix}landmark_share_threshold", "must be a share, from 0 to 1")
 
 
 def check_landmarks(landmarks: LandmarkSet) -> None:

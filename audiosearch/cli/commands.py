@@ -167,13 +167,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             match.audio.id,
             f"{match.score:.3f}",
             str(match.landmarks),
+            output.decided_by(match) or "-",
             output.span(match.reference_range),
             output.span(match.query_range),
             output.tag_labels(match.audio.tags),
         )
         for rank, match in enumerate(response.matches, start=1)
     ]
-    _print(output.table(["rank", "name", "id", "score", "landmarks", "reference", "query", "tags"], rows))
+    _print(output.table(["rank", "name", "id", "score", "landmarks", "by", "reference", "query", "tags"], rows))
     return EXIT_OK
 
 
@@ -331,9 +332,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     with connected(args) as client:
         response = client.calibrate(args.collection, args.target_fpr)
     text = (
-        f"threshold of {response.collection.name} set to {response.collection.score_threshold:.4f}: "
+        f"threshold of {response.collection.name} set to {response.collection.score_threshold:.4f}, landmarks "
+        f"{output.landmark_thresholds_text(response.collection)}: "
         f"true positive rate {response.true_positive_rate:.3f} over {response.positive_queries} queries, "
-        f"false positive rate {response.false_positive_rate:.3f} over {response.negative_queries} queries"
+        f"false positive rate {response.false_positive_rate:.3f} over {response.negative_queries} queries "
+        f"({response.variant_queries} found variants sharing their audio, not counted)\n"
+        f"{response.collection.threshold_source}"
     )
     _print_one(args, output.calibration_to_dict(response), text)
     return EXIT_OK

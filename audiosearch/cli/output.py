@@ -83,6 +83,7 @@ def collection_to_dict(collection: pb.Collection) -> JsonDict:
         "score_threshold": score(collection.score_threshold),
         "threshold_source": collection.threshold_source,
         "landmark_threshold": collection.landmark_threshold,
+        "landmark_share_threshold": score(collection.landmark_share_threshold),
         "audio_count": collection.audio_count,
         "create_time": rfc3339(collection.create_time),
     }
@@ -94,11 +95,18 @@ def match_to_dict(match: pb.Match) -> JsonDict:
         "name": match.audio.name,
         "score": score(match.score),
         "landmarks": match.landmarks,
+        "landmark_share": score(match.landmark_share),
+        "decided_by": decided_by(match),
         "reference_range": time_range(match.reference_range),
         "query_range": time_range(match.query_range),
         "tags": tags_to_list(match.audio.tags),
         "metadata": dict(sorted(match.audio.metadata.items())),
     }
+
+
+def decided_by(match: pb.Match) -> str:
+    """Which evidence made it a match: "embedding", "landmarks" or "both" ("" from a gateway that does not say)."""
+    return pb.MatchEvidence.Name(match.decided_by).removeprefix("MATCH_EVIDENCE_").lower().replace("unspecified", "")
 
 
 def search_to_dict(response: pb.SearchAudioResponse) -> JsonDict:
@@ -146,6 +154,7 @@ def calibration_to_dict(response: pb.CalibrateCollectionResponse) -> JsonDict:
         "positive_queries": response.positive_queries,
         "true_positive_rate": score(response.true_positive_rate),
         "false_positive_rate": score(response.false_positive_rate),
+        "variant_queries": response.variant_queries,
     }
 
 
@@ -260,11 +269,19 @@ def collection_text(collection: pb.Collection) -> str:
                 f"hop {collection.segment_config.hop_seconds:g}s",
             ),
             ("threshold", f"{collection.score_threshold:.4f} ({collection.threshold_source or '-'})"),
-            ("landmark threshold", str(collection.landmark_threshold or "off")),
+            ("landmark threshold", landmark_thresholds_text(collection)),
             ("recordings", collection.audio_count),
             ("created", rfc3339(collection.create_time) or "-"),
         ]
     )
+
+
+def landmark_thresholds_text(collection: pb.Collection) -> str:
+    if not collection.landmark_threshold:
+        return "off"
+    if not collection.landmark_share_threshold:
+        return f"{collection.landmark_threshold} landmarks"
+    return f"{collection.landmark_threshold} landmarks and a share of {collection.landmark_share_threshold:.4f}"
 
 
 # Progress

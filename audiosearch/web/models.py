@@ -44,7 +44,12 @@ class Collection(BaseModel):
     score_threshold: float = Field(description="Score below which a candidate is not a match")
     threshold_source: str = ""
     landmark_threshold: int = Field(default=0, description="Aligned landmarks at or above which a candidate is a "
-                                                           "match whatever its score; 0: landmarks alone never are")
+                                                           "match whatever its score, once its landmark_share also "
+                                                           "reaches landmark_share_threshold; 0: landmarks alone "
+                                                           "never are")
+    landmark_share_threshold: float = Field(default=0.0, description="The landmark_share a candidate needs beside "
+                                                                     "landmark_threshold landmarks; 0: the count "
+                                                                     "alone decides")
     audio_count: int = Field(description="Number of ready recordings")
     create_time: datetime | None = None
 
@@ -121,6 +126,14 @@ class Match(BaseModel):
     matched_segments: int
     landmarks: int = Field(default=0, description="Landmarks (spectral peak pairs) of the query that line up with "
                                                   "the recording's at one time offset")
+    landmark_share: float = Field(default=0.0, description="The share of the query's landmarks, over the part of "
+                                                           "the query that lies on the recording, that line up (a "
+                                                           "95 % lower confidence bound); it does not grow with the "
+                                                           "query's length")
+    decided_by: Literal["MATCH_EVIDENCE_UNSPECIFIED", "MATCH_EVIDENCE_EMBEDDING", "MATCH_EVIDENCE_LANDMARKS",
+                        "MATCH_EVIDENCE_BOTH"] = Field(
+        default="MATCH_EVIDENCE_UNSPECIFIED",
+        description="Which evidence cleared the thresholds this search applied: the score, the landmarks, or both")
 
 
 class SearchResult(BaseModel):
@@ -171,6 +184,8 @@ class CalibrationResult(BaseModel):
     positive_queries: int
     true_positive_rate: float
     false_positive_rate: float
+    variant_queries: int = Field(default=0, description="Negative queries that found recordings sharing their "
+                                                        "audio (variants): set aside, not counted as false positives")
 
 
 class Health(BaseModel):

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from audiosearch.catalog.database import Database, SQLiteDialect
 from audiosearch.catalog.migrations import applied_versions, apply_migrations, load_migrations, split_statements
+from devtools.support.mysql import MySQLServer, temporary_database
 
 EXPECTED_TABLES = {"schema_migrations", "collections", "audio", "segments", "audio_tags", "audio_metadata",
                    "landmarks", "collection_landmarks"}
@@ -90,3 +91,24 @@ def journal_mode_on_connecting(dialect: SQLiteDialect, barrier: threading.Barrie
         return connection.execute("PRAGMA journal_mode").fetchone()[0]
     finally:
         connection.close()
+
+
+def test_the_landmark_share_migration_runs_again_on_mysql_as_if_it_had_stopped_before_its_record(
+    mysql_server: MySQLServer,
+) -> None:
+    # MySQL commits DDL as it goes: a catalog stopped between the ALTER and the schema_migrations row runs the
+    # migration again on its next start, and that must change nothing.
+    with temporary_database(mysql_server, prefix="audiosearch_test_fresh") as name:
+        database = Database.open(mysql_server.dsn(name))
+        try:
+            apply_migrations(database)
+            again = next(m for m in load_migrations("mysql") if m.name == "landmark_share")
+            with database.transaction(write=True) as tx:
+                for statement in again.statements:
+                    tx.execute(statement)
+            with database.transaction() as tx:
+                columns = tx.fetchall("SELECT column_name FROM information_schema.columns WHERE table_schema ="
+                                      " DATABASE() AND table_name = 'collection_landmarks'")
+        finally:
+            database.close()
+    assert sorted(row[0] for row in columns) == ["collection", "landmark_share_threshold", "landmark_threshold"]

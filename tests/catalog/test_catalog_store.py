@@ -153,6 +153,21 @@ def test_landmark_threshold_is_set_at_creation_and_by_an_update(store: CatalogSt
     assert listed(store, created.name).landmark_threshold == 9
 
 
+def test_landmark_share_threshold_is_kept_and_must_be_a_share(store: CatalogStore) -> None:
+    created = store.create_collection(new_collection(landmark_threshold=12))
+    assert store.get_collection(created.name).landmark_share_threshold == 0.0
+
+    store.update_collection_threshold(created.name, 0.6, "calibrated", landmark_threshold=8,
+                                      landmark_share_threshold=0.0425)
+
+    assert store.get_collection(created.name).landmark_share_threshold == pytest.approx(0.0425)
+    assert listed(store, created.name).landmark_share_threshold == pytest.approx(0.0425)
+    for wrong in (1.5, -0.1, float("nan")):
+        error = raises_service_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD", lambda wrong=wrong:
+                                     store.update_collection_threshold(created.name, 0.6, "x", 8, wrong))
+        assert error.metadata["field"] == "landmark_share_threshold"
+
+
 def listed(store: CatalogStore, name: str) -> Collection:
     """The collection as the paged listing reads it."""
     token = ""
@@ -638,6 +653,23 @@ def test_landmarks_find_the_ready_recording_they_line_up_with_and_its_offset(
     assert (matches[0].landmarks, matches[0].offset_ms) == (20, 1500)
     assert (matches[0].query_start_ms, matches[0].query_end_ms) == (0, 1900)
     assert all(m.landmarks < 3 for m in matches if m.audio_id == other.id)  # shared hashes, no common offset
+
+
+def test_a_landmark_match_counts_the_query_landmarks_that_lie_on_the_recording_at_its_offset(
+    store: CatalogStore, collection: Collection
+) -> None:
+    recording = store.create_audio(new_audio(collection.name, duration_seconds=4.0), new_segments(1), LANDMARKS)
+    stored = store.set_audio_status(collection.name, recording.audio.id, AudioStatus.READY)
+    aligned = shifted(LANDMARKS, 1500, count=20)  # query 0-1.9 s = recording 1.5-3.4 s
+    elsewhere_on_it = LandmarkSet(tuple(range(5000, 5005)), tuple(range(100, 600, 100)))
+    past_its_end = LandmarkSet(tuple(range(6000, 6010)), tuple(range(3000, 4000, 100)))  # recording 4.5 s on
+    query = LandmarkSet(aligned.hashes + elsewhere_on_it.hashes + past_its_end.hashes,
+                        aligned.times_ms + elsewhere_on_it.times_ms + past_its_end.times_ms)
+
+    match = store.match_landmarks(collection.name, query, top_k=10)[0]
+
+    assert (match.audio_id, match.landmarks, match.offset_ms) == (stored.id, 20, 1500)
+    assert match.overlap_landmarks == 25  # what could have lined up: not the landmarks past the recording's end
 
 
 def test_landmark_matching_leaves_out_the_excluded_recording_and_keeps_to_the_allowed_ones(

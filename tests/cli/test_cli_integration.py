@@ -103,7 +103,9 @@ def test_ingest_search_list_delete(gateway_address: str, collection: str, tmp_pa
     assert best["name"] == "siren.wav"
     assert best["id"] == by_name["siren.wav"]["id"]
     assert best["score"] > 0.99
-    assert list(best) == ["id", "name", "score", "landmarks", "reference_range", "query_range", "tags", "metadata"]
+    assert list(best) == ["id", "name", "score", "landmarks", "landmark_share", "decided_by", "reference_range",
+                          "query_range", "tags", "metadata"]
+    assert best["decided_by"] in ("embedding", "landmarks", "both")
 
     listed = run_json(gateway_address, "list", *common)
     assert sorted(record["name"] for record in listed["audios"]) == sorted(sounds)

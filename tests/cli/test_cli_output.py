@@ -85,6 +85,8 @@ def test_search_to_dict_has_exactly_the_documented_shape() -> None:
                 query_range=pb.TimeRange(start_seconds=0.0, end_seconds=4.0),
                 matched_segments=3,
                 landmarks=24,
+                landmark_share=0.31,
+                decided_by=pb.MATCH_EVIDENCE_BOTH,
             )
         ],
         score_threshold=0.8,
@@ -102,6 +104,8 @@ def test_search_to_dict_has_exactly_the_documented_shape() -> None:
             "name": "song.mp3",
             "score": 0.97,
             "landmarks": 24,
+            "landmark_share": 0.31,
+            "decided_by": "both",
             "reference_range": [3.0, 7.0],
             "query_range": [0.0, 4.0],
             "tags": [{"label": "Music", "score": 0.9}, {"label": "Guitar", "score": 0.25}],

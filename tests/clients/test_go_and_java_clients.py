@@ -98,6 +98,7 @@ def test_client_ingests_searches_and_branches_on_error_reason(
     assert result["top_match_id"] == result["audio_id"]
     assert result["top_name"] == sample_wav.name
     assert result["top_score"] > 0.99
+    assert result["top_decided_by"] in ("MATCH_EVIDENCE_EMBEDDING", "MATCH_EVIDENCE_LANDMARKS", "MATCH_EVIDENCE_BOTH")
     assert result["model_untrained"] is True  # the suite's embedder is a seeded random init
     assert error == {"error_reason": "AUDIO_NOT_FOUND"}
 

@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from audiosearch.catalog.landmarks import vote
+from audiosearch.catalog.landmarks import vote, with_overlaps
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.gateway.query.calibration import (
-    MIN_LANDMARK_THRESHOLD,
+    MIN_LANDMARKS,
     Calibrator,
     _neighbour_scores,
     allowed_false_positives,
+    choose_thresholds,
+    shared_audio,
 )
-from audiosearch.gateway.query.matching import QuerySegment
+from audiosearch.gateway.query.matching import LandmarkAlignment, QuerySegment
 from audiosearch.gateway.query.search import HITS_PER_SEGMENT, Query
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
@@ -66,6 +68,7 @@ class FakeCatalog:
         self.landmarks = landmarks or {}
         self.threshold: tuple[float, str] | None = None
         self.landmark_threshold: int | None = None
+        self.landmark_share_threshold: float | None = None
 
     def GetLandmarks(self, request):
         before_ms = round(request.before_seconds * 1000)
@@ -78,9 +81,12 @@ class FakeCatalog:
         hits = [(audio_id, h, t_ref, t_query) for audio_id, stored in self.landmarks.items()
                 if audio_id != request.excluded_audio_id
                 for h, t_ref in stored for h_query, t_query in query if h == h_query]
+        durations_ms = {audio_id: max(t for _, t in stored) + 100 for audio_id, stored in self.landmarks.items()}
+        votes = with_overlaps(vote(hits)[: request.top_k], request.landmarks.hashes, request.landmarks.times_ms,
+                              durations_ms)
         return cpb.MatchLandmarksResponse(matches=[
-            cpb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms)
-            for v in vote(hits)[: request.top_k]])
+            cpb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms,
+                              overlap_landmarks=v.overlap_landmarks) for v in votes])
 
     def ListAudio(self, request):
         return cpb.ListAudioResponse(audios=[pb.AudioRecord(id=i, status=pb.AUDIO_STATUS_READY)
@@ -89,6 +95,7 @@ class FakeCatalog:
     def UpdateCollectionThreshold(self, request):
         self.threshold = (request.score_threshold, request.threshold_source)
         self.landmark_threshold = request.landmark_threshold
+        self.landmark_share_threshold = request.landmark_share_threshold
         return cpb.UpdateCollectionThresholdResponse(collection=pb.Collection(
             name=request.name, score_threshold=request.score_threshold, threshold_source=request.threshold_source))
 
@@ -99,17 +106,19 @@ def unit(rows: np.ndarray) -> np.ndarray:
 
 @pytest.fixture
 def collection():
-    """A long recording of 150 near-identical segments and twelve short, unrelated ones."""
+    """A long recording of 150 near-identical segments and twelve short ones, unrelated but for two takes of one
+    sound (short0 and short1: the same embedding, 30 of 40 landmarks alike)."""
     rng = np.random.default_rng(5)
     search = FakeSearch()
     drone = rng.standard_normal(DIM)
     search.add("long", unit(drone + 0.05 * rng.standard_normal((150, DIM))))
     shorts = [f"short{i}" for i in range(12)]
+    take = unit(rng.standard_normal((3, DIM)))
     for audio_id in shorts:
-        search.add(audio_id, unit(rng.standard_normal((3, DIM))))
+        search.add(audio_id, take if audio_id in ("short0", "short1") else unit(rng.standard_normal((3, DIM))))
     landmarks = {audio_id: [(int(h), 100 * i) for i, h in enumerate(rng.integers(0, 2**32, 40))]
                  for audio_id in ["long", *shorts]}
-    landmarks["short1"] = landmarks["short0"][:30]  # a near-duplicate pair: 30 landmarks line up
+    landmarks["short1"] = landmarks["short0"][:30]
     catalog = FakeCatalog(["long", *shorts], landmarks)
     backends = SimpleNamespace(search=search, catalog=catalog)
     return search, catalog, Query(backends, pipeline=None, settings=None)
@@ -135,24 +144,67 @@ def test_calibration_scores_every_recording_as_a_sound_not_in_the_catalog(collec
     threshold, source = catalog.threshold
     assert reply.collection.score_threshold == pytest.approx(threshold)
     assert "calibrated for FPR 0.1" in source
-    assert threshold < 0.99  # the long recording's own segments (all alike) did not count as negatives
+    # Neither the long recording's own segments (all alike) nor the two takes (the same vectors) counted.
+    assert threshold < 0.99
 
 
-def test_calibration_sets_the_landmark_threshold_above_what_sounds_not_in_the_catalog_line_up(collection):
+def test_takes_that_share_audio_are_set_aside_as_variants_and_reported(collection):
     _, catalog, query = collection
     backends = SimpleNamespace(catalog=query._backends.catalog, search=query._backends.search)
 
-    Calibrator(backends, query).calibrate(COLLECTION, 0.1)
-    # Two of thirteen negatives (the pair, each left out in turn) line up 30 landmarks with the other: more than
-    # half of the 0.1 target, so the threshold lies above them.
-    assert catalog.landmark_threshold == 31
+    reply = Calibrator(backends, query).calibrate(COLLECTION, 0.1)
 
-    reply = Calibrator(backends, query).calibrate(COLLECTION, 0.6)
-    # 0.6 allows 4 of 13 within the bound, and half of them lets the pair through: the floor applies, and the score
-    # threshold gets what is left.
-    assert catalog.landmark_threshold == MIN_LANDMARK_THRESHOLD
-    assert "landmarks 0.154" in catalog.threshold[1]
-    assert reply.false_positive_rate <= 0.6 + 1e-9
+    # Each take's excerpt finds the other (30 landmarks where the rest of the catalog lines up none): set aside,
+    # so neither the landmark share nor the score threshold has to climb above them.
+    assert reply.variant_queries == 2
+    assert "2 negatives found variants (2 recordings sharing their audio), set aside" in catalog.threshold[1]
+    assert catalog.landmark_threshold == MIN_LANDMARKS
+    assert catalog.landmark_share_threshold < 0.01
+    assert reply.false_positive_rate == 0.0
+
+
+def test_a_recording_shares_the_excerpts_audio_when_it_stands_out_of_what_the_excerpt_lines_up_with() -> None:
+    def found(*landmarks: int) -> set[str]:
+        return shared_audio([LandmarkAlignment(f"r{rank}", count, 0.0, (0.0, 1.0))
+                             for rank, count in enumerate(landmarks)])
+
+    assert found(79, 10, 6, 5, 4, 3) == {"r0"}  # a take of the same fire
+    assert found(40, 38, 35, 4, 3, 2) == {"r0", "r1", "r2"}  # three takes of a hit
+    assert found(15, 2) == {"r0"}  # a short sound: nothing else lines up
+    assert found(12, 11, 10, 9, 8, 7) == set()  # chance, spread over the catalog alike
+    assert found(7, 1) == set()  # too few to tell
+    assert found(30, 30, 30, 30, 30, 10) == set()  # more takes than the cohort: counted, the thresholds climb
+
+
+def test_when_the_embedding_cannot_separate_the_score_threshold_lies_above_every_negative_and_landmarks_decide():
+    rng = np.random.default_rng(3)
+    # Untrained weights: unrelated sounds score 0.93-0.9999, and so do excerpts of one recording a hop apart.
+    scores = rng.uniform(0.93, 0.9995, 300)
+    positives = rng.uniform(0.93, 0.999, 900)
+    shares = np.concatenate([rng.uniform(0.0, 0.03, 290), np.zeros(10)])
+
+    choice = choose_thresholds(scores, shares, positives, allowed=8, landmarks_on=True)
+
+    assert not choice.embedding_separates
+    assert choice.score_threshold == pytest.approx(scores.max() + 1e-4)
+    assert choice.score_threshold < 1.0
+    assert choice.landmark_share_threshold == pytest.approx(np.sort(shares)[::-1][8])  # the whole allowance
+    assert int(choice.by_landmarks.sum()) == 8
+    assert int(choice.cleared.sum()) == 8
+
+
+def test_an_embedding_that_separates_shares_the_allowance_with_the_landmarks():
+    rng = np.random.default_rng(4)
+    scores = rng.uniform(0.2, 0.7, 300)
+    positives = rng.uniform(0.75, 0.95, 900)
+    shares = rng.uniform(0.0, 0.03, 300)
+
+    choice = choose_thresholds(scores, shares, positives, allowed=8, landmarks_on=True)
+
+    assert choice.embedding_separates
+    assert int(choice.by_landmarks.sum()) == 4  # half of the allowance
+    assert choice.score_threshold < scores.max()
+    assert int(choice.cleared.sum()) <= 8
 
 
 @pytest.mark.parametrize(("negatives", "target", "allowed"), [(300, 0.05, 8), (1000, 0.05, 38), (80, 0.05, 0),
@@ -172,6 +224,7 @@ def test_calibration_records_the_bound_and_allows_no_negative_through_a_small_sa
                        query).calibrate(COLLECTION, 0.1)
     assert reply.false_positive_rate == 0.0  # 13 negatives cannot show 0.1 even with none through
     assert "at 95% confidence: 13 leave-one-out negatives, 0 allowed (bound 0.206;" in catalog.threshold[1]
+    assert any(verdict in catalog.threshold[1] for verdict in ("the embedding separates", "does not separate"))
 
 
 def test_a_short_sounds_core_loop_is_not_counted_as_a_shifted_excerpt_of_its_loop():
@@ -196,5 +249,7 @@ def test_a_collection_without_landmarks_gives_the_whole_target_to_the_score(coll
     reply = Calibrator(backends, query).calibrate(without, 0.4)
 
     assert catalog.landmark_threshold == 0
+    assert catalog.landmark_share_threshold == 0.0
     assert "landmarks 0.000" in catalog.threshold[1]
+    assert "the embedding alone decides" in catalog.threshold[1]
     assert reply.false_positive_rate <= 0.4 + 1e-9

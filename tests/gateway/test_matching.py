@@ -2,11 +2,15 @@ import numpy as np
 import pytest
 
 from audiosearch.gateway.query.matching import (
+    Evidence,
     LandmarkAlignment,
+    LandmarkThresholds,
     QuerySegment,
     RecordingMatch,
     SegmentHit,
     aggregate_matches,
+    decided_by,
+    landmark_shares,
     with_landmarks,
 )
 
@@ -131,7 +135,7 @@ def test_a_recording_with_landmarks_over_the_threshold_comes_first_with_their_al
     matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
     alignments = [LandmarkAlignment("copied", 40, 12.34, (0.5, 3.5)), LandmarkAlignment("close", 3, 0.0, (0.0, 1.0))]
 
-    fused = with_landmarks(matches, alignments, landmark_threshold=10, reference_hop=2.0)
+    fused = with_landmarks(matches, alignments, LandmarkThresholds(10), reference_hop=2.0)
 
     assert [(m.audio_id, m.landmarks) for m in fused] == [("copied", 40), ("close", 3)]
     assert fused[0].score == pytest.approx(0.90)
@@ -146,35 +150,38 @@ def test_under_the_threshold_a_recording_that_stands_out_by_its_landmarks_comes_
     level = [LandmarkAlignment("copied", 8, 12.0, (0.5, 3.5)), LandmarkAlignment("close", 5, 0.0, (0.0, 1.0))]
     few = [LandmarkAlignment("third", 5, 0.0, (0.0, 1.0))]
 
-    fused = with_landmarks(matches, leading, landmark_threshold=20, reference_hop=2.0)
+    fused = with_landmarks(matches, leading, LandmarkThresholds(20), reference_hop=2.0)
     assert [m.audio_id for m in fused] == ["copied", "close", "third"]
     assert fused[0].reference_range == pytest.approx((12.5, 15.5))
-    assert [m.audio_id for m in with_landmarks(matches, level, 20, reference_hop=2.0)] == ["close", "copied", "third"]
-    assert [m.audio_id for m in with_landmarks(matches, few, 20, reference_hop=2.0)] == ["close", "copied", "third"]
+    for alignments in (level, few):
+        fused = with_landmarks(matches, alignments, LandmarkThresholds(20), reference_hop=2.0)
+        assert [m.audio_id for m in fused] == ["close", "copied", "third"]
 
 
 def test_with_landmarks_off_the_embedding_order_stands() -> None:
     matches = [embedding_match("close", 0.99), embedding_match("copied", 0.90)]
     alignments = [LandmarkAlignment("copied", 40, 12.0, (0.5, 3.5))]
 
-    fused = with_landmarks(matches, alignments, landmark_threshold=0, reference_hop=2.0)
+    fused = with_landmarks(matches, alignments, LandmarkThresholds(0), reference_hop=2.0)
     assert [(m.audio_id, m.landmarks) for m in fused] == [("close", 0), ("copied", 40)]
     assert fused[1].reference_range == (4.0, 8.0)
 
 
 def test_a_recording_found_only_by_its_landmarks_is_a_match_with_score_zero() -> None:
     only = LandmarkAlignment("only", 25, -1.0, (2.0, 6.0))
-    fused = with_landmarks([embedding_match("close", 0.99)], [only], 10, reference_hop=2.0)
+    fused = with_landmarks([embedding_match("close", 0.99)], [only], LandmarkThresholds(10), reference_hop=2.0)
 
     assert [(m.audio_id, m.score) for m in fused] == [("only", 0.0), ("close", 0.99)]
     # The query starts before the recording does: the ranges start where the recording starts.
     assert fused[0].query_range == pytest.approx((2.0, 6.0))
     assert fused[0].reference_range == pytest.approx((1.0, 5.0))
-    assert with_landmarks([], [LandmarkAlignment("weak", 5, 0.0, (0.0, 1.0))], 10, reference_hop=2.0) == []
+    weak = LandmarkAlignment("weak", 5, 0.0, (0.0, 1.0))
+    assert with_landmarks([], [weak], LandmarkThresholds(10), reference_hop=2.0) == []
 
 
 def test_a_negative_offset_is_cut_to_the_start_of_the_recording() -> None:
-    fused = with_landmarks([], [LandmarkAlignment("late", 30, -3.0, (1.0, 6.0))], 10, reference_hop=2.0)
+    late = LandmarkAlignment("late", 30, -3.0, (1.0, 6.0))
+    fused = with_landmarks([], [late], LandmarkThresholds(10), reference_hop=2.0)
 
     assert fused[0].query_range == pytest.approx((3.0, 6.0))
     assert fused[0].reference_range == pytest.approx((0.0, 3.0))
@@ -182,8 +189,38 @@ def test_a_negative_offset_is_cut_to_the_start_of_the_recording() -> None:
 
 def test_where_the_embedding_agrees_the_ranges_cover_both_at_the_landmarks_offset() -> None:
     # Landmarks mark where peaks start: they stop short of the end that the embedding's windows reach.
-    fused = with_landmarks([embedding_match("copied", 0.9)], [LandmarkAlignment("copied", 30, 4.1, (0.5, 3.0))], 10,
-                           reference_hop=2.0)
+    fused = with_landmarks([embedding_match("copied", 0.9)], [LandmarkAlignment("copied", 30, 4.1, (0.5, 3.0))],
+                           LandmarkThresholds(10), reference_hop=2.0)
 
     assert fused[0].query_range == pytest.approx((0.0, 4.0))
     assert fused[0].reference_range == pytest.approx((4.1, 8.1))
+
+
+def test_landmarks_decide_only_when_both_their_count_and_their_share_reach_the_thresholds() -> None:
+    thresholds = LandmarkThresholds(8, share=0.05)
+    matches = [embedding_match("both", 0.99), embedding_match("copied", 0.5), embedding_match("few", 0.5),
+               embedding_match("thin", 0.5)]
+    alignments = [LandmarkAlignment("both", 40, 4.0, (0.0, 4.0), share=0.3),
+                  LandmarkAlignment("copied", 40, 4.0, (0.0, 4.0), share=0.3),
+                  LandmarkAlignment("few", 7, 4.0, (0.0, 4.0), share=0.3),  # a handful, however large their share
+                  LandmarkAlignment("thin", 40, 4.0, (0.0, 4.0), share=0.01)]  # many, of a long query
+    fused = {m.audio_id: m for m in with_landmarks(matches, alignments, thresholds, reference_hop=2.0)}
+
+    evidence = {audio_id: decided_by(match, 0.95, thresholds) for audio_id, match in fused.items()}
+
+    assert evidence == {"both": Evidence.BOTH, "copied": Evidence.LANDMARKS, "few": None, "thin": None}
+    assert decided_by(fused["thin"], 0.4, thresholds) is Evidence.EMBEDDING
+    assert fused["copied"].landmark_share == pytest.approx(0.3)
+
+
+def test_the_landmark_share_holds_for_a_short_and_a_long_copy_where_the_count_grows_with_the_length() -> None:
+    # A copy whose fifth of the landmarks line up, 1 s and 30 s long (about 300 landmarks a second), and a handful
+    # lined up by chance in a short overlap and in a long one.
+    copies = landmark_shares(np.array([60, 1800]), np.array([300, 9000]))
+    chance = landmark_shares(np.array([8, 12]), np.array([40, 9000]))
+
+    assert copies[1] - copies[0] < 0.06  # the counts differ 30-fold
+    assert copies.max() < 0.2
+    assert chance[0] < copies[0] - 0.05  # 8 of 40 is a ratio of 0.2 too, but a handful of landmarks proves less
+    assert chance[1] < 0.002
+    assert landmark_shares(np.array([0, 5]), np.array([100, 0])).tolist() == [0.0, 0.0]  # none, or nothing known

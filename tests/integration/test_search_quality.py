@@ -2,7 +2,8 @@
 
 A 5 s excerpt cut from anywhere in a 3-minute catalog recording finds that recording first, with the reference
 range within one hop of the truth (checked here within 0.5 s); a query of two catalog sounds one after the other
-returns both, each with its own query range; a calibrated collection answers "no match" for a sound it does not hold.
+returns both, each with its own query range; a calibrated collection answers "no match" for a sound it does not hold,
+and a library of takes that share audio calibrates to thresholds that still let copies of its sounds through.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from devtools.support import sounds
 from devtools.support.gateway import ensure_collection, ingest, search
 
 COLLECTION = "quality_library"
+TAKES_COLLECTION = "quality_takes"
+FAMILIES = 6
 RATE = sounds.RATE
 PIECE_SECONDS = 5.0
 PIECES = 36  # 3 minutes
@@ -140,3 +143,50 @@ def test_calibration_sets_a_threshold_under_which_a_sound_not_held_finds_nothing
     assert list(result.matches) == []
     own = search(client, COLLECTION, sounds.to_bytes(library["short_2"][1])).matches
     assert own[0].audio.id == library["short_2"][0].id
+    assert own[0].decided_by != pb.MATCH_EVIDENCE_UNSPECIFIED  # the reply says why it is a match
+
+
+@pytest.fixture(scope="module")
+def takes(client):
+    """A sound library with variants: six families of three takes that share audio (the second keeps the first's
+    first half, the third its second half, each with audio of its own beside it) and six unrelated sounds; maps
+    name -> (record, samples)."""
+    ensure_collection(client, TAKES_COLLECTION)
+    rng = np.random.default_rng(29)
+    library: dict[str, np.ndarray] = {}
+    for family in range(FAMILIES):
+        kind = 1 + family % 4  # noise bands, chirps, hits, chords: rich in landmarks
+        first = piece(rng, kind, seconds=4.0)
+        half = len(first) // 2
+        library[f"family{family}_take1"] = first
+        library[f"family{family}_take2"] = np.concatenate([first[:half], piece(rng, kind, seconds=2.0)])
+        library[f"family{family}_take3"] = np.concatenate([piece(rng, kind, seconds=1.0), first[half:]])
+    for index in range(FAMILIES):
+        library[f"single{index}"] = piece(rng, index, seconds=4.0)
+    return {name: (ingest(client, TAKES_COLLECTION, f"{name}.wav", sounds.to_bytes(samples)).audio, samples)
+            for name, samples in library.items()}
+
+
+def test_a_library_of_takes_calibrates_to_thresholds_that_keep_copies_of_its_sounds(client, takes):
+    record, samples = takes["family1_take1"]
+    alike = search(client, TAKES_COLLECTION, sounds.to_bytes(samples), min_score=-1.0).matches
+    siblings = max(match.landmarks for match in alike if match.audio.id != record.id)
+
+    reply = client.CalibrateCollection(pb.CalibrateCollectionRequest(collection=TAKES_COLLECTION,
+                                                                     target_false_positive_rate=0.01))
+
+    # The takes find one another by the audio they share: set aside as variants, not counted as false positives.
+    assert reply.variant_queries >= 2 * FAMILIES
+    assert f"{reply.variant_queries} negatives found variants" in reply.collection.threshold_source
+    assert reply.collection.landmark_share_threshold > 0
+    # A noisy 1.5 s copy lines up fewer landmarks than the takes do with one another, where a count threshold over
+    # every negative would have had to lie, yet it is a match, by its landmarks' share.
+    copy = samples[int(1.2 * RATE) : int(2.7 * RATE)]
+    copy = copy + np.random.default_rng(7).normal(0.0, 0.3 * np.std(copy), len(copy)).astype(np.float32)
+    found = search(client, TAKES_COLLECTION, sounds.to_bytes(copy)).matches
+    assert found[0].audio.id == record.id
+    assert found[0].landmarks < siblings
+    assert found[0].decided_by in (pb.MATCH_EVIDENCE_LANDMARKS, pb.MATCH_EVIDENCE_BOTH)
+    assert found[0].landmark_share >= reply.collection.landmark_share_threshold
+    held_out = sounds.synth("birds", 4.0, seed=99)
+    assert list(search(client, TAKES_COLLECTION, sounds.to_bytes(held_out)).matches) == []

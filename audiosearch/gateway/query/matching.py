@@ -13,17 +13,26 @@ The score is the mean similarity over every stored segment that the alignment pu
 over those that were found: a stored segment missing from the hits counts with the lowest score its aligned query
 segment was returned (an upper bound of the missing one). So one lucky window of a recording cannot outscore a
 recording that lines up with the whole query.
+
+Landmarks decide a match on two counts: enough of them line up (a handful line up by chance in any short
+overlap), and a large enough share of the query's landmarks over the overlap (the part of the query that lies on
+the recording at their offset) line up. The share is taken at a one-sided 95 % lower confidence bound, so a few
+landmarks of a short overlap count for less than their ratio; unlike the count, it does not grow with the query's
+length, so one threshold serves a 1 s clip and a 30 s excerpt.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import beta
 
 LEADING_LANDMARKS = 6
 LEADING_RATIO = 2.0
+SHARE_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class RecordingMatch:
     query_range: tuple[float, float]
     matched_segments: int
     landmarks: int = 0
+    landmark_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,49 @@ class LandmarkAlignment:
     landmarks: int
     offset_seconds: float  # time in the recording minus time in the query
     query_range: tuple[float, float]
+    share: float = 0.0  # landmark_shares' bound of the share of the overlap's landmarks that line up
+
+
+@dataclass(frozen=True)
+class LandmarkThresholds:
+    """Landmarks make a match when at least `count` line up and their share reaches `share` (0: the count alone).
+    A count of 0 turns landmarks off."""
+
+    count: int
+    share: float = 0.0
+
+    def confirm(self, landmarks: int, share: float) -> bool:
+        return self.count > 0 and landmarks >= self.count and share >= self.share
+
+
+class Evidence(enum.Enum):
+    """Which evidence made a candidate a match."""
+
+    EMBEDDING = "embedding"
+    LANDMARKS = "landmarks"
+    BOTH = "both"
+
+
+def landmark_shares(aligned: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+    """The share of the query's `overlap` landmarks that line up, `aligned` of them, at its one-sided 95 % lower
+    (Clopper-Pearson) confidence bound: 8 of 40 give 0.10 where the ratio is 0.20, 80 of 400 give 0.17, 8 of 80
+    give 0.05. 0 where nothing lines up or the overlap is unknown (0)."""
+    aligned = np.asarray(aligned, dtype=float)
+    known = (aligned > 0) & (np.asarray(overlap) > 0)
+    overlap = np.maximum(np.asarray(overlap, dtype=float), aligned)  # the offset bins' edges can add one or two
+    bounds = beta.ppf(1 - SHARE_CONFIDENCE, np.where(known, aligned, 1.0), np.where(known, overlap - aligned + 1, 1.0))
+    return np.where(known, bounds, 0.0)
+
+
+def decided_by(match: RecordingMatch, score_threshold: float, landmarks: LandmarkThresholds) -> Evidence | None:
+    """The evidence that makes `match` a match at these thresholds; None when neither does."""
+    by_score = match.score >= score_threshold
+    by_landmarks = landmarks.confirm(match.landmarks, match.landmark_share)
+    if by_score and by_landmarks:
+        return Evidence.BOTH
+    if by_landmarks:
+        return Evidence.LANDMARKS
+    return Evidence.EMBEDDING if by_score else None
 
 
 def aggregate_matches(
@@ -160,21 +213,21 @@ def _refined_offset(group: list[SegmentHit], query_starts: np.ndarray) -> float:
 
 
 def with_landmarks(
-    matches: list[RecordingMatch], alignments: list[LandmarkAlignment], landmark_threshold: int,
+    matches: list[RecordingMatch], alignments: list[LandmarkAlignment], thresholds: LandmarkThresholds,
     reference_hop: float,
 ) -> list[RecordingMatch]:
     """Embedding matches and landmark alignments, one per recording, ranked.
 
-    Recordings whose landmarks reach `landmark_threshold` (when it is above 0) come first, most landmarks first.
+    Recordings whose landmarks reach the `thresholds` come first, most landmarks first.
     Next comes the recording with the most landmarks when it stands out (at least LEADING_LANDMARKS, and
     LEADING_RATIO times as many as any other): under the threshold that is not enough to call a match, but more
     than chance gives any one recording. Both carry the ranges of their landmark alignment, exact to a frame where
     the embedding's are exact to a window. The others keep the embedding's order. A recording found by its
-    landmarks alone has score 0. A threshold of 0 turns landmarks off: the embedding's order stands.
+    landmarks alone has score 0. A count threshold of 0 turns landmarks off: the embedding's order stands.
     """
     by_audio = {alignment.audio_id: alignment for alignment in alignments}
-    ahead = {a.audio_id for a in alignments if is_confirmed(a.landmarks, landmark_threshold)}
-    leader = _leader(alignments) if landmark_threshold > 0 else None
+    ahead = {a.audio_id for a in alignments if thresholds.confirm(a.landmarks, a.share)}
+    leader = _leader(alignments) if thresholds.count > 0 else None
     if leader is not None:
         ahead.add(leader)
     fused = [_with_alignment(match, by_audio.pop(match.audio_id, None), match.audio_id in ahead, reference_hop)
@@ -183,15 +236,11 @@ def with_landmarks(
               for a in by_audio.values() if a.audio_id in ahead]
 
     def rank(match: RecordingMatch) -> tuple:
-        confirmed = is_confirmed(match.landmarks, landmark_threshold)
+        confirmed = thresholds.confirm(match.landmarks, match.landmark_share)
         return (not confirmed, match.audio_id != leader, -match.landmarks if confirmed else 0, -match.score,
                 -match.matched_segments, match.audio_id)
 
     return sorted(fused, key=rank)
-
-
-def is_confirmed(landmarks: int, landmark_threshold: int) -> bool:
-    return landmark_threshold > 0 and landmarks >= landmark_threshold
 
 
 def _leader(alignments: list[LandmarkAlignment]) -> str | None:
@@ -210,7 +259,7 @@ def _with_alignment(match: RecordingMatch, alignment: LandmarkAlignment | None, 
     if alignment is None:
         return match
     if not aligned_by_landmarks:
-        return replace(match, landmarks=alignment.landmarks)
+        return replace(match, landmarks=alignment.landmarks, landmark_share=alignment.share)
     offset = alignment.offset_seconds
     query_start, query_end = alignment.query_range
     embedding_offset = match.reference_range[0] - match.query_range[0]
@@ -218,5 +267,5 @@ def _with_alignment(match: RecordingMatch, alignment: LandmarkAlignment | None, 
         query_start, query_end = min(query_start, match.query_range[0]), max(query_end, match.query_range[1])
     query_start = max(query_start, -offset)  # the recording starts at 0
     query_end = max(query_end, query_start)
-    return replace(match, landmarks=alignment.landmarks, query_range=(query_start, query_end),
-                   reference_range=(query_start + offset, query_end + offset))
+    return replace(match, landmarks=alignment.landmarks, landmark_share=alignment.share,
+                   query_range=(query_start, query_end), reference_range=(query_start + offset, query_end + offset))

@@ -11,12 +11,15 @@ from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio, to_
 from audiosearch.gateway.audio.segments import Segments, cut_segments, query_hop_seconds, query_segments
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.query.matching import (
+    Evidence,
     LandmarkAlignment,
+    LandmarkThresholds,
     QuerySegment,
     RecordingMatch,
     SegmentHit,
     aggregate_matches,
-    is_confirmed,
+    decided_by,
+    landmark_shares,
     with_landmarks,
 )
 from audiosearch.gateway.settings import GatewaySettings
@@ -29,6 +32,8 @@ MAX_HITS_PER_SEGMENT = 4096
 MAX_FILTERED_CANDIDATES = 16_384
 LANDMARK_MATCHES = 20
 READY = pb.AUDIO_STATUS_READY
+EVIDENCE = {Evidence.EMBEDDING: pb.MATCH_EVIDENCE_EMBEDDING, Evidence.LANDMARKS: pb.MATCH_EVIDENCE_LANDMARKS,
+            Evidence.BOTH: pb.MATCH_EVIDENCE_BOTH}
 
 
 class Query:
@@ -78,22 +83,26 @@ class Query:
                                             _event_spans(embedded.segments, collection.segment_config.window_seconds))
                 alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
                                                   top_k=max(top_k, LANDMARK_MATCHES))
-        fused = with_landmarks(ranked, alignments, collection.landmark_threshold,
-                               collection.segment_config.hop_seconds)
-        kept = [m for m in fused if m.score >= threshold or is_confirmed(m.landmarks, collection.landmark_threshold)]
+        landmark_thresholds = collection_landmark_thresholds(collection)
+        fused = with_landmarks(ranked, alignments, landmark_thresholds, collection.segment_config.hop_seconds)
+        kept = [(match, evidence) for match in fused
+                if (evidence := decided_by(match, threshold, landmark_thresholds)) is not None]
         return self._with_records(collection.name, kept, top_k)
 
     def align_landmarks(self, collection: str, landmarks: Landmarks, candidates: list[str], top_k: int,
                         excluded_audio_id: str = "") -> list[LandmarkAlignment]:
-        """Recordings whose landmarks line up with these, most landmarks first."""
+        """Recordings whose landmarks line up with these, most landmarks first, each with the share of the query's
+        landmarks over their overlap that line up (matching.landmark_shares)."""
         if not len(landmarks):
             return []
-        response = self._backends.catalog.MatchLandmarks(cpb.MatchLandmarksRequest(
+        matches = self._backends.catalog.MatchLandmarks(cpb.MatchLandmarksRequest(
             collection=collection, landmarks=landmarks_message(landmarks), top_k=top_k,
-            excluded_audio_id=excluded_audio_id, audio_ids=candidates))
+            excluded_audio_id=excluded_audio_id, audio_ids=candidates)).matches
+        shares = landmark_shares(np.array([match.landmarks for match in matches]),
+                                 np.array([match.overlap_landmarks for match in matches]))
         return [LandmarkAlignment(match.audio_id, match.landmarks, match.offset_ms / 1000,
-                                  (match.query_range.start_seconds, match.query_range.end_seconds))
-                for match in response.matches]
+                                  (match.query_range.start_seconds, match.query_range.end_seconds), float(share))
+                for match, share in zip(matches, shares, strict=True)]
 
     def rank(
         self, collection: pb.Collection, vectors: np.ndarray, query_segments: list[QuerySegment],
@@ -157,14 +166,15 @@ class Query:
             for hit in result.hits
         ]
 
-    def _with_records(self, collection: str, scored: list[RecordingMatch], top_k: int) -> list[pb.Match]:
+    def _with_records(self, collection: str, scored: list[tuple[RecordingMatch, Evidence]], top_k: int
+                      ) -> list[pb.Match]:
         """Joins matches with READY records in one batched read; anything not READY is never returned."""
         if not scored:
             return []
         wanted = scored[: top_k * 2]
         with stage("search", "catalog"):
             records = self._backends.catalog.BatchGetAudio(cpb.BatchGetAudioRequest(
-                collection=collection, audio_ids=[match.audio_id for match in wanted], status=READY)).audios
+                collection=collection, audio_ids=[match.audio_id for match, _ in wanted], status=READY)).audios
         by_id = {record.id: record for record in records}
         return [
             pb.Match(
@@ -174,9 +184,14 @@ class Query:
                                                              by_id[match.audio_id].duration_seconds)),
                 query_range=pb.TimeRange(start_seconds=match.query_range[0], end_seconds=match.query_range[1]),
                 matched_segments=match.matched_segments, landmarks=match.landmarks,
+                landmark_share=match.landmark_share, decided_by=EVIDENCE[evidence],
             )
-            for match in wanted if match.audio_id in by_id
+            for match, evidence in wanted if match.audio_id in by_id
         ][:top_k]
+
+
+def collection_landmark_thresholds(collection: pb.Collection) -> LandmarkThresholds:
+    return LandmarkThresholds(collection.landmark_threshold, collection.landmark_share_threshold)
 
 
 def _event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:

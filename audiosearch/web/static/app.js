@@ -261,6 +261,13 @@ const resizes = new ResizeObserver((entries) => entries.forEach((entry) => drawW
 
 // --- cards --------------------------------------------------------------------------------------------------------
 
+// What made a search result a match, as the card says it.
+const DECIDED_BY = {
+  MATCH_EVIDENCE_EMBEDDING: "match by its sound (embedding)",
+  MATCH_EVIDENCE_LANDMARKS: "match by its landmarks",
+  MATCH_EVIDENCE_BOTH: "match by its sound and its landmarks",
+};
+
 function card(record, match = null, rank = 0) {
   const item = $("#card-template").content.firstElementChild.cloneNode(true);
   item.record = record;
@@ -272,7 +279,10 @@ function card(record, match = null, rank = 0) {
   if (match) {
     facts.push(`matched ${clock(match.reference_range.start_seconds)}–${clock(match.reference_range.end_seconds)}`);
     $(".score", item).textContent = match.score.toFixed(3);
-    $(".score", item).title = `score (${match.matched_segments} segments agree, ${match.landmarks} landmarks line up)`;
+    $(".score", item).title = `score (${match.matched_segments} segments agree, ${match.landmarks} landmarks line up, ` +
+      `a share of ${match.landmark_share.toFixed(3)})`;
+    const decided = DECIDED_BY[match.decided_by];
+    if (decided) facts.push(decided);
   }
   $(".facts", item).textContent = facts.join(" · ");
   const chips = $(".chips", item);

@@ -212,11 +212,14 @@ func run() error {
 		"top_match_id":    nil,
 		"top_name":        nil,
 		"top_score":       nil,
+		// Which evidence made the top result a match: MATCH_EVIDENCE_EMBEDDING, _LANDMARKS or _BOTH.
+		"top_decided_by": nil,
 	}
 	if matches := found.GetMatches(); len(matches) > 0 {
 		result["top_match_id"] = matches[0].GetAudio().GetId()
 		result["top_name"] = matches[0].GetAudio().GetName()
 		result["top_score"] = matches[0].GetScore()
+		result["top_decided_by"] = matches[0].GetDecidedBy().String()
 	}
 	printJSON(result)
 	if len(found.GetMatches()) == 0 {

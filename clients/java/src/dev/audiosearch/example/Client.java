@@ -222,6 +222,8 @@ public final class Client {
     result.put("top_match_id", null);
     result.put("top_name", null);
     result.put("top_score", null);
+    // Which evidence made the top result a match: MATCH_EVIDENCE_EMBEDDING, _LANDMARKS or _BOTH.
+    result.put("top_decided_by", null);
     result.put("already_existed", ingested.getAlreadyExisted());
     result.put("collection_existed", collectionExisted);
     // An untrained model's tags are meaningless: a client that shows tags says so when this is true.
@@ -231,6 +233,7 @@ public final class Client {
       result.put("top_match_id", top.getAudio().getId());
       result.put("top_name", top.getAudio().getName());
       result.put("top_score", top.getScore());
+      result.put("top_decided_by", top.getDecidedBy().name());
     }
     System.out.println(jsonObject(result));
     System.out.flush();
