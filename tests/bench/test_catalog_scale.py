@@ -1,0 +1,186 @@
+"""bench.catalog_scale's copies: new ids throughout, the source's hashes and times moved only as documented, vectors
+turned to the drawn cosine, and every row written through the catalog's store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audiosearch.catalog.database import Database
+from audiosearch.catalog.migrations import apply_migrations
+from audiosearch.catalog.records import Collection, ModelIdentity, NewAudio, NewSegment, Tag
+from audiosearch.catalog.store import CatalogStore
+from audiosearch.gateway.audio.fingerprints import extract_landmarks
+from bench import catalog_scale
+from bench.catalog_scale import (
+    ANCHOR_MASK,
+    ANCHOR_SHIFT,
+    BAND_SHIFT,
+    CatalogWriter,
+    Replication,
+    Source,
+    SourceRecording,
+    band_bins,
+    lookup_load,
+    positions,
+    replica,
+    rotated,
+    transposed,
+)
+
+RATE = 32_000
+DIM = 16
+MODEL = ModelIdentity("panns_cnn14", "untrained-seed0", DIM, RATE, True)
+
+
+def bursts(seconds: float, seed: int) -> np.ndarray:
+    """Noise in bursts of varying level: peaks in every band, at changing times."""
+    rng = np.random.default_rng(seed)
+    samples = rng.standard_normal(round(seconds * RATE)).astype(np.float32)
+    envelope = np.repeat(rng.uniform(0.05, 1.0, size=-(-len(samples) // 1600)), 1600)[: len(samples)]
+    return (0.3 * samples * envelope).astype(np.float32)
+
+
+def unit_rows(count: int, rng: np.random.Generator) -> np.ndarray:
+    rows = rng.standard_normal((count, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def recording(number: int, seconds: float = 4.0) -> SourceRecording:
+    landmarks = extract_landmarks(bursts(seconds, number), RATE)
+    segments = tuple(NewSegment(index, 2.0 * index, 2.0 * index + 2.0, (Tag("Noise", 0.5),))
+                     for index in range(int(seconds // 2)))
+    audio = NewAudio("scale_source", f"sound{number}.wav", hashlib.sha256(str(number).encode()).hexdigest(),
+                     seconds, RATE, 1, "pcm_s16le", 1000, {"bench": "test"}, (Tag("Noise", 0.5),))
+    return SourceRecording("sound", f"/nowhere/sound{number}.wav", audio, segments, landmarks.hashes,
+                           landmarks.times_ms, unit_rows(len(segments), np.random.default_rng(number)))
+
+
+@pytest.fixture(scope="module")
+def source() -> Source:
+    collection = Collection("scale_source", "", MODEL, 2.0, 2.0, 0.5, "default", landmark_threshold=12)
+    return Source(collection, [recording(number) for number in range(3)], [], 0.0)
+
+
+def replication(transpose_bins: int = 8) -> Replication:
+    centres = unit_rows(3, np.random.default_rng(99))
+    return Replication(7, transpose_bins, band_bins(RATE), np.array([0.8, 0.9], np.float32), centres)
+
+
+def fields_of(hashes: np.ndarray) -> dict[str, np.ndarray]:
+    values = hashes.astype(np.int64)
+    return {"band": values >> BAND_SHIFT, "anchor": (values >> ANCHOR_SHIFT) & ANCHOR_MASK,
+            "pair": values & ((1 << ANCHOR_SHIFT) - 1)}
+
+
+def test_every_anchor_lies_in_its_band_as_the_extractor_cuts_them(source: Source) -> None:
+    bands = band_bins(RATE)
+    for recorded in source.recordings:
+        fields = fields_of(recorded.hashes)
+        low = np.array([b[0] for b in bands])[fields["band"]]
+        high = np.array([b[1] for b in bands])[fields["band"]]
+        assert np.all((fields["anchor"] >= low) & (fields["anchor"] < high))
+
+
+def test_a_transposition_moves_only_the_anchor_within_its_band_and_undoes_exactly(source: Source) -> None:
+    hashes = np.concatenate([r.hashes for r in source.recordings])
+    bands = band_bins(RATE)
+    for shift in (-8, -1, 3, 8):
+        moved = transposed(hashes, shift, bands)
+        before, after = fields_of(hashes), fields_of(moved)
+        assert np.array_equal(before["band"], after["band"])
+        assert np.array_equal(before["pair"], after["pair"])
+        assert not np.array_equal(before["anchor"], after["anchor"])
+        assert np.array_equal(transposed(moved, -shift, bands), hashes)
+
+
+def test_the_original_is_written_as_ingested(source: Source) -> None:
+    original = replica(source.recordings[1], 1, 0, replication())
+    assert original.audio == source.recordings[1].audio
+    assert np.array_equal(original.hashes, source.recordings[1].hashes)
+    assert np.array_equal(original.times_ms, source.recordings[1].times_ms)
+    assert np.array_equal(original.vectors, source.recordings[1].vectors)
+
+
+@pytest.mark.parametrize("transpose_bins", [0, 8])
+def test_a_copy_keeps_the_hash_multiset_and_rotates_the_times(source: Source, transpose_bins: int) -> None:
+    made = replication(transpose_bins)
+    for index, recorded in enumerate(source.recordings):
+        for copy in (1, 2, 3):
+            duplicate = replica(recorded, index, copy, made)
+            assert duplicate.rotation_ms % catalog_scale.LANDMARK_GRID_MS == 0
+            assert 0 <= duplicate.rotation_ms < recorded.duration_ms
+            assert (duplicate.transposition_bins == 0) == (transpose_bins == 0)
+            assert abs(duplicate.transposition_bins) <= transpose_bins
+            undone = transposed(duplicate.hashes, -duplicate.transposition_bins, made.bands)
+            expected = zip(recorded.hashes.tolist(),
+                           rotated(recorded.times_ms, duplicate.rotation_ms, recorded.duration_ms).tolist(),
+                           strict=True)
+            assert Counter(zip(undone.tolist(), duplicate.times_ms.tolist(), strict=True)) == Counter(expected)
+            assert list(duplicate.times_ms) == sorted(duplicate.times_ms)
+
+
+def test_a_copy_is_a_new_recording_with_its_vectors_turned_to_the_drawn_cosine(source: Source) -> None:
+    recorded = source.recordings[0]
+    duplicate = replica(recorded, 0, 2, replication())
+    assert duplicate.audio.sha256 != recorded.audio.sha256
+    assert duplicate.audio.name == f"{recorded.audio.name} (copy 2)"
+    assert duplicate.cosine in (np.float32(0.8), np.float32(0.9))
+    cosines = np.sum(duplicate.vectors * recorded.vectors, axis=1)
+    assert np.allclose(cosines, duplicate.cosine, atol=1e-5)
+    assert np.allclose(np.linalg.norm(duplicate.vectors, axis=1), 1.0, atol=1e-5)
+    shift = duplicate.rotation_ms / 1000
+    assert [s.start_seconds for s in duplicate.segments] == pytest.approx(
+        [(s.start_seconds + shift) % (recorded.duration_ms / 1000) for s in recorded.segments])
+
+
+def test_copies_come_after_every_original_in_turn() -> None:
+    order = positions(3, (0, 1))
+    assert [next(order) for _ in range(5)] == [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+class VectorsKept:
+    """MilvusStore's upsert, keeping the segments."""
+
+    def __init__(self) -> None:
+        self.segments: list[catalog_scale.Segment] = []
+
+    def upsert(self, name: str, segments: list[catalog_scale.Segment]) -> int:
+        self.segments += segments
+        return len(segments)
+
+
+def test_copies_written_through_the_store_have_unique_ids_and_every_row(source: Source, tmp_path: Path) -> None:
+    database = Database.open(f"sqlite:///{tmp_path / 'catalog.db'}", pool_size=1)
+    apply_migrations(database)
+    store = CatalogStore(database)
+    store.create_collection(dataclasses.replace(source.collection, name="scale"))
+    vectors = VectorsKept()
+    writer = CatalogWriter(store, vectors, "scale")  # type: ignore[arg-type]
+    made = replication()
+    written = [replica(source.recordings[index], index, copy, made) for copy, index in
+               (next(order) for order in [positions(3)] for _ in range(9))]
+    for number, duplicate in enumerate(written):
+        writer.add(duplicate, original=number < 3)
+    writer.flush()
+
+    ready = store.list_audio("scale", page_size=100, status=catalog_scale.AudioStatus.READY).items
+    assert len({record.id for record in ready}) == 9
+    assert len({record.sha256 for record in ready}) == 9
+    assert len({segment.segment_id for segment in vectors.segments}) == sum(len(d.segments) for d in written)
+    assert set(writer.original_ids) == {r.audio.name for r in source.recordings}
+    stored = Counter(h for record in ready for h in store.landmarks("scale", record.id).hashes)
+    assert stored == Counter(h for duplicate in written for h in duplicate.hashes.tolist())
+    assert writer.growth.landmarks == sum(stored.values())
+    database.close()
+
+
+def test_without_transposition_copies_load_the_lookups_as_exact_copies(source: Source) -> None:
+    exact = lookup_load(source, replication(0))
+    assert exact["copies_as_made"] == pytest.approx(exact["exact_copies"])
+    assert lookup_load(source, replication(8))["copies_as_made"] < exact["exact_copies"]
