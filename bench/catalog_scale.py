@@ -2,7 +2,7 @@
 and bench.quality's figures, on synthetic catalogs of many hours built from real landmarks and vectors.
 
     python -m bench.catalog_scale [--hours 10 100] [--sounds DIR] [--music DIR] [--queries-5s 60]
-                                  [--queries-60s 20] [--quality] [--quality-queries 20] [--transpose-bins 8]
+                                  [--queries-60s 20] [--quality-at 10] [--quality-queries 20] [--transpose-bins 8]
                                   [--work-dir DIR] [--json [FILE]]
 
 The source. A suite of its own (bench.support.own_suite: Milvus Lite, SQLite, Triton) ingests the dev sounds that
@@ -47,9 +47,9 @@ BatchGetAudio (the record read). Queries are 5 s and 60 s excerpts of originals 
 a 5 s query comes from a sound of at least 5 s or from a music track, alternately, a 60 s one from a track) with
 white noise at 20 dB SNR, sent as 16-bit WAV; each is embedded once (Triton in the suite), then matched at every
 scale with min_score -1 (so the record read always runs) after a few other queries to warm up. The gateway's
-orphan sweep is pushed out of the window, and timing starts once the suite's processes are idle. With
---quality, bench.quality runs against the suite on the big collection (its ingest finds the originals by sha256;
-its calibration runs on the big collection).
+orphan sweep is pushed out of the window, and timing starts once the suite's processes are idle. At the scales
+--quality-at names, bench.quality runs against the suite on the big collection (its ingest finds the originals by
+sha256; its calibration runs on the big collection).
 
 1000 hours do not fit a small machine: the SQLite landmarks take about 100 MB per catalog hour and Milvus Lite
 holds every vector in memory (8 KiB each), so size --hours by the free disk and memory (it checks the disk).
@@ -532,6 +532,18 @@ class BigCatalog:
             release_lite(self.milvus_uri)
             database.close()
 
+    def restore_thresholds(self) -> None:
+        """The source's thresholds again, after bench.quality calibrated the collection: every scale is timed with
+        the same ones."""
+        collection = self.source.collection
+        database = Database.open(self.dsn, pool_size=1)
+        try:
+            CatalogStore(database).update_collection_threshold(
+                CATALOG_COLLECTION, collection.score_threshold, collection.threshold_source,
+                collection.landmark_threshold, collection.landmark_share_threshold)
+        finally:
+            database.close()
+
     def _ensure_collection(self, catalog: CatalogStore, vectors: MilvusStore) -> None:
         with contextlib.suppress(Exception):
             catalog.get_collection(CATALOG_COLLECTION)
@@ -688,6 +700,10 @@ class QuerySet:
         self._cases = cases
         self._embedded: dict[float, list[tuple[QueryCase, EmbeddedAudio]]] = {}
 
+    @property
+    def empty(self) -> bool:
+        return not any(measured for _, measured in self._cases.values())
+
     def embedded(self, gateway: InProcessGateway, collection: pb.Collection) -> Iterator[
             tuple[float, list[tuple[QueryCase, EmbeddedAudio]], list[tuple[QueryCase, EmbeddedAudio]]]]:
         """(length, warm-up, measured) per query length."""
@@ -762,36 +778,45 @@ def run_quality(args: argparse.Namespace, gateway: str, json_path: Path) -> dict
 # ------------------------------------------------------------------------------------------------------- run
 
 
-def measure_scale(args: argparse.Namespace, big: BigCatalog, growth: Growth,
-                  queries: QuerySet) -> dict[str, Any]:
+def measure_scale(args: argparse.Namespace, big: BigCatalog, growth: Growth, queries: QuerySet,
+                  quality: bool) -> dict[str, Any]:
     hours = big.growth.seconds_of_audio / 3600
     sizes = storage(big)
     result: dict[str, Any] = {
         "hours": hours, "recordings": big.growth.recordings, "landmarks": big.growth.landmarks,
         "vectors": big.growth.vectors, "storage_bytes": sizes,
         "mb_per_hour": {key: sizes[key] / 1e6 / hours for key in ("landmarks", "vectors", "records")},
-        "added": dataclasses.asdict(growth), "add_rate": add_rate(growth)}
+        "added": dataclasses.asdict(growth), "add_rate": add_rate(growth), "machine_after_adding": machine()}
+    if queries.empty and not quality:
+        return result
     overrides = {"CATALOG_DSN": big.dsn, "SEARCH_MILVUS_URI": big.milvus_uri,
                  "GATEWAY_RECONCILE_ORPHAN_INTERVAL_SECONDS": "86400"}
     with own_suite(overrides) as bench:
         result["settle_seconds"] = settle(bench)
-        gateway = InProcessGateway(bench)
-        try:
-            with grpc.insecure_channel(bench.gateway) as channel:
-                client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
-                collection = client.GetCollection(pb.GetCollectionRequest(name=CATALOG_COLLECTION)).collection
-            result["machine_before_queries"] = machine()
-            result["queries"] = {}
-            for seconds, warmup, measured in queries.embedded(gateway, collection):
-                time_queries(gateway, collection, warmup)
-                outcomes = time_queries(gateway, collection, measured)
-                result["queries"][f"{seconds:g}s"] = {**step_summary(outcomes), "outcomes": outcomes}
-            result["machine_after_queries"] = machine()
-        finally:
-            gateway.close()
-        if args.quality:
-            result["quality"] = run_quality(args, bench.gateway, big.folder / f"quality-{hours:.0f}h.json")
+        result.update(measure_queries(bench, queries))
+        if quality:
+            result["quality"] = run_quality(args, bench.gateway, args.work_dir / f"quality-{hours:.0f}h.json")
+    if quality:
+        big.restore_thresholds()
     return result
+
+
+def measure_queries(bench: BenchSuite, queries: QuerySet) -> dict[str, Any]:
+    """Per query length, each step's cost over the measured queries, after the warm-up ones."""
+    gateway = InProcessGateway(bench)
+    try:
+        with grpc.insecure_channel(bench.gateway) as channel:
+            client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
+            collection = client.GetCollection(pb.GetCollectionRequest(name=CATALOG_COLLECTION)).collection
+        result: dict[str, Any] = {"machine_before_queries": machine(), "queries": {}}
+        for seconds, warmup, measured in queries.embedded(gateway, collection):
+            time_queries(gateway, collection, warmup)
+            outcomes = time_queries(gateway, collection, measured)
+            result["queries"][f"{seconds:g}s"] = {**step_summary(outcomes), "outcomes": outcomes}
+        result["machine_after_queries"] = machine()
+        return result
+    finally:
+        gateway.close()
 
 
 def add_rate(growth: Growth) -> dict[str, float]:
@@ -835,8 +860,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"growing the catalog to {hours:g} h ...", file=sys.stderr)
             growth = big.grow_to(hours)
             queries = queries or QuerySet(make_all_cases(args, source, big.original_ids))
-            result["scales"].append(measure_scale(args, big, growth, queries))
+            result["scales"].append(measure_scale(args, big, growth, queries, hours in args.quality_at))
             print(scale_table(result["scales"][-1]), file=sys.stderr)
+            if args.json and args.json != "-":  # what is measured so far outlives a failure at a larger scale
+                Path(args.json).write_text(json.dumps(result, indent=1))
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -866,7 +893,8 @@ def scale_table(scale: dict[str, Any]) -> str:
         f"vector store {scale['storage_bytes']['vectors'] / 1e6:.0f} MB)",
         f"  adding the last {scale['added']['seconds_of_audio'] / 3600:.1f} h: {rate['landmark_rows_per_s']:,.0f} "
         f"landmark rows/s (catalog), {rate['vectors_per_s']:,.0f} vectors/s, {rate['catalog_hours_per_s']:.3f} "
-        f"catalog h/s ({rate['recordings_per_s']:.1f} recordings/s)",
+        f"catalog h/s ({rate['recordings_per_s']:.1f} recordings/s; load average "
+        f"{scale['machine_after_adding']['load_average_5m']} over the last 5 minutes of it)",
         f"  {'query':6s} {'n':>4s} {'vectors p50/p99 ms':>19s} {'landmarks p50/p99 ms':>21s} "
         f"{'records p50/p99 ms':>19s} {'top-1':>6s} {'landmarks sent':>15s}",
     ]
@@ -923,7 +951,8 @@ def main() -> None:
     parser.add_argument("--queries-5s", type=int, default=60)
     parser.add_argument("--queries-60s", type=int, default=20)
     parser.add_argument("--warmup-queries", type=int, default=4, help="per length, unmeasured (default 4)")
-    parser.add_argument("--quality", action="store_true", help="run bench.quality against each scale")
+    parser.add_argument("--quality-at", type=float, nargs="+", default=[], metavar="HOURS",
+                        help="run bench.quality against the catalog at these of the --hours")
     parser.add_argument("--quality-queries", type=int, default=20, help="bench.quality --queries (default 20)")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
                         help="the source cache and the catalogs (default %(default)s)")
