@@ -104,6 +104,7 @@ def landmark_match_to_proto(match: LandmarkVote) -> catalog_pb2.LandmarkMatch:
         query_range=audiosearch_pb2.TimeRange(start_seconds=match.query_start_ms / 1000,
                                               end_seconds=match.query_end_ms / 1000),
         overlap_landmarks=match.overlap_landmarks,
+        recording_overlap_landmarks=match.recording_overlap_landmarks,
     )
 
 

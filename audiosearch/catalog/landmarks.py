@@ -2,14 +2,15 @@
 
 The gateway extracts landmarks (audiosearch/gateway/audio/fingerprints.py); the catalog keeps them beside the
 records and looks them up, and this module turns the hits of one lookup into a vote per recording, and counts
-what could have lined up: the query's landmarks over the part of it that lies on the recording.
+what could have lined up over the overlap (the part of the query that lies on the recording at the vote's offset):
+the query's landmarks there, and the recording's.
 """
 
 from __future__ import annotations
 
 import bisect
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 OFFSET_BIN_MS = 20
@@ -24,7 +25,8 @@ class LandmarkVote:
     offset_ms: int  # time in the recording minus time in the query
     query_start_ms: int
     query_end_ms: int
-    overlap_landmarks: int = 0  # distinct hashes of the query over the part of it that lies on the recording
+    overlap_landmarks: int = 0  # distinct hashes of the query over the overlap
+    recording_overlap_landmarks: int = 0  # distinct hashes of the recording over the overlap
 
 
 def vote(hits: list[tuple[str, int, int, int]]) -> list[LandmarkVote]:
@@ -44,19 +46,26 @@ def vote(hits: list[tuple[str, int, int, int]]) -> list[LandmarkVote]:
 
 
 def with_overlaps(votes: list[LandmarkVote], hashes: Sequence[int], times_ms: Sequence[int],
-                  durations_ms: Mapping[str, int]) -> list[LandmarkVote]:
-    """Each vote with the distinct hashes of the query (`hashes` at `times_ms`) whose time, moved by the vote's
-    offset, falls within the recording (0 to its duration): the landmarks that could have lined up, so that the
-    share that did does not grow with the length of the query."""
+                  durations_ms: Mapping[str, int], recording_landmarks: Callable[[str, int, int], int]
+                  ) -> list[LandmarkVote]:
+    """Each vote with what could have lined up over its overlap, so that the share that did does not grow with the
+    length of the query: the distinct hashes of the query (`hashes` at `times_ms`) whose time, moved by the vote's
+    offset, falls within the recording (0 to its duration), and those of the recording over the same span
+    (`recording_landmarks(audio id, first ms, last ms)`)."""
     by_time = sorted(zip(times_ms, hashes, strict=True))
     times = [time_ms for time_ms, _ in by_time]
 
-    def overlap(vote: LandmarkVote) -> int:
+    def with_overlap(vote: LandmarkVote) -> LandmarkVote:
         first = bisect.bisect_left(times, -vote.offset_ms)
         last = bisect.bisect_right(times, durations_ms.get(vote.audio_id, 0) - vote.offset_ms)
-        return len({hash_value for _, hash_value in by_time[first:last]})
+        if first >= last:
+            return vote
+        query_landmarks = len({hash_value for _, hash_value in by_time[first:last]})
+        on_recording = recording_landmarks(vote.audio_id, times[first] + vote.offset_ms,
+                                           times[last - 1] + vote.offset_ms)
+        return replace(vote, overlap_landmarks=query_landmarks, recording_overlap_landmarks=on_recording)
 
-    return [replace(vote, overlap_landmarks=overlap(vote)) for vote in votes]
+    return [with_overlap(vote) for vote in votes]
 
 
 def _best_offset(audio_id: str, bins: dict[int, list[_Hit]]) -> LandmarkVote:

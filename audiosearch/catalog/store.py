@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -284,7 +285,7 @@ class CatalogStore:
         audio_ids: Sequence[str] = (),
     ) -> list[LandmarkVote]:
         """READY recordings whose landmarks line up with these at one offset, most landmarks first, each with the
-        count of the query's landmarks that lie on it at that offset."""
+        counts of the query's and its own landmarks over the overlap at that offset."""
         validation.check_landmarks(landmarks)
         times_by_hash: dict[int, list[int]] = {}
         for hash_value, time_ms in zip(landmarks.hashes, landmarks.times_ms, strict=True):
@@ -304,7 +305,8 @@ class CatalogStore:
                 hits += _landmark_hits(rows, times_by_hash, excluded_audio_id, allowed)
             votes = vote(hits)[:top_k]
             durations_ms = _durations_ms(tx, [v.audio_id for v in votes])
-        return with_overlaps(votes, landmarks.hashes, landmarks.times_ms, durations_ms)
+            return with_overlaps(votes, landmarks.hashes, landmarks.times_ms, durations_ms,
+                                 functools.partial(_landmarks_between, tx))
 
     def landmarks(self, collection: str, audio_id: str, before_ms: int = 0) -> LandmarkSet:
         """A recording's landmarks by time; with `before_ms`, only those starting before it."""
@@ -351,6 +353,13 @@ def _landmark_hits(
         for audio_id, reference_ms in stored
         for query_ms in times_by_hash[hash_value]
     ]
+
+
+def _landmarks_between(tx: Transaction, audio_id: str, first_ms: int, last_ms: int) -> int:
+    """Distinct hashes of a recording's landmarks from first_ms to last_ms (the index on audio id and time)."""
+    row = tx.fetchone("SELECT COUNT(DISTINCT hash) FROM landmarks WHERE audio_id = ? AND time_ms BETWEEN ? AND ?",
+                      (audio_id, first_ms, last_ms))
+    return int(row[0]) if row else 0
 
 
 def _durations_ms(tx: Transaction, audio_ids: list[str]) -> dict[str, int]:

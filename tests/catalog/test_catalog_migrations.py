@@ -112,3 +112,20 @@ def test_the_landmark_share_migration_runs_again_on_mysql_as_if_it_had_stopped_b
         finally:
             database.close()
     assert sorted(row[0] for row in columns) == ["collection", "landmark_share_threshold", "landmark_threshold"]
+
+
+def test_the_landmark_index_migration_runs_again_on_mysql_without_changing_anything(mysql_server: MySQLServer) -> None:
+    with temporary_database(mysql_server, prefix="audiosearch_test_fresh") as name:
+        database = Database.open(mysql_server.dsn(name))
+        try:
+            apply_migrations(database)
+            again = next(m for m in load_migrations("mysql") if m.name == "landmarks_by_time")
+            with database.transaction(write=True) as tx:
+                for statement in again.statements:
+                    tx.execute(statement)
+            with database.transaction() as tx:
+                indexes = tx.fetchall("SELECT DISTINCT index_name FROM information_schema.statistics WHERE"
+                                      " table_schema = DATABASE() AND table_name = 'landmarks'")
+        finally:
+            database.close()
+    assert sorted(row[0] for row in indexes) == ["landmarks_audio_time", "landmarks_lookup"]

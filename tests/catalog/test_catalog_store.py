@@ -670,6 +670,9 @@ def test_a_landmark_match_counts_the_query_landmarks_that_lie_on_the_recording_a
 
     assert (match.audio_id, match.landmarks, match.offset_ms) == (stored.id, 20, 1500)
     assert match.overlap_landmarks == 25  # what could have lined up: not the landmarks past the recording's end
+    # The recording's own over the same span: the query's landmarks from 0 to 1.9 s lie at 1.5-3.4 s of the
+    # recording, which holds one every 0.1 s there, and every one of them lined up.
+    assert match.recording_overlap_landmarks == 20
 
 
 def test_landmark_matching_leaves_out_the_excluded_recording_and_keeps_to_the_allowed_ones(

@@ -82,11 +82,16 @@ class FakeCatalog:
                 if audio_id != request.excluded_audio_id
                 for h, t_ref in stored for h_query, t_query in query if h == h_query]
         durations_ms = {audio_id: max(t for _, t in stored) + 100 for audio_id, stored in self.landmarks.items()}
+
+        def recording_landmarks(audio_id: str, first_ms: int, last_ms: int) -> int:
+            return len({h for h, t in self.landmarks[audio_id] if first_ms <= t <= last_ms})
+
         votes = with_overlaps(vote(hits)[: request.top_k], request.landmarks.hashes, request.landmarks.times_ms,
-                              durations_ms)
+                              durations_ms, recording_landmarks)
         return cpb.MatchLandmarksResponse(matches=[
             cpb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms,
-                              overlap_landmarks=v.overlap_landmarks) for v in votes])
+                              overlap_landmarks=v.overlap_landmarks,
+                              recording_overlap_landmarks=v.recording_overlap_landmarks) for v in votes])
 
     def ListAudio(self, request):
         return cpb.ListAudioResponse(audios=[pb.AudioRecord(id=i, status=pb.AUDIO_STATUS_READY)

@@ -248,18 +248,20 @@ class MatchLandmarksRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LandmarkMatch(_message.Message):
-    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_range", "overlap_landmarks")
+    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_range", "overlap_landmarks", "recording_overlap_landmarks")
     AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     audio_id: str
     landmarks: int
     offset_ms: int
     query_range: _audiosearch_pb2.TimeRange
     overlap_landmarks: int
-    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_range: _Optional[_Union[_audiosearch_pb2.TimeRange, _Mapping]] = ..., overlap_landmarks: _Optional[int] = ...) -> None: ...
+    recording_overlap_landmarks: int
+    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_range: _Optional[_Union[_audiosearch_pb2.TimeRange, _Mapping]] = ..., overlap_landmarks: _Optional[int] = ..., recording_overlap_landmarks: _Optional[int] = ...) -> None: ...
 
 class MatchLandmarksResponse(_message.Message):
     __slots__ = ("matches",)

@@ -15,10 +15,12 @@ segment was returned (an upper bound of the missing one). So one lucky window of
 recording that lines up with the whole query.
 
 Landmarks decide a match on two counts: enough of them line up (a handful line up by chance in any short
-overlap), and a large enough share of the query's landmarks over the overlap (the part of the query that lies on
-the recording at their offset) line up. The share is taken at a one-sided 95 % lower confidence bound, so a few
-landmarks of a short overlap count for less than their ratio; unlike the count, it does not grow with the query's
-length, so one threshold serves a 1 s clip and a 30 s excerpt.
+overlap), and a large enough share of what could have lined up over the overlap (the part of the query that lies on
+the recording at their offset) did. Of two shares, the larger: of the query's landmarks there (a query cut from the
+recording, or one that lost bands of it) and of the recording's (a recording inside a longer query, or under added
+sound, which brings landmarks of its own). Each is taken at a one-sided 95 % lower confidence bound, so a few
+landmarks of a short overlap count for less than their ratio; unlike the count, the share does not grow with the
+query's length, so one threshold serves a 1 s clip and a 30 s excerpt.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class LandmarkAlignment:
     landmarks: int
     offset_seconds: float  # time in the recording minus time in the query
     query_range: tuple[float, float]
-    share: float = 0.0  # landmark_shares' bound of the share of the overlap's landmarks that line up
+    share: float = 0.0  # landmark_shares of the overlap: the larger of the query's and the recording's
 
 
 @dataclass(frozen=True)

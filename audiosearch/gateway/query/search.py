@@ -91,15 +91,18 @@ class Query:
 
     def align_landmarks(self, collection: str, landmarks: Landmarks, candidates: list[str], top_k: int,
                         excluded_audio_id: str = "") -> list[LandmarkAlignment]:
-        """Recordings whose landmarks line up with these, most landmarks first, each with the share of the query's
-        landmarks over their overlap that line up (matching.landmark_shares)."""
+        """Recordings whose landmarks line up with these, most landmarks first, each with the share of what could
+        have lined up over their overlap that did: the larger of the query's and the recording's
+        (matching.landmark_shares)."""
         if not len(landmarks):
             return []
         matches = self._backends.catalog.MatchLandmarks(cpb.MatchLandmarksRequest(
             collection=collection, landmarks=landmarks_message(landmarks), top_k=top_k,
             excluded_audio_id=excluded_audio_id, audio_ids=candidates)).matches
-        shares = landmark_shares(np.array([match.landmarks for match in matches]),
-                                 np.array([match.overlap_landmarks for match in matches]))
+        aligned = np.array([match.landmarks for match in matches])
+        of_query = landmark_shares(aligned, np.array([match.overlap_landmarks for match in matches]))
+        of_recording = landmark_shares(aligned, np.array([match.recording_overlap_landmarks for match in matches]))
+        shares = np.maximum(of_query, of_recording)
         return [LandmarkAlignment(match.audio_id, match.landmarks, match.offset_ms / 1000,
                                   (match.query_range.start_seconds, match.query_range.end_seconds), float(share))
                 for match, share in zip(matches, shares, strict=True)]
