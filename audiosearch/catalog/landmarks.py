@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 OFFSET_BIN_MS = 20
+# Fewer aligned landmarks than this make no match and do not stand out (the gateway's floors are 6 and more), so
+# the recording's own landmarks over such a vote's overlap are not counted: that takes a query per recording.
+COUNTED_FROM_LANDMARKS = 6
 
 _Hit = tuple[int, int, int]  # hash, time in the query, time in the recording minus time in the query
 
@@ -51,7 +54,7 @@ def with_overlaps(votes: list[LandmarkVote], hashes: Sequence[int], times_ms: Se
     """Each vote with what could have lined up over its overlap, so that the share that did does not grow with the
     length of the query: the distinct hashes of the query (`hashes` at `times_ms`) whose time, moved by the vote's
     offset, falls within the recording (0 to its duration), and those of the recording over the same span
-    (`recording_landmarks(audio id, first ms, last ms)`)."""
+    (`recording_landmarks(audio id, first ms, last ms)`; 0 for a vote of fewer than COUNTED_FROM_LANDMARKS)."""
     by_time = sorted(zip(times_ms, hashes, strict=True))
     times = [time_ms for time_ms, _ in by_time]
 
@@ -61,6 +64,8 @@ def with_overlaps(votes: list[LandmarkVote], hashes: Sequence[int], times_ms: Se
         if first >= last:
             return vote
         query_landmarks = len({hash_value for _, hash_value in by_time[first:last]})
+        if vote.landmarks < COUNTED_FROM_LANDMARKS:
+            return replace(vote, overlap_landmarks=query_landmarks)
         on_recording = recording_landmarks(vote.audio_id, times[first] + vote.offset_ms,
                                            times[last - 1] + vote.offset_ms)
         return replace(vote, overlap_landmarks=query_landmarks, recording_overlap_landmarks=on_recording)
