@@ -56,8 +56,10 @@ MIN_RECORDINGS = 5
 # chance lines up 6 now and then between unrelated short effects, 8 seldom.
 MIN_LANDMARKS = 8
 VARIANT_CANDIDATES = 20  # recordings whose landmark alignments a negative looks at
-VARIANT_COHORT = 5
+VARIANT_COHORT = 5  # the rank of the recording that gives chance's level for an excerpt: up to 4 variants stand out
 VARIANT_RATIO = 3.0
+# The share of the shifted-excerpt positives that the embedding must let through, at the score threshold the whole
+# allowance would give it, to count as separating copies from other sounds: half.
 MIN_EMBEDDING_TPR = 0.5
 CONFIDENCE = 0.95
 VECTOR_BATCH = 50  # recordings per GetSegmentVectors call, to keep replies small
@@ -104,23 +106,16 @@ class Calibrator:
         choice = choose_thresholds(np.array([n.score for n in negatives]),
                                    np.array([n.landmark_share for n in negatives]), positives, allowed, landmarks_on)
         true_positive_rate = float(np.mean(positives >= choice.score_threshold)) if len(positives) else 0.0
-        false_positive_rate = float(np.mean(choice.cleared))
-        variant_queries = sum(1 for n in negatives if n.variants)
-        source = (f"calibrated for FPR {target_false_positive_rate:g} at {CONFIDENCE:.0%} confidence: "
-                  f"{len(negatives)} leave-one-out negatives, {allowed} allowed (bound "
-                  f"{_upper_bound(allowed, len(negatives)):.3f}; FPR {false_positive_rate:.3f}; "
-                  f"landmarks {float(np.mean(choice.by_landmarks)):.3f}); "
-                  f"{_variants_text(negatives, variant_queries, landmarks_on)}; "
-                  f"{_evidence_text(choice, landmarks_on)}; "
-                  f"{len(positives)} shifted-excerpt positives (TPR {true_positive_rate:.3f})")
+        source = _threshold_source(target_false_positive_rate, negatives, allowed, choice, landmarks_on,
+                                   len(positives), true_positive_rate)
         updated = self._backends.catalog.UpdateCollectionThreshold(cpb.UpdateCollectionThresholdRequest(
             name=collection.name, score_threshold=choice.score_threshold, threshold_source=source,
             landmark_threshold=MIN_LANDMARKS if landmarks_on else 0,
             landmark_share_threshold=choice.landmark_share_threshold)).collection
         return pb.CalibrateCollectionResponse(
             collection=updated, negative_queries=len(negatives), positive_queries=len(positives),
-            true_positive_rate=true_positive_rate, false_positive_rate=false_positive_rate,
-            variant_queries=variant_queries)
+            true_positive_rate=true_positive_rate, false_positive_rate=float(np.mean(choice.cleared)),
+            variant_queries=sum(1 for n in negatives if n.variants))
 
     def _sample_segments(self, collection: str) -> dict[str, list[spb.SegmentVector]]:
         audio_ids: list[str] = []
@@ -225,11 +220,21 @@ def _score_threshold(scores: np.ndarray, allowed: int) -> float:
     return float(min(ranked[min(max(0, allowed), len(ranked) - 1)] + 1e-4, 1.0))
 
 
-def _variants_text(negatives: list[Negative], variant_queries: int, landmarks_on: bool) -> str:
+def _threshold_source(target_rate: float, negatives: list[Negative], allowed: int, choice: ThresholdChoice,
+                      landmarks_on: bool, positives: int, true_positive_rate: float) -> str:
+    """How the thresholds were chosen, for the collection's threshold_source."""
+    return (f"calibrated for FPR {target_rate:g} at {CONFIDENCE:.0%} confidence: {len(negatives)} leave-one-out "
+            f"negatives, {allowed} allowed (bound {_upper_bound(allowed, len(negatives)):.3f}; FPR "
+            f"{float(np.mean(choice.cleared)):.3f}; landmarks {float(np.mean(choice.by_landmarks)):.3f}); "
+            f"{_variants_text(negatives, landmarks_on)}; {_evidence_text(choice, landmarks_on)}; "
+            f"{positives} shifted-excerpt positives (TPR {true_positive_rate:.3f})")
+
+
+def _variants_text(negatives: list[Negative], landmarks_on: bool) -> str:
     if not landmarks_on:
         return "no landmarks to tell variants apart"
-    return (f"{variant_queries} negatives found variants ({sum(n.variants for n in negatives)} recordings sharing "
-            f"their audio), set aside")
+    return (f"{sum(1 for n in negatives if n.variants)} negatives found variants "
+            f"({sum(n.variants for n in negatives)} recordings sharing their audio), set aside")
 
 
 def _evidence_text(choice: ThresholdChoice, landmarks_on: bool) -> str:
