@@ -90,6 +90,7 @@ from audiosearch.catalog.database import Database
 from audiosearch.catalog.migrations import apply_migrations
 from audiosearch.catalog.records import AudioStatus, Collection, LandmarkSet, NewAudio, NewSegment
 from audiosearch.catalog.store import CatalogStore
+from audiosearch.common.errors import Unavailable
 from audiosearch.common.settings import load_settings
 from audiosearch.gateway.audio.decoding import AudioLimits, decode_audio
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio
@@ -702,6 +703,22 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def embedded_query(gateway: InProcessGateway, collection: pb.Collection, case: QueryCase) -> EmbeddedAudio:
+    """The query embedded as the gateway embeds it, without the windows the embedder saw (60 MB for a minute; the
+    matching needs only their times), tried again when the embedder fails on a machine short of memory."""
+    for attempt in range(INGEST_ATTEMPTS):
+        try:
+            embedded = gateway.query.embed_query(collection, case.audio)
+            break
+        except Unavailable as error:
+            if attempt == INGEST_ATTEMPTS - 1:
+                raise
+            print(f"  embedding {case.source}: {error}, again", file=sys.stderr)
+            time.sleep(30.0)
+    segments = dataclasses.replace(embedded.segments, windows=np.empty((len(embedded.segments), 0), np.float32))
+    return dataclasses.replace(embedded, segments=segments)
+
+
 class QuerySet:
     """Per query length, the warm-up and the measured queries, embedded once (by the first suite that needs them):
     the embedding does not depend on the catalog."""
@@ -720,7 +737,7 @@ class QuerySet:
         for seconds, (warmup, measured) in self._cases.items():
             if seconds not in self._embedded:
                 self._embedded[seconds] = parallel(
-                    lambda case: (case, gateway.query.embed_query(collection, case.audio)), warmup + measured,
+                    lambda case: (case, embedded_query(gateway, collection, case)), warmup + measured,
                     workers=2, label=f"embedding the {seconds:g} s queries")
             embedded = self._embedded[seconds]
             yield seconds, embedded[:len(warmup)], embedded[len(warmup):]
