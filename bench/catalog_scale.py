@@ -125,6 +125,7 @@ READ_BATCH = 50  # recordings per read of vectors from the source's store
 # shared with other work can take longer, and the ingest is timed only for the report.
 SOURCE_SUITE = {"GATEWAY_EMBED_TIMEOUT_SECONDS": "1800"}
 INGEST_ATTEMPTS = 3
+SUITE_ATTEMPTS = 3
 RETRIED_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED)
 # The gateway's own deadline on a backend call; here the calls get far longer, so that a slow step is measured
 # instead of cut off, and the ones over it are counted.
@@ -206,7 +207,7 @@ def load_source(sounds: Path, music: Path, seed: int, work_dir: Path) -> Source:
 
 def ingest_source(files: list[tuple[str, Path]], held_back: list[str]) -> Source:
     """Ingests the files through a suite of its own, then reads the stores it wrote."""
-    with own_suite(SOURCE_SUITE, keep_state=True) as bench:
+    with suite(SOURCE_SUITE, keep_state=True) as bench:
         state_dir = bench.state_dir
         with grpc.insecure_channel(bench.gateway) as channel:
             client = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
@@ -280,6 +281,22 @@ def read_recording(catalog: CatalogStore, stored: dict[int, Segment], audio_id: 
         tuple(NewSegment(s.index, s.start_seconds, s.end_seconds, s.tags) for s in segments),
         np.array(landmarks.hashes, dtype=np.uint32), np.array(landmarks.times_ms, dtype=np.int32),
         np.stack([stored[s.segment_id].vector for s in segments]).astype(np.float32))
+
+
+@contextlib.contextmanager
+def suite(overrides: dict[str, str], keep_state: bool = False) -> Iterator[BenchSuite]:
+    """bench.support's own suite, started again when a start fails: on a machine shared with other benches a
+    free port can be taken before a service binds it, or a service killed while it starts."""
+    with contextlib.ExitStack() as stack:
+        for attempt in range(SUITE_ATTEMPTS):
+            try:
+                bench = stack.enter_context(own_suite(overrides, keep_state))
+                break
+            except RuntimeError as error:
+                if attempt == SUITE_ATTEMPTS - 1:
+                    raise
+                print(f"the suite did not start ({str(error).splitlines()[0]}); again", file=sys.stderr)
+        yield bench
 
 
 def parallel(function: Callable[[Any], Any], items: Sequence[Any], workers: int, label: str) -> list[Any]:
@@ -818,7 +835,7 @@ def measure_scale(args: argparse.Namespace, big: BigCatalog, growth: Growth, que
         return result
     overrides = {"CATALOG_DSN": big.dsn, "SEARCH_MILVUS_URI": big.milvus_uri,
                  "GATEWAY_RECONCILE_ORPHAN_INTERVAL_SECONDS": "86400"}
-    with own_suite(overrides) as bench:
+    with suite(overrides) as bench:
         result["settle_seconds"] = settle(bench)
         result.update(measure_queries(bench, queries))
         if quality:

@@ -57,12 +57,14 @@ def own_suite(overrides: dict[str, str] | None = None, keep_state: bool = False)
     ports = SuitePorts.free()
     plans = plan_suite(state_dir, ports, {**checkpoint_env(), **(overrides or {})})
     print(f"starting a suite in {state_dir}", file=sys.stderr)
-    suite = start_suite(plans, state_dir / "logs", timeout_seconds=900)
+    suite: RunningSuite | None = None
     try:
+        suite = start_suite(plans, state_dir / "logs", timeout_seconds=900)
         yield BenchSuite(suite, ports, state_dir)
     finally:
-        suite.stop()
-        if not keep_state:
+        if suite is not None:
+            suite.stop()
+        if not keep_state:  # also when the suite did not start: its error carries the end of the failed log
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
