@@ -31,6 +31,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_PATH_NOT_ALLOWED: _ClassVar[ErrorReason]
     ERROR_REASON_PATH_NOT_FOUND: _ClassVar[ErrorReason]
     ERROR_REASON_UPLOAD_STALLED: _ClassVar[ErrorReason]
+    ERROR_REASON_SHUTTING_DOWN: _ClassVar[ErrorReason]
 
 class MatchEvidence(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -46,6 +47,18 @@ class AudioStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUDIO_STATUS_READY: _ClassVar[AudioStatus]
     AUDIO_STATUS_DELETING: _ClassVar[AudioStatus]
     AUDIO_STATUS_FAILED: _ClassVar[AudioStatus]
+
+class SampleFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SAMPLE_FORMAT_UNSPECIFIED: _ClassVar[SampleFormat]
+    SAMPLE_FORMAT_S16LE: _ClassVar[SampleFormat]
+    SAMPLE_FORMAT_F32LE: _ClassVar[SampleFormat]
+
+class DetectionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DETECTION_STATE_UNSPECIFIED: _ClassVar[DetectionState]
+    DETECTION_STATE_STARTED: _ClassVar[DetectionState]
+    DETECTION_STATE_ENDED: _ClassVar[DetectionState]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_AUDIO: ErrorReason
 ERROR_REASON_AUDIO_TOO_LARGE: ErrorReason
@@ -65,6 +78,7 @@ ERROR_REASON_PERMISSION_DENIED: ErrorReason
 ERROR_REASON_PATH_NOT_ALLOWED: ErrorReason
 ERROR_REASON_PATH_NOT_FOUND: ErrorReason
 ERROR_REASON_UPLOAD_STALLED: ErrorReason
+ERROR_REASON_SHUTTING_DOWN: ErrorReason
 MATCH_EVIDENCE_UNSPECIFIED: MatchEvidence
 MATCH_EVIDENCE_EMBEDDING: MatchEvidence
 MATCH_EVIDENCE_LANDMARKS: MatchEvidence
@@ -74,6 +88,12 @@ AUDIO_STATUS_PENDING: AudioStatus
 AUDIO_STATUS_READY: AudioStatus
 AUDIO_STATUS_DELETING: AudioStatus
 AUDIO_STATUS_FAILED: AudioStatus
+SAMPLE_FORMAT_UNSPECIFIED: SampleFormat
+SAMPLE_FORMAT_S16LE: SampleFormat
+SAMPLE_FORMAT_F32LE: SampleFormat
+DETECTION_STATE_UNSPECIFIED: DetectionState
+DETECTION_STATE_STARTED: DetectionState
+DETECTION_STATE_ENDED: DetectionState
 
 class ModelIdentity(_message.Message):
     __slots__ = ("name", "version", "embedding_dim", "sample_rate_hz", "untrained")
@@ -604,3 +624,101 @@ class ImportDirectoryResponse(_message.Message):
     progress: ImportProgress
     summary: ImportProgress
     def __init__(self, file: _Optional[_Union[ImportFileResult, _Mapping]] = ..., progress: _Optional[_Union[ImportProgress, _Mapping]] = ..., summary: _Optional[_Union[ImportProgress, _Mapping]] = ...) -> None: ...
+
+class RawAudioFormat(_message.Message):
+    __slots__ = ("sample_rate_hz", "channels", "sample_format")
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    sample_rate_hz: int
+    channels: int
+    sample_format: SampleFormat
+    def __init__(self, sample_rate_hz: _Optional[int] = ..., channels: _Optional[int] = ..., sample_format: _Optional[_Union[SampleFormat, str]] = ...) -> None: ...
+
+class MonitorThresholds(_message.Message):
+    __slots__ = ("score_threshold", "landmark_threshold", "landmark_share_threshold")
+    SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_SHARE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    score_threshold: float
+    landmark_threshold: int
+    landmark_share_threshold: float
+    def __init__(self, score_threshold: _Optional[float] = ..., landmark_threshold: _Optional[int] = ..., landmark_share_threshold: _Optional[float] = ...) -> None: ...
+
+class MonitorAudioHeader(_message.Message):
+    __slots__ = ("collection", "thresholds", "filter", "feed_label", "start_time", "raw_format", "feed_offset_seconds")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    FEED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    RAW_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FEED_OFFSET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    thresholds: MonitorThresholds
+    filter: AudioFilter
+    feed_label: str
+    start_time: _timestamp_pb2.Timestamp
+    raw_format: RawAudioFormat
+    feed_offset_seconds: float
+    def __init__(self, collection: _Optional[str] = ..., thresholds: _Optional[_Union[MonitorThresholds, _Mapping]] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ..., feed_label: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., raw_format: _Optional[_Union[RawAudioFormat, _Mapping]] = ..., feed_offset_seconds: _Optional[float] = ...) -> None: ...
+
+class MonitorAudioRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: MonitorAudioHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[MonitorAudioHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class MonitorDetection(_message.Message):
+    __slots__ = ("detection_id", "state", "audio", "feed_range", "feed_start_time", "feed_end_time", "reference_range", "score", "landmarks", "landmark_share", "decided_by", "feed_label")
+    DETECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    FEED_RANGE_FIELD_NUMBER: _ClassVar[int]
+    FEED_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    FEED_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_RANGE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    LANDMARK_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    FEED_LABEL_FIELD_NUMBER: _ClassVar[int]
+    detection_id: str
+    state: DetectionState
+    audio: AudioRecord
+    feed_range: TimeRange
+    feed_start_time: _timestamp_pb2.Timestamp
+    feed_end_time: _timestamp_pb2.Timestamp
+    reference_range: TimeRange
+    score: float
+    landmarks: int
+    landmark_share: float
+    decided_by: MatchEvidence
+    feed_label: str
+    def __init__(self, detection_id: _Optional[str] = ..., state: _Optional[_Union[DetectionState, str]] = ..., audio: _Optional[_Union[AudioRecord, _Mapping]] = ..., feed_range: _Optional[_Union[TimeRange, _Mapping]] = ..., feed_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., feed_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reference_range: _Optional[_Union[TimeRange, _Mapping]] = ..., score: _Optional[float] = ..., landmarks: _Optional[int] = ..., landmark_share: _Optional[float] = ..., decided_by: _Optional[_Union[MatchEvidence, str]] = ..., feed_label: _Optional[str] = ...) -> None: ...
+
+class MonitorProgress(_message.Message):
+    __slots__ = ("audio_seconds", "pending_seconds", "elapsed_seconds", "real_time_factor", "lag_seconds", "open_detections")
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REAL_TIME_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OPEN_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    audio_seconds: float
+    pending_seconds: float
+    elapsed_seconds: float
+    real_time_factor: float
+    lag_seconds: float
+    open_detections: int
+    def __init__(self, audio_seconds: _Optional[float] = ..., pending_seconds: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ..., real_time_factor: _Optional[float] = ..., lag_seconds: _Optional[float] = ..., open_detections: _Optional[int] = ...) -> None: ...
+
+class MonitorAudioResponse(_message.Message):
+    __slots__ = ("detection", "progress")
+    DETECTION_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    detection: MonitorDetection
+    progress: MonitorProgress
+    def __init__(self, detection: _Optional[_Union[MonitorDetection, _Mapping]] = ..., progress: _Optional[_Union[MonitorProgress, _Mapping]] = ...) -> None: ...

@@ -117,6 +117,11 @@ class AudioSearchServiceStub:
                 request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.FromString,
                 _registered_method=True)
+        self.MonitorAudio = channel.stream_stream(
+                '/audiosearch.v1.AudioSearchService/MonitorAudio',
+                request_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioResponse.FromString,
+                _registered_method=True)
 
 
 class AudioSearchServiceServicer:
@@ -239,6 +244,19 @@ class AudioSearchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MonitorAudio(self, request_iterator, context):
+        """Watches a feed of any length (a broadcast, a stream, a long recording) for every play of a collection's
+        recordings. The client sends a MonitorAudioHeader, then the feed's bytes in chunks for as long as it lasts.
+        The server streams a MonitorDetection when a play is confirmed (DETECTION_STATE_STARTED) and again when it
+        ends (DETECTION_STATE_ENDED, with its final ranges), and MonitorProgress periodically. A recording played twice
+        is two detections. Half-closing the stream ends the open detections and completes the call; a gateway that
+        shuts down ends each open detection, then the call with UNAVAILABLE, reason SHUTTING_DOWN and
+        ErrorInfo.metadata["resume_from_seconds"], the feed second to stream again from (as feed_offset_seconds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AudioSearchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,6 +334,11 @@ def add_AudioSearchServiceServicer_to_server(servicer, server):
                     servicer.ImportDirectory,
                     request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.FromString,
                     response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.SerializeToString,
+            ),
+            'MonitorAudio': grpc.stream_stream_rpc_method_handler(
+                    servicer.MonitorAudio,
+                    request_deserializer=audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioRequest.FromString,
+                    response_serializer=audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -731,6 +754,33 @@ class AudioSearchService:
             '/audiosearch.v1.AudioSearchService/ImportDirectory',
             audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryRequest.SerializeToString,
             audiosearch_dot_v1_dot_audiosearch__pb2.ImportDirectoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MonitorAudio(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/audiosearch.v1.AudioSearchService/MonitorAudio',
+            audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioRequest.SerializeToString,
+            audiosearch_dot_v1_dot_audiosearch__pb2.MonitorAudioResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -192,6 +192,7 @@ RULES: dict[str, Rule] = {
     "GetAudioContent": Rule(Access.READ, _collection),
     "ImportAudio": Rule(Access.WRITE),  # like IngestAudio: the collection is in the stream's header
     "ImportDirectory": Rule(Access.WRITE, _collection),
+    "MonitorAudio": Rule(Access.READ),  # searches only; the collection is in the stream's header
 }
 
 
