@@ -14,13 +14,15 @@ hits vote:
     pairs     today's landmarks (audiosearch/gateway/audio/fingerprints.py), voting on the time offset (reference
               time - query time, 20 ms bins counted with their neighbours), distinct hashes counted
     triplets  a triplet design (below), voting on (time scale, offset): for each scale of a grid from 0.88 to
-              1.12 every hit proposes reference time - scale x query time; the (scale, offset) bin with the most
-              distinct hashes is the recording's alignment
+              1.12 in steps of 0.004 every hit proposes reference time - scale x query time; the (scale, offset)
+              bin with the most distinct (hash, query time) landmarks is the recording's alignment, of equal
+              counts the one whose scale is nearest 1
     both      the pairs at scale 1 and the triplets at any scale: the recording's count is the larger of the two
 
 The recording with the largest count is the answer (ties: the one found first in the folder's order, so a tie is
 not lucky). Reported per transform: top-1, the median count of the right recording, and for triplets the share
-of right answers whose scale estimate (the least-squares slope of the aligned hits) is within 1 % of the truth.
+of right answers whose scale estimate is within 1 % of the truth (reference seconds per query second): the
+least-squares slope of the aligned hits where they spread over at least a second, else the grid's scale.
 Per design: hashes per second of audio and the extraction time per second of audio (the pairs' time included in
 each triplet design's, as the product would extract both).
 
@@ -54,6 +56,7 @@ RATE = 32_000
 OFFSET_BIN_MS = 20
 SCALES = np.round(np.arange(0.88, 1.12 + 1e-9, 0.004), 4)
 FACTOR_TOLERANCE = 0.01
+MIN_SLOPE_MS = 1000  # aligned hits spread over less than this keep the grid's scale: a frame's jitter tilts a slope
 CONTENDERS = 30
 MAX_HITS_PER_HASH = 200  # as the catalog: a hash this common says nothing about any one recording
 DEFAULT_TRANSFORMS = ("mp3", "noise", "crop", *transforms.NAMES)
@@ -82,6 +85,7 @@ DESIGNS = {
     design.name: design for design in (
         TripletDesign("f4p3", fanout=4, per_anchor=3, anchor_cells_per_octave=2.0),
         TripletDesign("f4p2", fanout=4, per_anchor=2, anchor_cells_per_octave=2.0),
+        TripletDesign("f3p1", fanout=3, per_anchor=1, anchor_cells_per_octave=2.0),
         TripletDesign("f5p4-span10", fanout=5, per_anchor=4, min_gap=2.0, min_span=10.0, anchor_cells_per_octave=2.0),
         TripletDesign("f4p3-loudness", fanout=4, per_anchor=3, loudness_order=True),
     )
@@ -257,7 +261,9 @@ def best_alignment(hits: tuple[np.ndarray, ...], recordings: int, scales: np.nda
         beside += np.where(cells[found] == cells + step, per_cell[found], 0)
     per_cell = per_cell + beside
     cell_recording = (cells >> 23) // len(scales)
-    order = np.lexsort((-per_cell, cell_recording))
+    # of equal counts, the scale nearest 1: a short overlap lines up at many scales, and most copies are unchanged
+    nearness = np.abs(scales[(cells >> 23) % len(scales)] - 1.0)
+    order = np.lexsort((nearness, -per_cell, cell_recording))
     leaders = order[np.r_[True, cell_recording[order][1:] != cell_recording[order][:-1]]]
     counts[cell_recording[leaders]] = per_cell[leaders]
     cells = np.stack([cells >> 23, (cells & ((1 << 23) - 1)) - (1 << 22)])
@@ -271,7 +277,7 @@ def best_alignment(hits: tuple[np.ndarray, ...], recordings: int, scales: np.nda
 
 
 def _slope(query_ms: np.ndarray, reference_ms: np.ndarray, fallback: float) -> float:
-    if len(query_ms) < 3 or np.ptp(query_ms) < 200:
+    if len(query_ms) < 3 or np.ptp(query_ms) < MIN_SLOPE_MS:
         return fallback
     return float(np.polyfit(query_ms, reference_ms, 1)[0])
 
@@ -392,7 +398,7 @@ def main() -> None:
     parser.add_argument("--max-query-seconds", type=float, default=10.0)
     parser.add_argument("--queries", type=int, default=100, help="queries per transform (default %(default)s)")
     parser.add_argument("--transforms", type=lambda text: tuple(text.split(",")), default=DEFAULT_TRANSFORMS)
-    parser.add_argument("--designs", type=lambda text: tuple(text.split(",")), default=("f4p3", "f4p2"),
+    parser.add_argument("--designs", type=lambda text: tuple(text.split(",")), default=("f4p3", "f4p2", "f3p1"),
                         help=f"triplet designs, of {', '.join(DESIGNS)}")
     parser.add_argument("--cost-sounds", type=int, default=100, help="sounds timed for the extraction cost")
     parser.add_argument("--limit", type=int, help="use at most N sounds (a seeded random choice)")
