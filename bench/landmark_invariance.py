@@ -23,8 +23,9 @@ The recording with the largest count is the answer (ties: the one found first in
 not lucky). Reported per transform: top-1, the median count of the right recording, and for triplets the share
 of right answers whose scale estimate is within 1 % of the truth (reference seconds per query second): the
 least-squares slope of the aligned hits where they spread over at least a second, else the grid's scale.
-Per design: hashes per second of audio and the extraction time per second of audio (the pairs' time included in
-each triplet design's, as the product would extract both).
+Per design: hashes per second of audio, the extraction time per second of audio (the pairs' time included in
+each triplet design's, as the product would extract both), and the median CPU time of one query's in-memory lookup
+and vote (the grid's 61 scales against the pairs' one).
 
 Triplet designs. Peaks are today's (per band, a quota per second), given sub-bin frequency and sub-frame time by a
 parabola through the log power of their neighbours. Peaks of all bands are sorted by time; each anchor takes the
@@ -345,6 +346,7 @@ def study(args: argparse.Namespace) -> dict:
     transformer = Transformer(sounds, args.max_query_seconds,
                               tuple(args.excerpt_seconds) if args.excerpt_seconds else None)
     rows: list[Row] = []
+    vote_seconds: dict[str, list[float]] = {}
     for number, transform in enumerate(args.transforms):
         chosen = np.random.default_rng([args.seed, number]).choice(len(sounds), min(args.queries, len(sounds)),
                                                                    replace=False)
@@ -354,12 +356,16 @@ def study(args: argparse.Namespace) -> dict:
             samples = query_samples(case.audio)
             query_pairs = pair_hashes(samples)
             query_peaks = peaks_of(samples)
+            started = time.process_time()
             pair_counts, _ = best_alignment(indexes["pairs"].hits(query_pairs), len(sounds), np.array([1.0]),
                                           by_time=False)
+            vote_seconds.setdefault("pairs", []).append(time.process_time() - started)
             outcomes.setdefault("pairs", []).append(_outcome(pair_counts, None, int(i), case.time_scale))
             for design in designs:
                 query = triplet_hashes(query_peaks, design)
+                started = time.process_time()
                 counts, factors = best_alignment(indexes[design.name].hits(query), len(sounds), SCALES)
+                vote_seconds.setdefault(design.name, []).append(time.process_time() - started)
                 outcomes.setdefault(design.name, []).append(_outcome(counts, factors, int(i), case.time_scale))
                 both = np.maximum(counts, pair_counts)
                 outcomes.setdefault(f"both/{design.name}", []).append(_outcome(both, None, int(i), case.time_scale))
@@ -370,7 +376,10 @@ def study(args: argparse.Namespace) -> dict:
                             float(np.median([count for _, count, _ in results])),
                             float(np.mean(factor_checks)) if factor_checks else None))
         print(table([r for r in rows if r.transform == transform]), file=sys.stderr)
-    return {"rows": [asdict(row) for row in rows], "costs": costs(sounds[: args.cost_sounds], designs),
+    costs_by_design = costs(sounds[: args.cost_sounds], designs)
+    for name, spent in vote_seconds.items():
+        costs_by_design[name]["vote_ms_per_query"] = 1000 * float(np.median(spent))
+    return {"rows": [asdict(row) for row in rows], "costs": costs_by_design,
             "sounds": len(sounds), "audio_seconds": sum(s.seconds for s in sounds), "args": {
                 key: str(value) for key, value in vars(args).items()}}
 
@@ -406,10 +415,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     summary = study(args)
-    costs_table = "\n".join(f"| {name} | {cost['hashes_per_second']:.0f} | {cost['extract_ms_per_second']:.2f} |"
-                            for name, cost in summary["costs"].items())
+    costs_table = "\n".join(f"| {name} | {cost['hashes_per_second']:.0f} | {cost['extract_ms_per_second']:.2f} "
+                            f"| {cost.get('vote_ms_per_query', 0.0):.1f} |" for name, cost in summary["costs"].items())
     print(table([Row(**row) for row in summary["rows"]]))
-    print("\n| hashes | per second of audio | extraction ms per second of audio |\n|---|---|---|\n" + costs_table)
+    print("\n| hashes | per second of audio | extraction ms per second of audio | lookup and vote ms per query |"
+          "\n|---|---|---|---|\n" + costs_table)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1))
 
