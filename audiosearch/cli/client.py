@@ -225,6 +225,19 @@ class Client:
 
         return self._streamed(self._stub.ImportAudio(messages(), timeout=timeout or self.timeout))
 
+    def monitor(
+        self, header: pb.MonitorAudioHeader, chunks: Iterator[bytes], *, timeout: float | None = None
+    ) -> Iterator[pb.MonitorAudioResponse]:
+        """One MonitorAudio stream: the header, then the feed's chunks as they come; its events as they arrive.
+        No deadline unless `timeout` is given: a feed may last for days."""
+
+        def requests() -> Iterator[pb.MonitorAudioRequest]:
+            yield pb.MonitorAudioRequest(header=header)
+            for chunk in chunks:
+                yield pb.MonitorAudioRequest(chunk=chunk)
+
+        return self._streamed(self._stub.MonitorAudio(requests(), timeout=timeout))
+
     def _streamed(self, responses: Iterator[object]) -> Iterator[object]:
         try:
             yield from responses

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
-from audiosearch.cli import output
+from audiosearch.cli import monitor, output
 from audiosearch.cli.client import Client, format_error
 from audiosearch.cli.files import discover
 from audiosearch.cli.ingest import LOCAL_CODE, Failure, IngestReport, ingest_files
@@ -348,3 +348,16 @@ def _print_one(args: argparse.Namespace, as_json: object, as_text: str) -> None:
         output.print_json(as_json)
     else:
         _print(as_text)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    header = monitor.header_from(args)
+    with ExitStack() as stack:
+        try:
+            stream = stack.enter_context(monitor.opened_feed(args.source))
+        except OSError as error:
+            raise LocalError(f"cannot read {args.source}: {error.strerror or error}") from None
+        client = stack.enter_context(connected(args))
+        # No deadline unless --timeout: a feed may last for days.
+        monitor.print_events(client.monitor(header, monitor.chunks_of(stream), timeout=args.timeout), args.json)
+    return EXIT_OK

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from audiosearch.cli import __version__, commands
+from audiosearch.cli import __version__, commands, monitor
 from audiosearch.cli.client import GatewayError, GatewayUnreachableError
 
 GATEWAY_ENV = "AUDIOSEARCH_GATEWAY"
@@ -181,6 +181,13 @@ def _add_recording_commands(top: _Commands) -> None:
         help="score threshold overriding the collection's",
     )
     _add_filters(search)
+
+    monitor_command = top.add(
+        "monitor", commands.cmd_monitor, IMPORT_TIMEOUT,
+        "watch a feed (a file, or - for stdin) for every play of the collection's recordings, printed live",
+    )
+    monitor.add_arguments(monitor_command)
+    _add_filters(monitor_command)
 
     tag = top.add("tag", commands.cmd_tag, AUDIO_TIMEOUT, "classify a clip with AudioSet tags")
     tag.add_argument("file", metavar="FILE", help="the clip")

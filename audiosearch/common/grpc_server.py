@@ -43,6 +43,8 @@ class RunningServer:
     service_names: list[str]
     health_port: int | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    # Run as the server starts to drain, before it waits for the calls in flight: long-lived streams end themselves.
+    on_drain: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -55,6 +57,8 @@ class RunningServer:
 
     def stop(self, grace: float) -> None:
         self.health.enter_graceful_shutdown()
+        for callback in self.on_drain:
+            callback()
         self.server.stop(grace).wait()
         for callback in self.on_stop:
             callback()

@@ -19,6 +19,7 @@ from audiosearch.gateway.collections import Collections
 from audiosearch.gateway.ingest.reconciler import Reconciler
 from audiosearch.gateway.ingest.writer import Records
 from audiosearch.gateway.query.calibration import Calibrator
+from audiosearch.gateway.query.monitor import Monitors
 from audiosearch.gateway.query.search import Query
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2, audiosearch_pb2_grpc
@@ -39,8 +40,10 @@ def build_server(settings: GatewaySettings) -> RunningServer:
                             s3_secret_access_key=settings.s3_secret_access_key.get_secret_value())
     records = Records(backends, pipeline, settings, blobs)
     query = Query(backends, pipeline, settings)
-    servicer = AudioSearchServicer(settings, backends, Collections(backends, embedder, settings, blobs), records,
-                                   query, Calibrator(backends, query))
+    collections = Collections(backends, embedder, settings, blobs)
+    monitors = Monitors(settings, collections, query, pipeline)
+    servicer = AudioSearchServicer(settings, backends, collections, records, query, Calibrator(backends, query),
+                                   monitors)
 
     def register(server: object) -> list[str]:
         audiosearch_pb2_grpc.add_AudioSearchServiceServicer_to_server(servicer, server)
@@ -53,6 +56,7 @@ def build_server(settings: GatewaySettings) -> RunningServer:
     reconciler.start()
     watcher = _DependencyWatcher(running, embedder, backends, settings.dependency_check_seconds)
     watcher.start()
+    running.on_drain.append(monitors.drain)
     running.on_stop.extend([reconciler.stop, watcher.stop, embedder.close, backends.close])
     return running
 

@@ -61,12 +61,25 @@ class GatewaySettings(ServiceSettings):
     import_parallel_files: int = Field(default=16, ge=1, le=64)
     max_concurrent_imports: int = Field(default=2, ge=1)
     import_progress_seconds: float = Field(default=2.0, gt=0)
+    # MonitorAudio (query/monitor.py): streams at once (each holds a server thread for as long as its feed lasts);
+    # the stretch of feed searched at a time and how often one is (each new `monitor_hop_seconds`, overlapping the
+    # previous, so a play that starts anywhere lies whole in some stretch); progress messages.
+    max_concurrent_monitors: int = Field(default=4, ge=1)
+    monitor_window_seconds: float = Field(default=10.0, ge=4.0, le=60.0)
+    monitor_hop_seconds: float = Field(default=5.0, ge=1.0, le=60.0)
+    monitor_progress_seconds: float = Field(default=2.0, gt=0)
     # Originals kept for playback: file:///path, s3://bucket/prefix, or empty for none (see blobs.py).
     blob_uri: str = Field(default="", pattern=r"^(|file:///.*|s3://[^/]+(/.*)?)$")
     s3_endpoint: str = ""
     s3_region: str = ""
     s3_access_key_id: str = ""
     s3_secret_access_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _monitor_stretches_overlap(self) -> GatewaySettings:
+        if self.monitor_hop_seconds > self.monitor_window_seconds:
+            raise ValueError("monitor_hop_seconds may not exceed monitor_window_seconds (stretches would leave gaps)")
+        return self
 
     @model_validator(mode="after")
     def _internal_tls_is_complete(self) -> GatewaySettings:

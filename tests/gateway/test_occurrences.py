@@ -123,3 +123,35 @@ def test_every_started_detection_ends_once_with_the_same_id():
     finished = [event.occurrence.detection_id for event in events if event.state is OccurrenceState.ENDED]
     assert sorted(started) == sorted(finished)
     assert len(set(started)) == 4
+
+
+def test_a_recording_that_only_sounds_like_what_plays_is_not_a_second_play():
+    occurrences = tracker()
+    events = occurrences.observe(10.0, [
+        match("played", (5.0, 10.0), 0.0, landmarks=300, evidence=Evidence.BOTH),
+        match("alike", (5.0, 9.0), 0.0, landmarks=3, evidence=Evidence.EMBEDDING)])
+    assert [event.occurrence.audio_id for event in events] == ["played"]
+
+
+def test_a_few_chance_landmarks_under_a_play_are_not_a_second_play():
+    occurrences = tracker()
+    events = occurrences.observe(10.0, [
+        match("played", (2.0, 10.0), 0.0, landmarks=300),
+        match("chance", (3.3, 4.5), 0.4, landmarks=16)])
+    assert [event.occurrence.audio_id for event in events] == ["played"]
+
+
+def test_two_recordings_mixed_together_are_both_played():
+    occurrences = tracker()
+    events = occurrences.observe(10.0, [
+        match("voice", (2.0, 10.0), 0.0, landmarks=120),
+        match("music", (2.0, 10.0), 5.0, landmarks=60)])
+    assert sorted(event.occurrence.audio_id for event in events) == ["music", "voice"]
+
+
+def test_a_match_beside_a_play_is_not_dominated_by_it():
+    occurrences = tracker()
+    events = occurrences.observe(10.0, [
+        match("first", (0.0, 5.0), 3.0, landmarks=300),
+        match("second", (5.0, 10.0), 0.0, landmarks=0, evidence=Evidence.EMBEDDING)])
+    assert sorted(event.occurrence.audio_id for event in events) == ["first", "second"]

@@ -17,6 +17,7 @@ from audiosearch.gateway.ingest.bulk import BulkImporter
 from audiosearch.gateway.ingest.uploads import read_upload, within_idle_limit
 from audiosearch.gateway.ingest.writer import Records
 from audiosearch.gateway.query.calibration import Calibrator
+from audiosearch.gateway.query.monitor import Monitors
 from audiosearch.gateway.query.search import Query
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
@@ -28,7 +29,7 @@ READY = pb.AUDIO_STATUS_READY
 class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
     def __init__(
         self, settings: GatewaySettings, backends: Backends, collections: Collections, records: Records,
-        query: Query, calibrator: Calibrator, bulk: BulkImporter | None = None,
+        query: Query, calibrator: Calibrator, monitors: Monitors, bulk: BulkImporter | None = None,
     ) -> None:
         self._settings = settings
         self._backends = backends
@@ -37,6 +38,7 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
         self._query = query
         self._calibrator = calibrator
         self._bulk = bulk or BulkImporter(settings, collections, records)
+        self._monitors = monitors
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         metrics.INGEST_SLOTS.set(settings.max_concurrent_ingests)
 
@@ -160,3 +162,7 @@ class AudioSearchServicer(audiosearch_pb2_grpc.AudioSearchServiceServicer):
     def ImportDirectory(self, request: pb.ImportDirectoryRequest, context: grpc.ServicerContext
                         ) -> Iterator[pb.ImportDirectoryResponse]:
         return self._bulk.import_directory(request, context)
+
+    def MonitorAudio(self, request_iterator: Iterator[pb.MonitorAudioRequest], context: grpc.ServicerContext
+                     ) -> Iterator[pb.MonitorAudioResponse]:
+        return self._monitors.monitor(request_iterator, context)

@@ -8,6 +8,12 @@ period; two plays of one recording never share feed time). Anything else starts 
 played twice is two occurrences, a three-minute play analysed in forty stretches is one. An occurrence ends when a
 stretch that reaches `end_after` seconds past its end no longer aligns with it: had the play gone on, that stretch
 would have found it.
+
+A search answers which recordings a clip is like; a monitor answers what plays when. Where one recording's
+landmarks line up over a part of the feed, another recording that only sounds like that part (its embedding
+cleared the score threshold, its landmarks did not), or whose landmarks there are a small fraction of the first
+one's (chance, or a sound the two share), is not a second play: such a match of a stretch is dominated and
+dropped before tracking. Two recordings mixed together keep both: each brings landmarks of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ OFFSET_TOLERANCE_SECONDS = 1.0
 SAME_PLAY_OVERLAP_SECONDS = 0.5
 # An occurrence ends once a stretch reaching this far past its end (a stored window) does not align with it.
 END_AFTER_SECONDS = 2.0
+# A match lying this much (a share of its feed range) under another recording's match is dominated by it when
+# that one's landmarks decided it and, if its own landmarks did too, it has this many times as many.
+DOMINATED_OVERLAP = 0.5
+DOMINANT_LANDMARK_RATIO = 4.0
 _EVIDENCE_RANK = {Evidence.EMBEDDING: 0, Evidence.LANDMARKS: 1, Evidence.BOTH: 2}
 
 
@@ -79,6 +89,20 @@ def _strength(match: StretchMatch) -> tuple[int, int, float]:
     return _EVIDENCE_RANK[match.evidence], match.landmarks, match.score
 
 
+def without_dominated(matches: Sequence[StretchMatch]) -> list[StretchMatch]:
+    """The matches of one stretch that no other recording's match dominates there."""
+    return [match for match in matches if not any(_dominates(other, match) for other in matches)]
+
+
+def _dominates(strong: StretchMatch, weak: StretchMatch) -> bool:
+    if strong.audio_id == weak.audio_id or strong.evidence is Evidence.EMBEDDING:
+        return False
+    shared = min(strong.feed_range[1], weak.feed_range[1]) - max(strong.feed_range[0], weak.feed_range[0])
+    if shared < DOMINATED_OVERLAP * max(weak.feed_range[1] - weak.feed_range[0], 0.0):
+        return False
+    return weak.evidence is Evidence.EMBEDDING or strong.landmarks >= DOMINANT_LANDMARK_RATIO * weak.landmarks
+
+
 class OccurrenceState(enum.Enum):
     STARTED = "started"
     ENDED = "ended"
@@ -111,7 +135,7 @@ class OccurrenceTracker:
         because it no longer aligns with them."""
         events: list[OccurrenceEvent] = []
         continued: set[str] = set()
-        for match in sorted(matches, key=lambda match: match.feed_range[0]):
+        for match in sorted(without_dominated(matches), key=lambda match: match.feed_range[0]):
             occurrence = self._continued(match, continued)
             if occurrence is None:
                 occurrence = Occurrence(self._new_id(), match.audio_id, match.offset, match.feed_range,

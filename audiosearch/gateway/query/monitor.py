@@ -1,0 +1,322 @@
+"""MonitorAudio: a feed of any length in, every play of a collection's recordings out, as it happens.
+
+The feed is decoded as it arrives (audio/feed.py) into a ring of its most recent `monitor_window_seconds`. Each
+time `monitor_hop_seconds` of new feed have arrived, the stretch ending there is searched exactly as a SearchAudio
+query is (the same windows, landmarks, lookups and the same decision by the collection's thresholds, or the
+header's), and its matches, moved to feed time, go to the occurrence tracker (query/occurrences.py), whose starts
+and ends are sent as they happen. Stretches overlap, so a play that starts anywhere lies whole in some stretch and
+is found with the start of its first matched stretch. Memory is the ring, the decoder's bounded queue and the
+open occurrences, never the feed's length.
+
+The gateway holds at most `max_concurrent_monitors` at once (RESOURCE_EXHAUSTED beyond). On shutdown each stream
+ends its open detections and then the call with UNAVAILABLE (SHUTTING_DOWN) and the feed second to stream again
+from: the start of the stretch after the last one searched, less the overlap, so the resumed feed's first
+stretch holds the same context.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import numpy as np
+from google.protobuf import timestamp_pb2
+
+from audiosearch.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from audiosearch.gateway import validation
+from audiosearch.gateway.audio.decoding import SILENCE_PEAK, AudioError, DecodedAudio, resample
+from audiosearch.gateway.audio.feed import Feed, RawFormat
+from audiosearch.gateway.audio.pipeline import AudioPipeline
+from audiosearch.gateway.audio.segments import query_segments
+from audiosearch.gateway.collections import Collections
+from audiosearch.gateway.ingest.uploads import within_idle_limit
+from audiosearch.gateway.query.matching import Evidence
+from audiosearch.gateway.query.occurrences import OccurrenceEvent, OccurrenceState, OccurrenceTracker, StretchMatch
+from audiosearch.gateway.query.search import Query
+from audiosearch.gateway.settings import GatewaySettings
+from audiosearch.gateway.stages import stage
+from audiosearch.v1 import audiosearch_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+STRETCH_TOP_K = 10
+MAX_FEED_LABEL_CHARS = 512
+_WAIT_SECONDS = 0.25
+_SAMPLE_FORMATS = {pb.SAMPLE_FORMAT_S16LE: "s16le", pb.SAMPLE_FORMAT_F32LE: "f32le"}
+_EVIDENCE = {pb.MATCH_EVIDENCE_EMBEDDING: Evidence.EMBEDDING, pb.MATCH_EVIDENCE_LANDMARKS: Evidence.LANDMARKS,
+             pb.MATCH_EVIDENCE_BOTH: Evidence.BOTH}
+_EVIDENCE_MESSAGE = {evidence: value for value, evidence in _EVIDENCE.items()}
+_STATES = {OccurrenceState.STARTED: pb.DETECTION_STATE_STARTED, OccurrenceState.ENDED: pb.DETECTION_STATE_ENDED}
+
+
+class Monitors:
+    """The gateway's monitor streams: a bounded number at once, each drained when the gateway shuts down."""
+
+    def __init__(self, settings: GatewaySettings, collections: Collections, query: Query,
+                 pipeline: AudioPipeline) -> None:
+        self._settings = settings
+        self._collections = collections
+        self._query = query
+        self._pipeline = pipeline
+        self._slots = threading.BoundedSemaphore(settings.max_concurrent_monitors)
+        self._draining = threading.Event()
+
+    def monitor(self, requests: Iterator[pb.MonitorAudioRequest], context: grpc.ServicerContext
+                ) -> Iterator[pb.MonitorAudioResponse]:
+        requests = within_idle_limit(requests, self._settings.upload_idle_seconds)
+        first = next(requests, None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise InvalidArgument("the first message of MonitorAudio must be the header", field="header")
+        header = first.header
+        raw_format = _checked_header(header)
+        if self._draining.is_set():
+            raise _shutting_down(header.feed_offset_seconds)
+        with self._slot():
+            collection = _with_thresholds(self._collections.get_for_model(header.collection), header.thresholds)
+            threshold = (header.thresholds.score_threshold if header.thresholds.HasField("score_threshold")
+                         else collection.score_threshold)
+            session = _Session(self._settings, self._query, self._pipeline, collection, threshold, header,
+                               self._draining)
+            feed = Feed(_chunks(requests), raw_format, collection.model.sample_rate_hz)
+            context.add_callback(session.stop)
+            context.add_callback(feed.close)
+            try:
+                yield from session.run(feed)
+            finally:
+                feed.close()
+
+    def drain(self) -> None:
+        """Shutting down: every stream ends its open detections, then the call with where to resume."""
+        self._draining.set()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            raise ResourceExhausted(f"{self._settings.max_concurrent_monitors} monitors are running on this "
+                                    "gateway; retry shortly or on another", reason="OVERLOADED")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def _chunks(requests: Iterator[pb.MonitorAudioRequest]) -> Iterator[bytes]:
+    for request in requests:
+        if request.WhichOneof("payload") != "chunk":
+            raise InvalidArgument("only the first message of MonitorAudio may be a header", field="header")
+        yield request.chunk
+
+
+def _checked_header(header: pb.MonitorAudioHeader) -> RawFormat | None:
+    validation.collection_name(header.collection, field="header.collection")
+    validation.audio_filter(header.filter)
+    if len(header.feed_label) > MAX_FEED_LABEL_CHARS:
+        raise InvalidArgument(f"feed_label has {len(header.feed_label)} characters, at most {MAX_FEED_LABEL_CHARS}",
+                              field="header.feed_label")
+    if not 0.0 <= header.feed_offset_seconds < 1e9:
+        raise InvalidArgument(f"feed_offset_seconds {header.feed_offset_seconds} is outside [0, 1e9)",
+                              field="header.feed_offset_seconds")
+    thresholds = header.thresholds
+    if thresholds.HasField("score_threshold"):
+        validation.score_threshold(thresholds.score_threshold, field="header.thresholds.score_threshold")
+    if thresholds.HasField("landmark_threshold") and thresholds.landmark_threshold < 0:
+        raise InvalidArgument("landmark_threshold may not be negative", field="header.thresholds.landmark_threshold")
+    if thresholds.HasField("landmark_share_threshold") and not 0.0 <= thresholds.landmark_share_threshold <= 1.0:
+        raise InvalidArgument("landmark_share_threshold is outside [0, 1]",
+                              field="header.thresholds.landmark_share_threshold")
+    if not header.HasField("raw_format"):
+        return None
+    raw = header.raw_format
+    if raw.sample_format not in _SAMPLE_FORMATS:
+        raise InvalidArgument("raw_format.sample_format must be S16LE or F32LE", field="header.raw_format")
+    try:
+        return RawFormat(raw.sample_rate_hz, raw.channels, _SAMPLE_FORMATS[raw.sample_format])
+    except AudioError as error:
+        raise InvalidArgument(f"raw_format: {error}", field="header.raw_format") from None
+
+
+def _with_thresholds(collection: pb.Collection, thresholds: pb.MonitorThresholds) -> pb.Collection:
+    """The collection as the monitor searches it: the header's landmark thresholds in place of its own."""
+    searched = pb.Collection()
+    searched.CopyFrom(collection)
+    if thresholds.HasField("landmark_threshold"):
+        searched.landmark_threshold = thresholds.landmark_threshold
+    if thresholds.HasField("landmark_share_threshold"):
+        searched.landmark_share_threshold = thresholds.landmark_share_threshold
+    return searched
+
+
+def _shutting_down(resume_from_seconds: float) -> Unavailable:
+    return Unavailable(f"the gateway is shutting down; stream the feed again from second {resume_from_seconds:.3f} "
+                       "(as feed_offset_seconds)", reason="SHUTTING_DOWN",
+                       resume_from_seconds=f"{resume_from_seconds:.3f}")
+
+
+def _next_block(feed: Feed) -> np.ndarray | None:
+    try:
+        return feed.next_block(_WAIT_SECONDS)
+    except AudioError as error:
+        raise InvalidArgument(str(error), reason=error.reason) from error
+
+
+@dataclass
+class _Ring:
+    """The most recent samples of the feed; `start` is the feed frame of the first one held."""
+
+    samples: np.ndarray
+    start: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.samples)
+
+    def append(self, block: np.ndarray, keep_from: int) -> None:
+        """Adds a block, dropping what lies before feed frame `keep_from`."""
+        drop = max(0, min(keep_from - self.start, len(self.samples)))
+        self.samples = np.concatenate([self.samples[drop:], block])
+        self.start += drop
+
+    def between(self, first: int, last: int) -> np.ndarray:
+        return self.samples[max(0, first - self.start) : max(0, last - self.start)]
+
+
+class _Session:
+    """One feed: stretches searched as the audio arrives, occurrences tracked, events and progress sent."""
+
+    def __init__(self, settings: GatewaySettings, query: Query, pipeline: AudioPipeline, collection: pb.Collection,
+                 score_threshold: float, header: pb.MonitorAudioHeader, draining: threading.Event) -> None:
+        self._query = query
+        self._pipeline = pipeline
+        self._collection = collection
+        self._threshold = score_threshold
+        self._filter = header.filter
+        self._label = header.feed_label
+        self._offset = header.feed_offset_seconds
+        self._start_time = header.start_time.ToDatetime(UTC) if header.HasField("start_time") else None
+        self._window_seconds = settings.monitor_window_seconds
+        self._hop_seconds = settings.monitor_hop_seconds
+        self._progress_seconds = settings.monitor_progress_seconds
+        self._draining = draining
+        self._stopped = threading.Event()
+        self._tracker = OccurrenceTracker()
+        self._records: dict[str, pb.AudioRecord] = {}
+        self._started = time.monotonic()
+        self._analysed_seconds = self._offset  # feed seconds, the offset included
+        self._received_seconds = 0.0  # since this stream's first byte
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self, feed: Feed) -> Iterator[pb.MonitorAudioResponse]:
+        rate = feed.sample_rate_hz
+        window, hop = round(self._window_seconds * rate), round(self._hop_seconds * rate)
+        ring = _Ring(np.zeros(0, np.float32))
+        next_end = hop
+        last_progress = time.monotonic()
+        while not self._stopped.is_set():
+            if self._draining.is_set():
+                yield from self._drained(window, hop, rate)
+            if ring.end >= next_end:
+                yield from self._search(ring, max(0, next_end - window), next_end, rate)
+                next_end += hop
+            else:
+                block = _next_block(feed)
+                if block is None and feed.ended:
+                    break
+                if block is not None:
+                    ring.append(block, keep_from=next_end - window)
+                    self._received_seconds = ring.end / rate
+            if time.monotonic() - last_progress >= self._progress_seconds:
+                last_progress = time.monotonic()
+                yield pb.MonitorAudioResponse(progress=self._progress(len(self._tracker.open)))
+        if self._stopped.is_set():
+            return
+        if ring.end == 0:
+            raise InvalidArgument("the feed holds no audio", reason="INVALID_AUDIO")
+        if ring.end > next_end - hop:
+            yield from self._search(ring, max(0, ring.end - window), ring.end, rate)
+        yield from self._events(self._tracker.finish())
+        yield pb.MonitorAudioResponse(progress=self._progress(0))
+        log.info("monitor finished", extra={"collection": self._collection.name, "feed_label": self._label,
+                                            "audio_seconds": round(self._analysed_seconds, 1),
+                                            "elapsed_seconds": round(time.monotonic() - self._started, 1)})
+
+    def _drained(self, window: int, hop: int, rate: int) -> Iterator[pb.MonitorAudioResponse]:
+        yield from self._events(self._tracker.finish())
+        overlap_seconds = (window - hop) / rate
+        raise _shutting_down(self._offset + max(0.0, self._analysed_seconds - self._offset - overlap_seconds))
+
+    def _search(self, ring: _Ring, first: int, last: int, rate: int) -> Iterator[pb.MonitorAudioResponse]:
+        samples = ring.between(first, last)
+        stretch_start = self._offset + first / rate
+        matches: list[StretchMatch] = []
+        if len(samples) and float(np.abs(samples).max()) >= SILENCE_PEAK:
+            matches = self._stretch_matches(samples, rate, stretch_start)
+        self._analysed_seconds = self._offset + last / rate
+        yield from self._events(self._tracker.observe(self._analysed_seconds, matches))
+
+    def _stretch_matches(self, samples: np.ndarray, rate: int, stretch_start: float) -> list[StretchMatch]:
+        model_rate = self._collection.model.sample_rate_hz
+        audio = DecodedAudio(resample(samples, rate, model_rate), model_rate, rate, 1, "feed")
+        with stage("monitor", "embed"):
+            embedded = self._pipeline.embed(audio, self._collection.segment_config, query_segments)
+        with stage("monitor", "match"):
+            found = self._query.match(self._collection, embedded, STRETCH_TOP_K, self._threshold, self._filter)
+        for match in found:
+            self._records[match.audio.id] = match.audio
+        return [StretchMatch(
+            audio_id=match.audio.id,
+            feed_range=(stretch_start + match.query_range.start_seconds, stretch_start + match.query_range.end_seconds),
+            reference_range=(match.reference_range.start_seconds, match.reference_range.end_seconds),
+            score=match.score, landmarks=match.landmarks, landmark_share=match.landmark_share,
+            evidence=_EVIDENCE[match.decided_by],
+        ) for match in found]
+
+    def _events(self, events: list[OccurrenceEvent]) -> Iterator[pb.MonitorAudioResponse]:
+        for event in events:
+            yield pb.MonitorAudioResponse(detection=self._detection(event))
+            if event.state is OccurrenceState.ENDED:
+                still_open = {occurrence.audio_id for occurrence in self._tracker.open}
+                if event.occurrence.audio_id not in still_open:
+                    self._records.pop(event.occurrence.audio_id, None)
+
+    def _detection(self, event: OccurrenceEvent) -> pb.MonitorDetection:
+        occurrence = event.occurrence
+        strongest = occurrence.strongest
+        detection = pb.MonitorDetection(
+            detection_id=occurrence.detection_id, state=_STATES[event.state],
+            audio=self._records[occurrence.audio_id],
+            feed_range=pb.TimeRange(start_seconds=occurrence.feed_range[0], end_seconds=occurrence.feed_range[1]),
+            reference_range=pb.TimeRange(start_seconds=occurrence.reference_range[0],
+                                         end_seconds=occurrence.reference_range[1]),
+            score=strongest.score, landmarks=strongest.landmarks, landmark_share=strongest.landmark_share,
+            decided_by=_EVIDENCE_MESSAGE[strongest.evidence], feed_label=self._label,
+        )
+        if self._start_time is not None:
+            detection.feed_start_time.CopyFrom(self._wall_clock(occurrence.feed_range[0]))
+            detection.feed_end_time.CopyFrom(self._wall_clock(occurrence.feed_range[1]))
+        return detection
+
+    def _wall_clock(self, feed_seconds: float) -> timestamp_pb2.Timestamp:
+        assert self._start_time is not None
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(self._start_time + timedelta(seconds=feed_seconds - self._offset))
+        return stamp
+
+    def _progress(self, open_detections: int) -> pb.MonitorProgress:
+        elapsed = time.monotonic() - self._started
+        analysed = self._analysed_seconds - self._offset
+        pending = max(0.0, self._received_seconds - analysed)
+        lag = pending
+        if self._start_time is not None:
+            lag = (datetime.now(UTC) - self._start_time).total_seconds() - analysed
+        return pb.MonitorProgress(
+            audio_seconds=self._analysed_seconds, pending_seconds=pending, elapsed_seconds=elapsed,
+            real_time_factor=analysed / elapsed if elapsed > 0 else 0.0, lag_seconds=lag,
+            open_detections=open_detections)

@@ -1,0 +1,170 @@
+"""MonitorAudio's flow without servers: stretches, events, progress, the limit of monitors and the drain, with a
+stand-in search that finds a 'recording' wherever the feed is loud."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from audiosearch.common.errors import NotFound, ResourceExhausted, Unavailable
+from audiosearch.gateway.query.monitor import Monitors
+from audiosearch.gateway.settings import GatewaySettings
+from audiosearch.v1 import audiosearch_pb2 as pb
+
+RATE = 8_000
+MODEL_RATE = 32_000
+RECORD = pb.AudioRecord(id="a" * 32, name="jingle.wav", duration_seconds=6.0)
+LOUD = 0.5
+
+
+class Collections:
+    def get_for_model(self, name: str) -> pb.Collection:
+        if name != "library":
+            raise NotFound(f"collection {name!r} does not exist", reason="COLLECTION_NOT_FOUND")
+        return pb.Collection(name=name, model=pb.ModelIdentity(sample_rate_hz=MODEL_RATE), score_threshold=0.5,
+                             segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=2.0))
+
+
+class Pipeline:
+    def embed(self, audio, segment_config, cut):
+        return audio
+
+
+class Query:
+    """Finds RECORD where the stretch is loud; the recording starts where the loudness starts in the feed."""
+
+    def __init__(self, play_start: float) -> None:
+        self.play_start = play_start
+        self.stretch_start = 0.0
+
+    def match(self, collection, audio, top_k, threshold, audio_filter):
+        loud = np.flatnonzero(np.abs(audio.samples) > LOUD / 2)
+        if len(loud) < MODEL_RATE:
+            return []
+        first, last = loud[0] / MODEL_RATE, (loud[-1] + 1) / MODEL_RATE
+        return [pb.Match(audio=RECORD, score=0.9, landmarks=50, landmark_share=0.5,
+                         decided_by=pb.MATCH_EVIDENCE_BOTH,
+                         query_range=pb.TimeRange(start_seconds=first, end_seconds=last),
+                         reference_range=pb.TimeRange(start_seconds=0.0, end_seconds=last - first))]
+
+
+class Context:
+    def __init__(self) -> None:
+        self.callbacks = []
+
+    def add_callback(self, callback) -> bool:
+        self.callbacks.append(callback)
+        return True
+
+
+def settings(**overrides) -> GatewaySettings:
+    return GatewaySettings(monitor_window_seconds=10.0, monitor_hop_seconds=5.0, **overrides)
+
+
+def feed_samples(seconds: float, play: tuple[float, float] | None) -> np.ndarray:
+    samples = np.full(int(seconds * RATE), 0.01, np.float32)
+    samples[::2] = -0.01
+    if play:
+        samples[int(play[0] * RATE) : int((play[0] + play[1]) * RATE)] = LOUD
+    return samples
+
+
+def requests(samples: np.ndarray, hold: threading.Event | None = None, **header) -> Iterator[pb.MonitorAudioRequest]:
+    yield pb.MonitorAudioRequest(header=pb.MonitorAudioHeader(
+        collection="library", raw_format=pb.RawAudioFormat(sample_rate_hz=RATE, channels=1,
+                                                           sample_format=pb.SAMPLE_FORMAT_F32LE), **header))
+    data = samples.astype("<f4").tobytes()
+    for start in range(0, len(data), 16_000):
+        yield pb.MonitorAudioRequest(chunk=data[start : start + 16_000])
+    if hold is not None:
+        hold.wait(30)
+
+
+def monitors(play_start: float = 0.0, **overrides) -> Monitors:
+    return Monitors(settings(**overrides), Collections(), Query(play_start), Pipeline())
+
+
+def detections(responses: list[pb.MonitorAudioResponse]) -> list[pb.MonitorDetection]:
+    return [response.detection for response in responses if response.WhichOneof("event") == "detection"]
+
+
+def test_a_play_is_started_then_ended_with_its_feed_range_and_the_feed_offset():
+    responses = list(monitors().monitor(requests(feed_samples(40.0, (12.0, 6.0)), feed_offset_seconds=50.0,
+                                                 feed_label="radio"), Context()))
+    found = detections(responses)
+    assert [d.state for d in found] == [pb.DETECTION_STATE_STARTED, pb.DETECTION_STATE_ENDED]
+    assert found[0].detection_id == found[1].detection_id
+    assert found[1].feed_range.start_seconds == pytest.approx(62.0, abs=0.01)
+    assert found[1].feed_range.end_seconds == pytest.approx(68.0, abs=0.01)
+    assert found[1].audio.id == RECORD.id
+    assert found[1].feed_label == "radio"
+    final = responses[-1].progress
+    assert final.audio_seconds == pytest.approx(90.0)
+    assert final.open_detections == 0
+
+
+def test_a_feed_that_ends_mid_play_ends_the_play_at_the_end():
+    found = detections(list(monitors().monitor(requests(feed_samples(20.0, (16.0, 4.0))), Context())))
+    assert [d.state for d in found] == [pb.DETECTION_STATE_STARTED, pb.DETECTION_STATE_ENDED]
+    assert found[1].feed_range.end_seconds == pytest.approx(20.0, abs=0.01)
+
+
+def test_wall_clock_times_follow_the_headers_start_time():
+    header = pb.MonitorAudioHeader()
+    header.start_time.FromSeconds(1_700_000_000)
+    found = detections(list(monitors().monitor(
+        requests(feed_samples(30.0, (12.0, 6.0)), start_time=header.start_time), Context())))
+    assert found[-1].feed_start_time.ToNanoseconds() / 1e9 == pytest.approx(1_700_000_012, abs=0.01)
+
+
+def test_an_unknown_collection_is_not_found():
+    stream = monitors().monitor(iter([pb.MonitorAudioRequest(header=pb.MonitorAudioHeader(collection="other"))]),
+                                Context())
+    with pytest.raises(NotFound):
+        next(stream)
+
+
+def test_beyond_the_limit_a_monitor_is_refused_until_one_ends():
+    gateway = monitors(max_concurrent_monitors=1, monitor_progress_seconds=0.01)
+    hold = threading.Event()
+    first = gateway.monitor(requests(feed_samples(3.0, None), hold), Context())
+    next(first)  # running: it holds the only slot
+    with pytest.raises(ResourceExhausted):
+        next(gateway.monitor(requests(feed_samples(3.0, None)), Context()))
+    hold.set()
+    list(first)
+    assert next(gateway.monitor(requests(feed_samples(3.0, None)), Context())) is not None
+
+
+def test_a_drain_ends_the_open_plays_then_the_stream_with_the_second_to_resume_from():
+    gateway = monitors(monitor_progress_seconds=0.01)
+    hold = threading.Event()
+    stream = gateway.monitor(requests(feed_samples(30.0, (22.0, 8.0)), hold), Context())
+    received = []
+    for response in stream:
+        received.append(response)
+        if detections(received):
+            break
+    gateway.drain()
+    with pytest.raises(Unavailable) as stopped:
+        received.extend(stream)
+    hold.set()
+    found = detections(received)
+    assert [d.state for d in found] == [pb.DETECTION_STATE_STARTED, pb.DETECTION_STATE_ENDED]
+    assert stopped.value.reason == "SHUTTING_DOWN"
+    # The play was found by the stretch ending at second 25, the last searched: resume 5 s (the overlap) before.
+    assert float(stopped.value.metadata["resume_from_seconds"]) == pytest.approx(20.0)
+
+
+def test_a_cancelled_stream_stops_without_further_events():
+    context = Context()
+    hold = threading.Event()
+    stream = monitors(monitor_progress_seconds=0.01).monitor(requests(feed_samples(3.0, None), hold), context)
+    next(stream)
+    for callback in context.callbacks:
+        callback()
+    assert list(stream) == []
+    hold.set()
