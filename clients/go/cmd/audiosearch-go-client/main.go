@@ -9,6 +9,11 @@
 // of the error as {"error_reason": "AUDIO_NOT_FOUND"}: callers branch on ErrorInfo.reason, never on
 // the message text. Any unexpected error exits non-zero.
 //
+// The monitor command streams a feed (a file, or - for stdin) through the bidirectional MonitorAudio and
+// prints each detection as a JSON line as it arrives, progress on stderr and a summary line at the end:
+//
+//	audiosearch-go-client monitor --collection NAME [--gateway host:port] [--label TEXT] FILE|-
+//
 // Build it with scripts/build_clients.sh, which generates the audiosearchv1 package from protos/.
 package main
 
@@ -241,7 +246,11 @@ func run() error {
 }
 
 func main() {
-	if err := run(); err != nil {
+	command := run
+	if len(os.Args) > 1 && os.Args[1] == "monitor" {
+		command = func() error { return runMonitor(os.Args[2:]) }
+	}
+	if err := command(); err != nil {
 		fmt.Fprintln(os.Stderr, "audiosearch-go-client:", err)
 		os.Exit(1)
 	}

@@ -6,29 +6,41 @@ import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.ErrorInfo;
 import dev.audiosearch.v1.AudioSearchServiceGrpc;
 import dev.audiosearch.v1.CreateCollectionRequest;
+import dev.audiosearch.v1.DetectionState;
 import dev.audiosearch.v1.ErrorReason;
 import dev.audiosearch.v1.GetAudioRequest;
 import dev.audiosearch.v1.IngestAudioHeader;
 import dev.audiosearch.v1.IngestAudioRequest;
 import dev.audiosearch.v1.IngestAudioResponse;
 import dev.audiosearch.v1.Match;
+import dev.audiosearch.v1.MonitorAudioHeader;
+import dev.audiosearch.v1.MonitorAudioRequest;
+import dev.audiosearch.v1.MonitorAudioResponse;
+import dev.audiosearch.v1.MonitorDetection;
+import dev.audiosearch.v1.MonitorProgress;
 import dev.audiosearch.v1.SearchAudioRequest;
 import dev.audiosearch.v1.SearchAudioResponse;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
+import io.grpc.stub.ClientCallStreamObserver;
+import io.grpc.stub.ClientResponseObserver;
 import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * A minimal Java client of audiosearch.v1.AudioSearchService.
@@ -40,7 +52,11 @@ import java.util.concurrent.TimeUnit;
  * as {"error_reason": "AUDIO_NOT_FOUND"}: callers branch on ErrorInfo.reason, never on the message.
  * Any unexpected error exits non-zero.
  *
+ * <p>The monitor command streams a feed (a file, or - for stdin) through the bidirectional MonitorAudio and
+ * prints each detection as a JSON line as it arrives, progress on stderr and a summary line at the end.
+ *
  * <p>Usage: Client --gateway host:port --collection NAME --file PATH [--timeout-seconds N]
+ * <br>Client monitor --gateway host:port --collection NAME [--label TEXT] [--timeout-seconds N] FILE|-
  */
 public final class Client {
   private static final String ERROR_DOMAIN = "audiosearch.dev";
@@ -49,10 +65,16 @@ public final class Client {
   private final AudioSearchServiceGrpc.AudioSearchServiceBlockingStub blocking;
   private final AudioSearchServiceGrpc.AudioSearchServiceStub async;
 
+  /** A timeoutSeconds of 0 or less sets no deadline. */
   private Client(ManagedChannel channel, long timeoutSeconds) {
-    this.blocking = AudioSearchServiceGrpc.newBlockingStub(channel)
-        .withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS);
-    this.async = AudioSearchServiceGrpc.newStub(channel).withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS);
+    AudioSearchServiceGrpc.AudioSearchServiceBlockingStub blocking = AudioSearchServiceGrpc.newBlockingStub(channel);
+    AudioSearchServiceGrpc.AudioSearchServiceStub async = AudioSearchServiceGrpc.newStub(channel);
+    if (timeoutSeconds > 0) {
+      blocking = blocking.withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS);
+      async = async.withDeadlineAfter(timeoutSeconds, TimeUnit.SECONDS);
+    }
+    this.blocking = blocking;
+    this.async = async;
   }
 
   /** The google.rpc.ErrorInfo an audiosearch error carries, if any. */
@@ -172,6 +194,13 @@ public final class Client {
     if (value instanceof Number || value instanceof Boolean) {
       return value.toString();
     }
+    if (value instanceof List<?> list) {
+      StringBuilder out = new StringBuilder("[");
+      for (Object item : list) {
+        out.append(out.length() > 1 ? ", " : "").append(json(item));
+      }
+      return out.append(']').toString();
+    }
     StringBuilder out = new StringBuilder("\"");
     for (char c : value.toString().toCharArray()) {
       switch (c) {
@@ -201,6 +230,138 @@ public final class Client {
       out.append(json(field.getKey())).append(": ").append(json(field.getValue()));
     }
     return out.append('}').toString();
+  }
+
+  /** The JSON line of a detection: a play's "started", then its "ended" with the final ranges. */
+  static Map<String, Object> detectionFields(MonitorDetection detection) {
+    Map<String, Object> fields = new LinkedHashMap<>();
+    fields.put("event", detection.getState().name().substring("DETECTION_STATE_".length()).toLowerCase(Locale.ROOT));
+    fields.put("detection_id", detection.getDetectionId());
+    fields.put("id", detection.getAudio().getId());
+    fields.put("name", detection.getAudio().getName());
+    fields.put("feed_label", detection.getFeedLabel());
+    // Seconds from the feed's start, and of the recording played.
+    fields.put("feed_range",
+        List.of(detection.getFeedRange().getStartSeconds(), detection.getFeedRange().getEndSeconds()));
+    fields.put("reference_range",
+        List.of(detection.getReferenceRange().getStartSeconds(), detection.getReferenceRange().getEndSeconds()));
+    fields.put("score", detection.getScore());
+    fields.put("landmarks", detection.getLandmarks());
+    fields.put("landmark_share", detection.getLandmarkShare());
+    fields.put("decided_by", detection.getDecidedBy().name());
+    return fields;
+  }
+
+  static String progressLine(MonitorProgress progress) {
+    return String.format(Locale.ROOT, "progress: analysed %.1f s of feed, %.2fx real time, lag %.1f s, %d playing",
+        progress.getAudioSeconds(), progress.getRealTimeFactor(), progress.getLagSeconds(),
+        progress.getOpenDetections());
+  }
+
+  /**
+   * The monitor command: streams the file (or stdin for "-") through the bidirectional MonitorAudio as the bytes it
+   * holds, a container the gateway decodes with ffmpeg (wav, mp3, ogg, flac, AAC/ADTS): the header, then 64 KiB
+   * chunks as they become readable, sent only while the call is ready for more (memory stays bounded whatever the
+   * feed's length), then a half-close. Prints a JSON line per detection as it arrives, progress on stderr, and a
+   * summary line once the server completes the call.
+   */
+  int monitor(String collection, String source, String label) throws IOException, InterruptedException {
+    boolean fromStdin = source.equals("-");
+    String feedLabel = !label.isEmpty() ? label : fromStdin ? "stdin" : Path.of(source).getFileName().toString();
+    AtomicInteger started = new AtomicInteger();
+    AtomicInteger ended = new AtomicInteger();
+    AtomicReference<MonitorProgress> lastProgress = new AtomicReference<>(MonitorProgress.getDefaultInstance());
+    AtomicReference<ClientCallStreamObserver<MonitorAudioRequest>> call = new AtomicReference<>();
+    CompletableFuture<Void> done = new CompletableFuture<>();
+    Object ready = new Object();
+    Runnable wake = () -> {
+      synchronized (ready) {
+        ready.notifyAll();
+      }
+    };
+    long start = System.nanoTime();
+    try (InputStream input = fromStdin ? System.in : Files.newInputStream(Path.of(source))) {
+      StreamObserver<MonitorAudioRequest> requests = async.monitorAudio(
+          new ClientResponseObserver<MonitorAudioRequest, MonitorAudioResponse>() {
+            @Override
+            public void beforeStart(ClientCallStreamObserver<MonitorAudioRequest> requestStream) {
+              call.set(requestStream);
+              requestStream.setOnReadyHandler(wake);
+            }
+
+            @Override
+            public void onNext(MonitorAudioResponse response) {
+              switch (response.getEventCase()) {
+                case PROGRESS -> {
+                  lastProgress.set(response.getProgress());
+                  System.err.println(progressLine(response.getProgress()));
+                }
+                case DETECTION -> {
+                  MonitorDetection detection = response.getDetection();
+                  if (detection.getState() == DetectionState.DETECTION_STATE_STARTED) {
+                    started.incrementAndGet();
+                  } else if (detection.getState() == DetectionState.DETECTION_STATE_ENDED) {
+                    ended.incrementAndGet();
+                  }
+                  System.out.println(jsonObject(detectionFields(detection)));
+                  System.out.flush();
+                }
+                default -> { }
+              }
+            }
+
+            @Override
+            public void onError(Throwable error) {
+              done.completeExceptionally(error);
+              wake.run();
+            }
+
+            @Override
+            public void onCompleted() {
+              done.complete(null);
+              wake.run();
+            }
+          });
+      try {
+        requests.onNext(MonitorAudioRequest.newBuilder()
+            .setHeader(MonitorAudioHeader.newBuilder().setCollection(collection).setFeedLabel(feedLabel))
+            .build());
+        byte[] buffer = new byte[CHUNK_SIZE];
+        int read;
+        // Stop sending once the server has ended the call (e.g. with an error); its status wins.
+        while (!done.isDone() && (read = input.read(buffer)) >= 0) {
+          synchronized (ready) {
+            while (!call.get().isReady() && !done.isDone()) {
+              ready.wait(1000);
+            }
+          }
+          if (read > 0 && !done.isDone()) {
+            requests.onNext(MonitorAudioRequest.newBuilder().setChunk(ByteString.copyFrom(buffer, 0, read)).build());
+          }
+        }
+        if (!done.isDone()) {
+          requests.onCompleted();
+        }
+      } catch (IOException | RuntimeException | InterruptedException e) {
+        requests.onError(e);
+        throw e;
+      }
+    }
+    try {
+      done.get();
+    } catch (ExecutionException e) {
+      throw describe("MonitorAudio", e.getCause());
+    }
+    Map<String, Object> summary = new LinkedHashMap<>();
+    summary.put("event", "summary");
+    summary.put("started", started.get());
+    summary.put("ended", ended.get());
+    summary.put("audio_seconds", lastProgress.get().getAudioSeconds());
+    summary.put("elapsed_seconds", (System.nanoTime() - start) / 1e9);
+    summary.put("real_time_factor", lastProgress.get().getRealTimeFactor());
+    System.out.println(jsonObject(summary));
+    System.out.flush();
+    return 0;
   }
 
   int run(String collection, Path file) throws IOException, InterruptedException {
@@ -263,12 +424,22 @@ public final class Client {
   }
 
   public static void main(String[] args) throws Exception {
+    boolean monitor = args.length > 0 && args[0].equals("monitor");
+    String usage = monitor
+        ? "usage: Client monitor --gateway host:port --collection NAME [--label TEXT] [--timeout-seconds N] FILE|-"
+        : "usage: Client --gateway host:port --collection NAME --file PATH [--timeout-seconds N]";
     String gateway = "127.0.0.1:50051";
     String collection = "java_client";
     String file = null;
-    long timeoutSeconds = 300;
-    for (int i = 0; i < args.length; i++) {
+    String label = "";
+    // A monitored feed may last hours: no deadline unless asked for.
+    long timeoutSeconds = monitor ? 0 : 300;
+    for (int i = monitor ? 1 : 0; i < args.length; i++) {
       String arg = args[i];
+      if (monitor && file == null && (arg.equals("-") || !arg.startsWith("-"))) {
+        file = arg;
+        continue;
+      }
       String value = null;
       int eq = arg.indexOf('=');
       if (arg.startsWith("--") && eq > 0) {
@@ -280,12 +451,10 @@ public final class Client {
       switch (arg) {
         case "--gateway" -> gateway = value;
         case "--collection" -> collection = value;
-        case "--file" -> file = value;
+        case "--file" -> file = monitor ? usageError(usage) : value;
+        case "--label" -> label = monitor ? value : usageError(usage);
         case "--timeout-seconds" -> timeoutSeconds = Long.parseLong(value);
-        default -> {
-          System.err.println("usage: Client --gateway host:port --collection NAME --file PATH [--timeout-seconds N]");
-          System.exit(2);
-        }
+        default -> usageError(usage);
       }
       if (value == null) {
         System.err.println("audiosearch-java-client: " + arg + " needs a value");
@@ -296,7 +465,9 @@ public final class Client {
       }
     }
     if (file == null) {
-      System.err.println("audiosearch-java-client: --file is required");
+      System.err.println(monitor ? "audiosearch-java-client: monitor takes one FILE (or - for stdin)"
+          : "audiosearch-java-client: --file is required");
+      System.err.println(usage);
       System.exit(2);
     }
 
@@ -306,13 +477,24 @@ public final class Client {
         .build();
     int code;
     try {
-      code = new Client(channel, timeoutSeconds).run(collection, Path.of(file));
-    } catch (IllegalStateException | IOException e) {
+      Client client = new Client(channel, timeoutSeconds);
+      code = monitor ? client.monitor(collection, file, label) : client.run(collection, Path.of(file));
+    } catch (IllegalStateException e) {
       System.err.println("audiosearch-java-client: " + e.getMessage());
+      code = 1;
+    } catch (IOException e) {
+      System.err.println("audiosearch-java-client: " + e);
       code = 1;
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
     System.exit(code);
+  }
+
+  /** Prints the usage and exits 2 (typed to fit where a value is expected). */
+  private static String usageError(String usage) {
+    System.err.println(usage);
+    System.exit(2);
+    return null;
   }
 }
