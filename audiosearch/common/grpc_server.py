@@ -29,9 +29,11 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.so_reuseport", 0),
-    # Clients re-resolve DNS when a connection ends: bounded connection age lets new pods receive traffic.
+    # Clients re-resolve DNS when a connection ends: bounded connection age lets new pods receive traffic. Calls
+    # in flight when it ends are never cut (the largest grace gRPC takes): new calls go to a new connection, while
+    # a MonitorAudio stream runs as long as its feed and a calibration of a large catalog for minutes.
     ("grpc.max_connection_age_ms", 300_000),
-    ("grpc.max_connection_age_grace_ms", 120_000),
+    ("grpc.max_connection_age_grace_ms", 2**31 - 1),
 ]
 
 
