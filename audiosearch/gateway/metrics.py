@@ -27,6 +27,11 @@ EMBED_BATCH_SIZE = Histogram(
     "audiosearch_embed_batch_size", "Windows sent in one Triton infer request",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+EMBED_ADMISSION_WAIT = Histogram(
+    "audiosearch_embed_admission_wait_seconds",
+    "Time a request of each kind of work (interactive, monitor, bulk) waited in the gateway before going to Triton",
+    ["work"], buckets=LATENCY_BUCKETS,
+)
 EMBED_ERRORS = Counter("audiosearch_embed_errors", "Triton infer requests that failed")
 EMBED_DATATYPE_REFUSALS = Counter(
     "audiosearch_embed_datatype_refusals",

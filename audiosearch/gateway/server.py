@@ -30,7 +30,8 @@ SERVICE_NAME = audiosearch_pb2.DESCRIPTOR.services_by_name["AudioSearchService"]
 
 def build_server(settings: GatewaySettings) -> RunningServer:
     embedder = EmbedderClient(settings.embedder_url, settings.embed_timeout_seconds,
-                              settings.embed_max_parallel_requests, tls=settings.internal_tls())
+                              settings.embed_max_parallel_requests, tls=settings.internal_tls(),
+                              background=settings.embed_background())
     backends = Backends(settings.catalog_address, settings.search_address, settings.rpc_timeout_seconds,
                         settings.internal_tls())
     pipeline = AudioPipeline(embedder, AudioLimits(settings.max_duration_seconds, settings.decode_timeout_seconds,

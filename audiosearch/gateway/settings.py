@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from audiosearch.common.settings import ServiceSettings
 from audiosearch.common.tls import ClientTls
+from audiosearch.gateway.backends.admission import BackgroundLimits
 
 
 class GatewaySettings(ServiceSettings):
@@ -25,6 +26,12 @@ class GatewaySettings(ServiceSettings):
     # Triton requests the gateway keeps outstanding, all ingests and queries together: enough for every file of a
     # full import to have one queued (docs/benchmarks.md, bench.throughput).
     embed_max_parallel_requests: int = Field(default=32, ge=1, le=512)
+    # Fairness (backends/admission.py, docs/operations.md): monitors, imports and the windows of a query longer than
+    # one batch go to Triton in chunks of this many windows, while fewer requests than this, searches included, are
+    # there (one per embedder instance keeps every instance busy); a chunk held back this long goes in anyway.
+    embed_background_chunk_windows: int = Field(default=8, ge=1, le=4096)
+    embed_background_parallel_requests: int = Field(default=2, ge=1, le=512)
+    embed_background_max_wait_seconds: float = Field(default=5.0, ge=0)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_duration_seconds: float = Field(default=3600.0, gt=0)
     max_query_duration_seconds: float = Field(default=600.0, gt=0)
@@ -88,6 +95,10 @@ class GatewaySettings(ServiceSettings):
         if self.internal_tls_cert_file is not None and self.internal_tls_ca_file is None:
             raise ValueError("internal_tls_cert_file (mTLS) needs internal_tls_ca_file")
         return self
+
+    def embed_background(self) -> BackgroundLimits:
+        return BackgroundLimits(self.embed_background_chunk_windows, self.embed_background_parallel_requests,
+                                self.embed_background_max_wait_seconds)
 
     def internal_tls(self) -> ClientTls | None:
         if self.internal_tls_ca_file is None:

@@ -20,7 +20,7 @@ class FakeTriton:
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
 
-    def infer(self, model_name, inputs, outputs=None, client_timeout=None, headers=None):
+    def infer(self, model_name, inputs, outputs=None, client_timeout=None, headers=None, priority=0):
         batch = inputs[0].shape()[0]
         with self._lock:
             self.headers.append(dict(headers or {}))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from audiosearch.common.errors import NotFound, ResourceExhausted, Unavailable
+from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.query.monitor import Monitors
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
@@ -29,7 +30,11 @@ class Collections:
 
 
 class Pipeline:
-    def embed(self, audio, segment_config, cut):
+    def __init__(self) -> None:
+        self.works: list[Work] = []
+
+    def embed(self, audio, segment_config, cut, work=Work.INTERACTIVE):
+        self.works.append(work)
         return audio
 
 
@@ -104,6 +109,14 @@ def test_a_play_is_started_then_ended_with_its_feed_range_and_the_feed_offset():
     final = responses[-1].progress
     assert final.audio_seconds == pytest.approx(90.0)
     assert final.open_detections == 0
+
+
+def test_stretches_are_embedded_as_monitor_work():
+    pipeline = Pipeline()
+    list(Monitors(settings(), Collections(), Query(0.0), pipeline).monitor(
+        requests(feed_samples(20.0, (2.0, 6.0))), Context()))
+    assert pipeline.works
+    assert set(pipeline.works) == {Work.MONITOR}
 
 
 def test_a_feed_that_ends_mid_play_ends_the_play_at_the_end():

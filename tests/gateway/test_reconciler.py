@@ -13,6 +13,7 @@ from audiosearch.common.errors import Aborted
 from audiosearch.gateway.audio.decoding import DecodedAudio
 from audiosearch.gateway.audio.pipeline import EmbeddedAudio
 from audiosearch.gateway.audio.segments import Segments
+from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.embedder import Embeddings
 from audiosearch.gateway.ingest.reconciler import Reconciler
 from audiosearch.gateway.ingest.writer import Records
@@ -127,10 +128,14 @@ class FakeBackends:
 
 
 class OneWindowPipeline:
+    def __init__(self) -> None:
+        self.works: list[Work] = []
+
     def decode(self, data, sample_rate_hz, max_duration_seconds=None):
         return DecodedAudio(np.zeros(32_000, np.float32), 32_000, 44_100, 1, "wav/pcm_16")
 
-    def embed(self, audio, segment_config, cut):
+    def embed(self, audio, segment_config, cut, work=Work.INTERACTIVE):
+        self.works.append(work)
         segments = Segments(np.zeros((1, 64_000), np.float32), np.array([0.0]), np.array([2.0]))
         return EmbeddedAudio(audio, segments, Embeddings(np.ones((1, 4), np.float32), np.zeros((1, 527), np.float32)))
 
@@ -199,8 +204,8 @@ def test_vectors_whose_record_is_gone_are_swept(backends):
     assert backends.search.vectors == {"kept": 2}
 
 
-def ingest(backends):
-    records = Records(backends, OneWindowPipeline(), GatewaySettings())
+def ingest(backends, pipeline: OneWindowPipeline | None = None):
+    records = Records(backends, pipeline or OneWindowPipeline(), GatewaySettings())
     collection = pb.Collection(name=COLLECTION, model=pb.ModelIdentity(sample_rate_hz=32_000),
                                segment_config=pb.SegmentConfig(window_seconds=2.0, hop_seconds=1.0))
     return records.ingest(collection, pb.IngestAudioHeader(collection=COLLECTION, name="x.wav"), b"bytes")
@@ -211,6 +216,13 @@ def test_an_ingest_is_pending_then_has_its_vectors_then_is_ready(backends):
     reply = ingest(backends)
     assert reply.audio.status == READY
     assert backends.search.vectors == {"new": 1}
+
+
+def test_an_ingest_embeds_as_bulk_work(backends):
+    backends.catalog.FindAudioBySha256 = lambda request: (_ for _ in ()).throw(FakeRpcError(grpc.StatusCode.NOT_FOUND))
+    pipeline = OneWindowPipeline()
+    ingest(backends, pipeline)
+    assert pipeline.works == [Work.BULK]
 
 
 def test_an_ingest_whose_record_the_reconciler_purged_removes_its_late_vectors_and_asks_for_a_retry(backends):

@@ -12,6 +12,7 @@ from audiosearch.common.loudness import normalise_loudness
 from audiosearch.gateway.audio.decoding import AudioError, AudioLimits, DecodedAudio, decode_audio
 from audiosearch.gateway.audio.labels import top_labels
 from audiosearch.gateway.audio.segments import Segments
+from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.embedder import EmbedderClient, Embeddings
 from audiosearch.v1 import audiosearch_pb2 as pb
 
@@ -50,7 +51,8 @@ class AudioPipeline:
         except AudioError as error:
             raise InvalidArgument(str(error), reason=error.reason) from error
 
-    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig, cut: Cutter) -> EmbeddedAudio:
+    def embed(self, audio: DecodedAudio, segment_config: pb.SegmentConfig, cut: Cutter,
+              work: Work = Work.INTERACTIVE) -> EmbeddedAudio:
         segments = cut(audio.samples, audio.sample_rate_hz, segment_config.window_seconds, segment_config.hop_seconds)
-        embeddings = self._embedder.embed(normalise_loudness(segments.windows))
+        embeddings = self._embedder.embed(normalise_loudness(segments.windows), work)
         return EmbeddedAudio(audio, segments, embeddings)

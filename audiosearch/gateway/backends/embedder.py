@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,6 +22,7 @@ from audiosearch.common.errors import Unavailable
 from audiosearch.common.tls import ClientTls
 from audiosearch.common.tracing import trace_headers, tracer
 from audiosearch.gateway import metrics
+from audiosearch.gateway.backends.admission import PRIORITY_LEVELS, Admission, BackgroundLimits, Work
 from audiosearch.v1 import audiosearch_pb2 as pb
 
 MODEL_NAME = "panns_cnn14"
@@ -45,6 +47,10 @@ class ServedModel:
     identity: pb.ModelIdentity
     max_batch_size: int
     waveform_datatype: str  # KServe datatype of the `waveform` input: FP16 or FP32
+    priority_levels: int = 0  # of Triton's dynamic batcher; 0: requests are sent without a priority
+
+    def priority(self, work: Work) -> int:
+        return int(work) if self.priority_levels >= PRIORITY_LEVELS else 0
 
 
 @dataclass(frozen=True)
@@ -55,11 +61,13 @@ class Embeddings:
 
 class EmbedderClient:
     def __init__(self, url: str, timeout_seconds: float, max_parallel_requests: int = 8,
-                 tls: ClientTls | None = None) -> None:
+                 tls: ClientTls | None = None, background: BackgroundLimits | None = None) -> None:
         # `dns:///embedder-headless:8001` spreads requests over every embedder pod.
         self._client = triton_client(url, tls)
         self._timeout_seconds = timeout_seconds
         self._pool = ThreadPoolExecutor(max_parallel_requests, thread_name_prefix="embed")
+        self._background = background or BackgroundLimits()
+        self._admission = Admission(self._background.parallel_requests, self._background.max_wait_seconds)
         self._served: ServedModel | None = None
         self._served_read_at = 0.0
         self._lock = threading.Lock()
@@ -81,24 +89,52 @@ class EmbedderClient:
         except InferenceServerException:
             return False
 
-    def embed(self, windows: np.ndarray) -> Embeddings:
-        """Embeds (n, samples) windows; large n is split into max-batch requests sent concurrently."""
+    def embed(self, windows: np.ndarray, work: Work = Work.INTERACTIVE) -> Embeddings:
+        """Embeds (n, samples) windows as `work`. Interactive windows that fit one batch are sent at once; anything
+        else goes in chunks, admitted in turn (admission.py)."""
         served = self.served_model()
-        batches = [windows[start : start + served.max_batch_size]
-                   for start in range(0, len(windows), served.max_batch_size)]
         # The pool's threads do not inherit the caller's context: hand them the request's trace explicitly.
-        infer = partial(self._infer, datatype=served.waveform_datatype, parent=otel_context.get_current())
-        results = list(self._pool.map(infer, batches))
+        infer = partial(self._infer, datatype=served.waveform_datatype, priority=served.priority(work),
+                        parent=otel_context.get_current())
+        if work is Work.INTERACTIVE and len(windows) <= served.max_batch_size:
+            metrics.EMBED_ADMISSION_WAIT.labels(work.name.lower()).observe(0.0)
+            with self._admission.interactive():
+                results = [infer(windows)]
+        else:
+            chunk = min(self._background.chunk_windows, served.max_batch_size)
+            results = self._chunked(infer, [windows[start : start + chunk] for start in range(0, len(windows), chunk)],
+                                    work)
         return Embeddings(
             np.concatenate([vectors for vectors, _ in results]),
             np.concatenate([tags for _, tags in results]),
         )
 
+    def _chunked(self, infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], chunks: list[np.ndarray],
+                 work: Work) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each chunk waits for admission in the caller's thread, so the pool's threads only ever run admitted
+        requests (a crowd of waiting chunks cannot hold them from a search)."""
+        futures: list[Future[tuple[np.ndarray, np.ndarray]]] = []
+        try:
+            for windows in chunks:
+                waited = self._admission.enter_background(work)
+                metrics.EMBED_ADMISSION_WAIT.labels(work.name.lower()).observe(waited)
+                try:
+                    future = self._pool.submit(infer, windows)
+                except BaseException:
+                    self._admission.leave_background()
+                    raise
+                future.add_done_callback(lambda _: self._admission.leave_background())
+                futures.append(future)
+            return [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self._client.close()
 
-    def _infer(self, windows: np.ndarray, datatype: str,
+    def _infer(self, windows: np.ndarray, datatype: str, priority: int = 0,
                parent: otel_context.Context | None = None) -> tuple[np.ndarray, np.ndarray]:
         metrics.EMBED_BATCH_SIZE.observe(len(windows))
         try:
@@ -108,13 +144,13 @@ class EmbedderClient:
                                              attributes={"embedder.batch_size": len(windows)}),
                 metrics.EMBED_DURATION.time(),
             ):
-                return self._infer_as(windows, datatype)
+                return self._infer_as(windows, datatype, priority)
         except InferenceServerException as error:
             metrics.EMBED_ERRORS.inc()
             raise Unavailable(f"the embedder failed: {error.message()}", reason="DEPENDENCY_UNAVAILABLE",
                               dependency="embedder") from error
 
-    def _infer_as(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+    def _infer_as(self, windows: np.ndarray, datatype: str, priority: int) -> tuple[np.ndarray, np.ndarray]:
         """Sends in `datatype`; while a rolling update changes it, the pods behind one address disagree, and a pod
         that refuses the datatype (INVALID_ARGUMENT) is answered by sending again: in the other datatype twice, as
         the next pod in the round may be one of the kind that wanted the first, then in the first once more, for a
@@ -123,7 +159,7 @@ class EmbedderClient:
         refusals: list[InferenceServerException] = []
         for attempt in (datatype, other, other, datatype):
             try:
-                return self._send(windows, attempt)
+                return self._send(windows, attempt, priority)
             except InferenceServerException as error:
                 if error.status() != str(grpc.StatusCode.INVALID_ARGUMENT):
                     raise
@@ -131,12 +167,12 @@ class EmbedderClient:
                 refusals.append(error)
         raise refusals[0]
 
-    def _send(self, windows: np.ndarray, datatype: str) -> tuple[np.ndarray, np.ndarray]:
+    def _send(self, windows: np.ndarray, datatype: str, priority: int) -> tuple[np.ndarray, np.ndarray]:
         waveform = triton.InferInput(WAVEFORM_INPUT, list(windows.shape), datatype)
         waveform.set_data_from_numpy(np.ascontiguousarray(windows, dtype=triton_to_np_dtype(datatype)))
         outputs = [triton.InferRequestedOutput("embedding"), triton.InferRequestedOutput("tags")]
         result = self._client.infer(MODEL_NAME, [waveform], outputs=outputs, client_timeout=self._timeout_seconds,
-                                    headers=trace_headers())
+                                    headers=trace_headers(), priority=priority)
         return result.as_numpy("embedding"), result.as_numpy("tags")
 
     def _read_model_config(self) -> ServedModel:
@@ -153,7 +189,8 @@ class EmbedderClient:
             sample_rate_hz=int(parameters["sample_rate"]),
             untrained=parameters.get("untrained", "false").lower() == "true",
         )
-        return ServedModel(identity, config.max_batch_size or 64, waveform_datatype(config))
+        return ServedModel(identity, config.max_batch_size or 64, waveform_datatype(config),
+                           config.dynamic_batching.priority_levels)
 
 
 def waveform_datatype(config: model_config_pb2.ModelConfig) -> str:

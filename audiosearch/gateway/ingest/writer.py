@@ -19,6 +19,7 @@ from audiosearch.common.errors import Aborted, NotFound
 from audiosearch.gateway.audio.fingerprints import NO_LANDMARKS, Landmarks, extract_landmarks, landmarks_message
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio
 from audiosearch.gateway.audio.segments import stored_segments
+from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.blobs import BlobStore, blob_key
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.settings import GatewaySettings
@@ -56,7 +57,7 @@ class Records:
         with stage("ingest", "decode"):
             decoded = self._pipeline.decode(data, collection.model.sample_rate_hz)
         with stage("ingest", "embed"):
-            embedded = self._pipeline.embed(decoded, collection.segment_config, stored_segments)
+            embedded = self._pipeline.embed(decoded, collection.segment_config, stored_segments, Work.BULK)
         with stage("ingest", "landmarks"):
             landmarks = (extract_landmarks(decoded.samples, decoded.sample_rate_hz) if collection.landmark_threshold
                          else NO_LANDMARKS)

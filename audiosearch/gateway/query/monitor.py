@@ -34,6 +34,7 @@ from audiosearch.gateway.audio.decoding import SILENCE_PEAK, AudioError, Decoded
 from audiosearch.gateway.audio.feed import Feed, RawFormat
 from audiosearch.gateway.audio.pipeline import AudioPipeline
 from audiosearch.gateway.audio.segments import query_segments
+from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.collections import Collections
 from audiosearch.gateway.ingest.uploads import within_idle_limit
 from audiosearch.gateway.query.matching import Evidence
@@ -265,7 +266,7 @@ class _Session:
         model_rate = self._collection.model.sample_rate_hz
         audio = DecodedAudio(resample(samples, rate, model_rate), model_rate, rate, 1, "feed")
         with stage("monitor", "embed"):
-            embedded = self._pipeline.embed(audio, self._collection.segment_config, query_segments)
+            embedded = self._pipeline.embed(audio, self._collection.segment_config, query_segments, Work.MONITOR)
         with stage("monitor", "match"):
             found = self._query.match(self._collection, embedded, STRETCH_TOP_K, self._threshold, self._filter)
         for match in found:
