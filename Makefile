@@ -8,7 +8,7 @@ APT_PACKAGES := ffmpeg libsndfile1 libjemalloc2 protobuf-compiler golang-go gola
 	golang-goprotobuf-dev protoc-gen-go-grpc libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java \
 	libnetty-java libperfmark-java libgoogle-gson-java libguava-java \
 	libjsr305-java liberror-prone-java libgeronimo-annotation-1.3-spec-java golang-google-genproto-dev \
-	golang-github-gogo-googleapis-dev chromium
+	golang-github-gogo-googleapis-dev chromium espeak-ng
 BUF := build/tools/node_modules/.bin/buf
 WEIGHTS := $(STATE_DIR)/models/Cnn14_mAP=0.431.pth
 IMAGE_REGISTRY ?= audiosearch
