@@ -296,19 +296,19 @@ def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 def score(places: list[Placed], detections: list[Detection], feed_seconds: float, names: dict[str, str],
           sent_at: Callable[[float], float]) -> Scored:
-    """Each detection finds the play of its recording it overlaps most that no earlier detection found;
-    `sent_at(t)` is when feed second t was sent."""
+    """Each detection finds the play of its recording it overlaps (or touches: landmarks of a short sound can align
+    at one frame) most that no earlier detection found; `sent_at(t)` is when feed second t was sent."""
     taken: dict[int, Detection] = {}
     wrong = bed_false = 0
     false: list[str] = []
     for detection in sorted(detections, key=lambda d: d.feed_range[0]):
         candidates = [(overlap(place.audible, detection.feed_range), index) for index, place in enumerate(places)
                       if place.play.recording == names.get(detection.recording) and index not in taken
-                      and overlap(place.audible, detection.feed_range) > 0]
+                      and overlap(place.audible, detection.feed_range) >= 0]
         if candidates:
             taken[max(candidates)[1]] = detection
             continue
-        if any(overlap(place.audible, detection.feed_range) > 0 for place in places):
+        if any(overlap(place.audible, detection.feed_range) >= 0 for place in places):
             wrong += 1
         else:
             bed_false += 1

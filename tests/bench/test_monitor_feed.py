@@ -106,16 +106,18 @@ def test_detections_are_scored_against_the_plays_they_overlap() -> None:
         detection("id-a", 11.0, 13.0),  # a second detection of that play: wrong, over a play
         detection("id-c", 31.0, 33.0),  # another recording over b's play
         detection("id-a", 45.0, 47.0),  # on the bed
+        detection("id-a", 60.0, 60.0),  # the replay of a, aligned at one frame
     ]
     scored = score(places, detections, 100.0, names, sent_at=lambda feed_second: feed_second)
-    assert (scored.found, scored.right, scored.wrong, scored.bed_false) == (1, 1, 2, 1)
-    assert scored.start_errors == pytest.approx([0.3])
-    assert scored.end_errors == pytest.approx([0.1])
-    assert scored.latencies == pytest.approx([1.0])
+    assert (scored.found, scored.right, scored.wrong, scored.bed_false) == (2, 2, 2, 1)
+    assert scored.start_errors == pytest.approx([0.3, 0.0])
+    assert scored.end_errors == pytest.approx([0.1, 4.0])
+    assert scored.latencies == pytest.approx([1.0, -64.0])
     assert scored.bed_hours == pytest.approx(88.0 / 3600)
     figures = summary(scored)
-    assert figures["recall"] == pytest.approx(1 / 3)
-    assert figures["precision"] == pytest.approx(1 / 4)
+    assert figures["recall"] == pytest.approx(2 / 3)
+    assert figures["precision"] == pytest.approx(2 / 5)
     assert figures["false_per_bed_hour"] == pytest.approx(3600 / 88)
     assert figures["start_error"]["within_0_5_s"] == 1.0
-    assert [line.split(" (")[0] for line in scored.missed] == ["b.wav", "a.wav"]
+    assert figures["end_error"]["within_0_5_s"] == 0.5
+    assert [line.split(" (")[0] for line in scored.missed] == ["b.wav"]
