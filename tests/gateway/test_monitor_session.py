@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from audiosearch.common.errors import NotFound, ResourceExhausted, Unavailable
+from audiosearch.gateway.audio.decoding import resample
+from audiosearch.gateway.audio.pipeline import EmbeddedAudio
 from audiosearch.gateway.backends.admission import Work
-from audiosearch.gateway.query.monitor import Monitors
+from audiosearch.gateway.backends.embedder import Embeddings
+from audiosearch.gateway.query.monitor import Monitors, grid_segments
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
 
@@ -30,12 +33,18 @@ class Collections:
 
 
 class Pipeline:
+    """Embeds every window as zeros; keeps the windows it was given."""
+
     def __init__(self) -> None:
         self.works: list[Work] = []
+        self.windows: list[np.ndarray] = []
 
     def embed(self, audio, segment_config, cut, work=Work.INTERACTIVE):
         self.works.append(work)
-        return audio
+        segments = cut(audio.samples, audio.sample_rate_hz, segment_config.window_seconds, segment_config.hop_seconds)
+        self.windows += list(segments.windows)
+        return EmbeddedAudio(audio, segments, Embeddings(np.zeros((len(segments), 4), np.float32),
+                                                         np.zeros((len(segments), 527), np.float32)))
 
 
 class Query:
@@ -45,8 +54,9 @@ class Query:
         self.play_start = play_start
         self.stretch_start = 0.0
 
-    def match(self, collection, audio, top_k, threshold, audio_filter):
-        loud = np.flatnonzero(np.abs(audio.samples) > LOUD / 2)
+    def match(self, collection, embedded, top_k, threshold, audio_filter):
+        assert len(embedded.embeddings.vectors) == len(embedded.segments)
+        loud = np.flatnonzero(np.abs(embedded.audio.samples) > LOUD / 2)
         if len(loud) < MODEL_RATE:
             return []
         first, last = loud[0] / MODEL_RATE, (loud[-1] + 1) / MODEL_RATE
@@ -117,6 +127,48 @@ def test_stretches_are_embedded_as_monitor_work():
         requests(feed_samples(20.0, (2.0, 6.0))), Context()))
     assert pipeline.works
     assert set(pipeline.works) == {Work.MONITOR}
+
+
+def test_each_window_of_the_feed_grid_is_embedded_once_across_overlapping_stretches():
+    pipeline = Pipeline()
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, int(31.0 * RATE)).astype(np.float32)
+    list(Monitors(settings(), Collections(), Query(0.0), pipeline).monitor(requests(noise), Context()))
+    # Stretches end every 5 s and span 10 s; 2 s windows start on the feed's 2 s grid (0, 2, .. 28), and the
+    # feed's last stretch adds one reaching its end (29-31 s). Noise has no short sounds to loop.
+    window = 2 * MODEL_RATE
+    assert all(len(embedded) == window for embedded in pipeline.windows)
+    assert len(pipeline.windows) == 15 + 1
+    feed = resample(noise, RATE, MODEL_RATE)
+    grid = range(0, 15 * window, window)
+    # Each embedded window is the feed's audio at one grid position (up to the edges of a stretch's resampling).
+    differences = np.array([[np.mean(np.abs(embedded - feed[start : start + window])) for start in grid]
+                            for embedded in pipeline.windows[:15]])
+    assert sorted(np.argmin(differences, axis=1).tolist()) == list(range(15))
+    assert differences.min(axis=1).max() < 1e-3
+
+
+def test_grid_windows_start_on_the_feed_grid_whatever_the_stretch_start():
+    samples = np.random.default_rng(1).uniform(-0.3, 0.3, 10 * MODEL_RATE).astype(np.float32)
+    segments, keys = grid_segments(samples, MODEL_RATE, 2.0, 2.0, origin=5 * MODEL_RATE, final=False)
+    assert keys == [6 * MODEL_RATE, 8 * MODEL_RATE, 10 * MODEL_RATE, 12 * MODEL_RATE]
+    assert segments.starts_seconds.tolist() == [1.0, 3.0, 5.0, 7.0]
+    assert np.array_equal(segments.windows[0], samples[MODEL_RATE : 3 * MODEL_RATE])
+    final, final_keys = grid_segments(samples, MODEL_RATE, 2.0, 2.0, origin=5 * MODEL_RATE, final=True)
+    assert final_keys[-1] == 13 * MODEL_RATE
+    assert final.ends_seconds[-1] == pytest.approx(10.0)
+
+
+def test_a_short_sound_is_looped_alike_in_both_stretches_that_hold_it():
+    feed = np.full(15 * MODEL_RATE, 0.001, np.float32)
+    feed[7 * MODEL_RATE : 7 * MODEL_RATE + MODEL_RATE // 2] = np.sin(np.arange(MODEL_RATE // 2) * 0.3) * 0.5
+    first, first_keys = grid_segments(feed[: 10 * MODEL_RATE], MODEL_RATE, 2.0, 2.0, origin=0, final=False)
+    second, second_keys = grid_segments(feed[5 * MODEL_RATE :], MODEL_RATE, 2.0, 2.0, origin=5 * MODEL_RATE,
+                                        final=False)
+    looped = [index for index, key in enumerate(first_keys) if isinstance(key, bytes)]
+    assert looped
+    assert all(first.ends_seconds[index] - first.starts_seconds[index] < 2.0 for index in looped)
+    assert first.starts_seconds[looped[0]] == pytest.approx(7.0, abs=0.02)
+    assert second.starts_seconds[second_keys.index(first_keys[looped[0]])] == pytest.approx(2.0, abs=0.02)
 
 
 def test_a_feed_that_ends_mid_play_ends_the_play_at_the_end():

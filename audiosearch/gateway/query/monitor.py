@@ -8,6 +8,14 @@ and ends are sent as they happen. Stretches overlap, so a play that starts anywh
 is found with the start of its first matched stretch. Memory is the ring, the decoder's bounded queue and the
 open occurrences, never the feed's length.
 
+A stretch's windows differ from a SearchAudio query's in one way: they lie on one grid of the feed, a stored hop
+apart (`WINDOWS_PER_STORED_HOP`), not a sixteenth of a window apart from the stretch's start, and each is embedded
+once: the next stretch, which overlaps this one, takes the vectors of the windows they share (`_WindowVectors`).
+Embedding is nearly all of a monitor's cost (the Cnn14 embedder takes ~31 s of audio a second on two cores, and
+a query's density embeds each feed second sixteen times over two stretches), while landmarks, which align a play
+to a frame, are extracted from the whole stretch as a query's are; docs/benchmarks.md (bench.monitor) has the
+measurements. The short sounds a stretch holds are looped into windows of their own, as a query's are.
+
 The gateway holds at most `max_concurrent_monitors` at once (RESOURCE_EXHAUSTED beyond). On shutdown each stream
 ends its open detections and then the call with UNAVAILABLE (SHUTTING_DOWN) and the feed second to stream again
 from: the start of the stretch after the last one searched, less the overlap, so the resumed feed's first
@@ -16,6 +24,7 @@ stretch holds the same context.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -32,9 +41,10 @@ from audiosearch.common.errors import InvalidArgument, ResourceExhausted, Unavai
 from audiosearch.gateway import validation
 from audiosearch.gateway.audio.decoding import SILENCE_PEAK, AudioError, DecodedAudio, resample
 from audiosearch.gateway.audio.feed import Feed, RawFormat
-from audiosearch.gateway.audio.pipeline import AudioPipeline
-from audiosearch.gateway.audio.segments import query_segments
+from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio
+from audiosearch.gateway.audio.segments import Segments, cut_segments, event_segments
 from audiosearch.gateway.backends.admission import Work
+from audiosearch.gateway.backends.embedder import Embeddings
 from audiosearch.gateway.collections import Collections
 from audiosearch.gateway.ingest.uploads import within_idle_limit
 from audiosearch.gateway.query.matching import Evidence
@@ -47,6 +57,8 @@ from audiosearch.v1 import audiosearch_pb2 as pb
 log = logging.getLogger(__name__)
 
 STRETCH_TOP_K = 10
+# A stretch's regular windows start every stored hop / this on the feed's grid (a query's start every window / 8).
+WINDOWS_PER_STORED_HOP = 1
 MAX_FEED_LABEL_CHARS = 512
 _WAIT_SECONDS = 0.25
 _SAMPLE_FORMATS = {pb.SAMPLE_FORMAT_S16LE: "s16le", pb.SAMPLE_FORMAT_F32LE: "f32le"}
@@ -166,6 +178,60 @@ def _next_block(feed: Feed) -> np.ndarray | None:
         raise InvalidArgument(str(error), reason=error.reason) from error
 
 
+def grid_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: float, grid_seconds: float,
+                  origin: int, final: bool) -> tuple[Segments, list[int | bytes]]:
+    """A stretch's windows: those starting on the feed's grid (every `grid_seconds` from the feed's first sample;
+    `origin` is the feed frame of the stretch's first sample) that fit in it, and at the feed's end (`final`) one
+    more reaching its last sample; then its short sounds, looped (segments.event_segments). With each window, what
+    identifies it across stretches: the feed frame where a grid window starts, the digest of any other window's
+    samples (a loop of a short sound that the next stretch, overlapping this one, may loop the same)."""
+    window, grid = round(window_seconds * sample_rate_hz), round(grid_seconds * sample_rate_hz)
+    skip = -origin % grid
+    fitting = (len(samples) - skip - window) // grid + 1
+    if fitting < 1:
+        regular = cut_segments(samples, sample_rate_hz, window_seconds, grid_seconds)
+        keys: list[int | bytes] = [_digest(looped) for looped in regular.windows]
+        skip = 0
+    else:
+        # Cut to the grid windows' extent, so cut_segments adds no window off the grid (but at the feed's end).
+        last = len(samples) if final else skip + (fitting - 1) * grid + window
+        regular = cut_segments(samples[skip:last], sample_rate_hz, window_seconds, grid_seconds)
+        keys = [origin + skip + round(start * sample_rate_hz) for start in regular.starts_seconds]
+    shift = skip / sample_rate_hz
+    events = event_segments(samples, sample_rate_hz, window_seconds)
+    segments = Segments(np.concatenate([regular.windows, events.windows]),
+                        np.concatenate([regular.starts_seconds + shift, events.starts_seconds]),
+                        np.concatenate([regular.ends_seconds + shift, events.ends_seconds]))
+    return segments, keys + [_digest(looped) for looped in events.windows]
+
+
+def _digest(samples: np.ndarray) -> bytes:
+    return hashlib.blake2b(samples.tobytes(), digest_size=16).digest()
+
+
+class _WindowVectors:
+    """The vectors (and tag probabilities) of the windows the last stretch embedded, by what identifies each
+    (grid_segments): only those the next stretch shares are kept, so memory holds one stretch's worth."""
+
+    def __init__(self, pipeline: AudioPipeline) -> None:
+        self._pipeline = pipeline
+        self._known: dict[int | bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def embedded(self, audio: DecodedAudio, segments: Segments, keys: list[int | bytes],
+                 config: pb.SegmentConfig) -> EmbeddedAudio:
+        missing = [index for index, key in enumerate(keys) if key not in self._known]
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if missing:
+            wanted = Segments(segments.windows[missing], segments.starts_seconds[missing],
+                              segments.ends_seconds[missing])
+            fresh = self._pipeline.embed(audio, config, lambda *_: wanted, Work.MONITOR).embeddings
+            found = {index: (fresh.vectors[row], fresh.tag_probabilities[row]) for row, index in enumerate(missing)}
+        rows = [found[index] if index in found else self._known[key] for index, key in enumerate(keys)]
+        self._known = dict(zip(keys, rows, strict=True))
+        return EmbeddedAudio(audio, segments, Embeddings(np.stack([vector for vector, _ in rows]),
+                                                         np.stack([tags for _, tags in rows])))
+
+
 @dataclass
 class _Ring:
     """The most recent samples of the feed; `start` is the feed frame of the first one held."""
@@ -206,6 +272,7 @@ class _Session:
         self._draining = draining
         self._stopped = threading.Event()
         self._tracker = OccurrenceTracker()
+        self._windows = _WindowVectors(pipeline)
         self._records: dict[str, pb.AudioRecord] = {}
         self._started = time.monotonic()
         self._analysed_seconds = self._offset  # feed seconds, the offset included
@@ -224,7 +291,7 @@ class _Session:
             if self._draining.is_set():
                 yield from self._drained(window, hop, rate)
             if ring.end >= next_end:
-                yield from self._search(ring, max(0, next_end - window), next_end, rate)
+                yield from self._search(ring, max(0, next_end - window), next_end, rate, final=False)
                 next_end += hop
             else:
                 block = _next_block(feed)
@@ -241,7 +308,7 @@ class _Session:
         if ring.end == 0:
             raise InvalidArgument("the feed holds no audio", reason="INVALID_AUDIO")
         if ring.end > next_end - hop:
-            yield from self._search(ring, max(0, ring.end - window), ring.end, rate)
+            yield from self._search(ring, max(0, ring.end - window), ring.end, rate, final=True)
         yield from self._events(self._tracker.finish())
         yield pb.MonitorAudioResponse(progress=self._progress(0))
         log.info("monitor finished", extra={"collection": self._collection.name, "feed_label": self._label,
@@ -253,20 +320,26 @@ class _Session:
         overlap_seconds = (window - hop) / rate
         raise _shutting_down(self._offset + max(0.0, self._analysed_seconds - self._offset - overlap_seconds))
 
-    def _search(self, ring: _Ring, first: int, last: int, rate: int) -> Iterator[pb.MonitorAudioResponse]:
+    def _search(self, ring: _Ring, first: int, last: int, rate: int, final: bool
+                ) -> Iterator[pb.MonitorAudioResponse]:
         samples = ring.between(first, last)
-        stretch_start = self._offset + first / rate
         matches: list[StretchMatch] = []
         if len(samples) and float(np.abs(samples).max()) >= SILENCE_PEAK:
-            matches = self._stretch_matches(samples, rate, stretch_start)
+            matches = self._stretch_matches(samples, rate, first, final)
         self._analysed_seconds = self._offset + last / rate
         yield from self._events(self._tracker.observe(self._analysed_seconds, matches))
 
-    def _stretch_matches(self, samples: np.ndarray, rate: int, stretch_start: float) -> list[StretchMatch]:
+    def _stretch_matches(self, samples: np.ndarray, rate: int, first: int, final: bool) -> list[StretchMatch]:
+        """The matches of the stretch starting at stream frame `first` (at the feed's `rate`)."""
+        stretch_start = self._offset + first / rate
         model_rate = self._collection.model.sample_rate_hz
+        config = self._collection.segment_config
         audio = DecodedAudio(resample(samples, rate, model_rate), model_rate, rate, 1, "feed")
         with stage("monitor", "embed"):
-            embedded = self._pipeline.embed(audio, self._collection.segment_config, query_segments, Work.MONITOR)
+            segments, keys = grid_segments(audio.samples, model_rate, config.window_seconds,
+                                           config.hop_seconds / WINDOWS_PER_STORED_HOP,
+                                           round(first * model_rate / rate), final)
+            embedded = self._windows.embedded(audio, segments, keys, config)
         with stage("monitor", "match"):
             found = self._query.match(self._collection, embedded, STRETCH_TOP_K, self._threshold, self._filter)
         for match in found:
