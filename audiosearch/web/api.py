@@ -6,7 +6,7 @@ Every route calls the gateway with the caller's credentials (`Authorization`, or
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -57,16 +57,21 @@ class Gateway:
                                           timeout=timeout or self.settings.timeout_seconds)
 
 
+def credentials(headers: Mapping[str, str], api_key: str = "") -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata that carries the caller's key: `Authorization` as sent, else `X-API-Key` (or `api_key`)
+    as a bearer token."""
+    authorization = headers.get("authorization", "").strip()
+    api_key = headers.get("x-api-key", "").strip() or api_key.strip()
+    if authorization:
+        return (("authorization", authorization),)
+    if api_key:
+        return (("authorization", f"Bearer {api_key}"),)
+    return ()
+
+
 def gateway(request: Request, _bearer: Annotated[Any, Security(BEARER)] = None,
             _api_key: Annotated[str | None, Security(API_KEY)] = None) -> Gateway:
-    authorization = request.headers.get("authorization", "").strip()
-    api_key = request.headers.get("x-api-key", "").strip()
-    metadata: tuple[tuple[str, str], ...] = ()
-    if authorization:
-        metadata = (("authorization", authorization),)
-    elif api_key:
-        metadata = (("authorization", f"Bearer {api_key}"),)
-    return Gateway(request.app.state.stub, metadata, request.app.state.settings)
+    return Gateway(request.app.state.stub, credentials(request.headers), request.app.state.settings)
 
 
 Caller = Annotated[Gateway, Depends(gateway)]

@@ -13,9 +13,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic.json_schema import models_json_schema
 
 from audiosearch.v1 import audiosearch_pb2_grpc
-from audiosearch.web import api, models
+from audiosearch.web import api, models, monitor
 from audiosearch.web.errors import ApiError, api_error_handler, rpc_error_handler, validation_error_handler
 from audiosearch.web.settings import WebSettings
 
@@ -30,7 +31,27 @@ Errors are `{"error": {"code", "reason", "message", "metadata"}}`: `code` is the
 the `google.rpc.ErrorInfo` reason (e.g. `COLLECTION_NOT_FOUND`, `INVALID_AUDIO`, `MODEL_MISMATCH`).
 HTTP statuses: INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
 ALREADY_EXISTS / ABORTED / FAILED_PRECONDITION 409, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503,
-DEADLINE_EXCEEDED 504."""
+DEADLINE_EXCEEDED 504.
+
+## Monitor a feed: WebSocket `/v1/collections/{collection}/monitor`
+
+`MonitorAudio` over a WebSocket (`ws://` or `wss://`, same host), for feeds of any length, live or recorded:
+
+1. Send the header as one text frame, JSON (schema `MonitorHeader` below): `feed_label`, `thresholds`, `tags`,
+   `metadata`, `start_time`, `feed_offset_seconds`, and `raw_format` (`{"sample_rate_hz", "channels",
+   "sample_format": "f32le" | "s16le"}`) for headerless PCM; without it the bytes are a container ffmpeg reads
+   as a stream (wav, mp3, ogg, flac, AAC/ADTS, webm). Browsers, which cannot set headers on a WebSocket, put the
+   key in `api_key`; other clients may send `Authorization` or `X-API-Key` with the upgrade request.
+2. Send the feed as binary frames, in chunks of any size (64 KiB suits). The server stops reading while 16 frames
+   wait for the gateway: pace on the socket's buffered amount.
+3. Send the text frame `{"end": true}` when the feed is over.
+
+The server sends text frames, JSON (schema `MonitorEvent`), each with one field: `detection` (a play, when it is
+confirmed with `state` STARTED and again when it ends with `state` ENDED and its final ranges; the same
+`detection_id`), `progress` (every 2 s: `audio_seconds`, `real_time_factor`, `lag_seconds`, ...), and last
+`end` (the socket then closes with 1000) or `error` (as above; the socket then closes with code 4000 + the HTTP
+status, e.g. 4404, and the reason `"<code> <reason>"`, e.g. `NOT_FOUND COLLECTION_NOT_FOUND`). Closing the socket
+before `end` cancels the monitor. `{"detection": {"audio": {"content_url"}}}` plays the recording."""
 
 
 def create_app(settings: WebSettings, channel: grpc.Channel) -> FastAPI:
@@ -40,6 +61,7 @@ def create_app(settings: WebSettings, channel: grpc.Channel) -> FastAPI:
     app.state.stub = audiosearch_pb2_grpc.AudioSearchServiceStub(channel)
     app.state.health = health_pb2_grpc.HealthStub(channel)
     app.include_router(api.router)
+    app.include_router(monitor.router)
     app.add_exception_handler(grpc.RpcError, rpc_error_handler)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
@@ -79,7 +101,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
-            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+            schemas.pop(unused, None)
+        # The monitor's frames: not an operation, so FastAPI lists none of them by itself.
+        _, frames = models_json_schema([(models.MonitorHeader, "validation"), (models.MonitorEvent, "serialization")],
+                                       ref_template="#/components/schemas/{model}")
+        schemas.update(frames.get("$defs", {}))
         app.openapi_schema = schema
     return app.openapi_schema

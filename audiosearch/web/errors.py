@@ -7,6 +7,8 @@ branches on `error.reason` exactly like a gRPC caller does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from fastapi import Request
@@ -95,11 +97,15 @@ async def api_error_handler(request: Request, error: Exception) -> JSONResponse:
     return _response(error.status, error.detail)
 
 
+def invalid_request(problems: Sequence[Any]) -> ErrorDetail:
+    """Pydantic's validation problems as the gateway's INVALID_FIELD, naming the first field at fault."""
+    first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+    field = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path", "header"))
+    return ErrorDetail(code="INVALID_ARGUMENT", reason="INVALID_FIELD",
+                       message=f"{field or 'request'}: {first['msg']}", metadata={"field": field})
+
+
 async def validation_error_handler(request: Request, error: Exception) -> JSONResponse:
     """FastAPI's own request validation, in the same shape as the gateway's INVALID_FIELD (400, not 422)."""
     assert isinstance(error, RequestValidationError)
-    problems = error.errors()
-    first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
-    field = ".".join(str(part) for part in first["loc"] if part not in ("body", "query", "path", "header"))
-    return _response(400, ErrorDetail(code="INVALID_ARGUMENT", reason="INVALID_FIELD",
-                                      message=f"{field or 'request'}: {first['msg']}", metadata={"field": field}))
+    return _response(400, invalid_request(error.errors()))

@@ -7,7 +7,9 @@ from typing import Literal, TypeVar
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from pydantic import BaseModel, Field, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
+
+from audiosearch.web.errors import ErrorDetail
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -191,3 +193,93 @@ class CalibrationResult(BaseModel):
 class Health(BaseModel):
     status: Literal["SERVING", "NOT_SERVING"]
     gateway: str = Field(description="Gateway health as the gRPC health protocol reports it")
+
+
+# The monitor's WebSocket messages (not operations, so listed in the OpenAPI document's schemas by app.py).
+
+SampleFormat = Literal["s16le", "f32le"]
+
+
+class RawAudioFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sample_rate_hz: int = Field(ge=1000, le=384000, examples=[48000])
+    channels: int = Field(default=1, ge=1, le=32, description="Interleaved; mixed down to mono")
+    sample_format: SampleFormat = Field(default="f32le", description="f32le: 32-bit floats; s16le: 16-bit integers")
+
+
+class MonitorThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0, description="Default: the collection's")
+    landmark_threshold: int | None = Field(default=None, ge=0, description="Default: the collection's; 0 turns "
+                                                                           "landmark detections off")
+    landmark_share_threshold: float | None = Field(default=None, ge=0.0, le=1.0,
+                                                   description="Default: the collection's")
+
+
+class MonitorHeader(BaseModel):
+    """The first message on the monitor socket (a text frame); the feed's bytes follow as binary frames."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feed_label: str = Field(default="", max_length=512, description="The feed's name, echoed in every detection")
+    start_time: datetime | None = Field(default=None, description="Wall-clock time of the feed's first byte: "
+                                                                  "detections then carry wall-clock times too")
+    feed_offset_seconds: float = Field(default=0.0, ge=0.0, description="Feed seconds before the first byte "
+                                                                        "(to resume a feed)")
+    thresholds: MonitorThresholds = Field(default_factory=MonitorThresholds)
+    tags: list[str] = Field(default_factory=list, description="Only recordings carrying every one of these tags")
+    metadata: dict[str, str] = Field(default_factory=dict, description="Only recordings with these key=value pairs")
+    raw_format: RawAudioFormat | None = Field(default=None, description="Set for headerless PCM; unset, the bytes "
+                                                                        "are a container ffmpeg reads as a stream "
+                                                                        "(wav, mp3, ogg, flac, AAC/ADTS, webm)")
+    api_key: str = Field(default="", description="For browsers, which cannot set headers on a WebSocket; "
+                                                 "`Authorization` or `X-API-Key` on the upgrade request also work")
+
+
+DetectionState = Literal["STARTED", "ENDED"]
+
+
+class MonitorDetection(BaseModel):
+    detection_id: str = Field(description="The same in the STARTED and the ENDED message of one play")
+    state: DetectionState = Field(description="STARTED when confirmed, ENDED with the final ranges")
+    audio: AudioRecord = Field(description="The recording played (its `content_url` plays it)")
+    feed_range: TimeRange = Field(description="Seconds from the feed's start (feed_offset_seconds included)")
+    feed_start_time: datetime | None = Field(default=None, description="With the header's start_time")
+    feed_end_time: datetime | None = Field(default=None, description="With the header's start_time")
+    reference_range: TimeRange = Field(description="The part of the recording played")
+    score: float
+    landmarks: int
+    landmark_share: float
+    decided_by: str = Field(description="As Match.decided_by")
+    feed_label: str
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _short_state(cls, value: object) -> object:
+        return value.removeprefix("DETECTION_STATE_") if isinstance(value, str) else value
+
+
+class MonitorProgress(BaseModel):
+    audio_seconds: float = Field(description="Feed seconds analysed (feed_offset_seconds included)")
+    pending_seconds: float = Field(description="Feed seconds received, not yet analysed")
+    elapsed_seconds: float
+    real_time_factor: float = Field(description="Feed seconds analysed per second of wall time; above 1 keeps up")
+    lag_seconds: float = Field(description="How far the analysis trails the feed")
+    open_detections: int
+
+
+class MonitorSummary(BaseModel):
+    detections: int = Field(description="Plays detected (each sent STARTED, then ENDED)")
+    audio_seconds: float = Field(description="Feed seconds analysed")
+
+
+class MonitorEvent(BaseModel):
+    """One text frame from the server: exactly one of its fields is set. `end` and `error` are the last."""
+
+    detection: MonitorDetection | None = None
+    progress: MonitorProgress | None = None
+    end: MonitorSummary | None = Field(default=None, description="The feed ended and every play was reported")
+    error: ErrorDetail | None = Field(default=None, description="As the HTTP API's errors; the socket then closes "
+                                                                "with code 4000 + the HTTP status")

@@ -24,7 +24,7 @@ def main() -> None:
                                "gateway": settings.gateway_address})
     try:
         # uvicorn handles SIGINT/SIGTERM: it stops accepting, finishes requests in flight, then returns.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+        uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, ws="wsproto",
                     timeout_graceful_shutdown=int(settings.grace_seconds))
     finally:
         channel.close()

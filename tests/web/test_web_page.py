@@ -6,7 +6,6 @@ skip, except in CI (CI set), where they must run.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -18,25 +17,14 @@ from audiosearch.common.errors import build_status
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from devtools.support import sounds
-from tests.web.conftest import WebServer
+from tests.web.conftest import Watched, WebServer, chromium
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
 COLLECTION = "web_page"
 KINDS = ["siren", "chord", "drums", "rain", "chirp"]
 PLAYER = "document.getElementById('player')"
-
-
-def chromium_args(microphone: Path) -> list[str]:
-    return [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-        # A microphone that plays a known file, and no permission prompt.
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone}",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +34,10 @@ def samples() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory, samples) -> Iterator[object]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `apt-get install chromium` (Debian) to run the browser tests"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must run them")
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
     microphone = tmp_path_factory.mktemp("microphone") / "chirp.wav"
     microphone.write_bytes(sounds.to_bytes(samples["chirp"], fmt="WAV", subtype="PCM_16"))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=chromium_args(microphone))
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium(microphone) as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
@@ -77,35 +53,6 @@ def library(http, samples) -> dict[str, dict]:
     return records
 
 
-class Watched:
-    """A page that records every request it makes and every script error it hits."""
-
-    def __init__(self, browser, web_url: str, **context_options: object) -> None:
-        self.context = browser.new_context(**context_options)
-        self.context.grant_permissions(["microphone"], origin=web_url)
-        self.page = self.context.new_page()
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        self.page.on("request", lambda request: self.requests.append(request.url))
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.add_init_script(f"localStorage.setItem('audiosearch.collection', '{COLLECTION}')")
-        self.page.goto(web_url)
-        self.page.wait_for_function(f"() => document.getElementById('collection').value === '{COLLECTION}'")
-
-    def search_with(self, path: Path) -> object:
-        self.page.set_input_files("#clip", str(path))
-        top = self.page.locator("#results .card").first
-        top.wait_for()
-        self.page.wait_for_function("() => document.querySelector('#results .card')?.dataset.ready === 'true'")
-        return top
-
-    def close(self, web_url: str) -> None:
-        foreign = [url for url in self.requests if not url.startswith((web_url, "blob:", "data:"))]
-        assert foreign == [], "the page loaded something from elsewhere"
-        assert self.errors == []
-        self.context.close()
-
-
 def write_clip(folder: Path, name: str, samples, start: float, end: float) -> Path:
     path = folder / name
     path.write_bytes(sounds.to_bytes(samples[int(start * sounds.RATE):int(end * sounds.RATE)]))
@@ -117,7 +64,7 @@ def test_upload_a_clip_see_the_top_result_play_it_and_delete_it(browser, web_url
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     siren = library["siren"]
-    watched = Watched(browser, web_url, viewport={"width": 1280, "height": 900})
+    watched = Watched(browser, web_url, COLLECTION, viewport={"width": 1280, "height": 900})
     page = watched.page
     top = watched.search_with(write_clip(tmp_path, "siren-excerpt.wav", samples["siren"], 1.0, 3.5))
 
@@ -160,7 +107,7 @@ def test_upload_a_clip_see_the_top_result_play_it_and_delete_it(browser, web_url
 def test_a_cancelled_delete_keeps_the_recording(browser, web_url, library):
     from playwright.sync_api import expect
 
-    watched = Watched(browser, web_url)
+    watched = Watched(browser, web_url, COLLECTION)
     page = watched.page
     chord = page.locator(f'#recordings .card[data-id="{library["chord"]["id"]}"]')
     chord.locator(".delete").click()
@@ -173,7 +120,7 @@ def test_a_cancelled_delete_keeps_the_recording(browser, web_url, library):
 def test_browse_filters_by_tag_chip_and_metadata(browser, web_url, http, library):
     from playwright.sync_api import expect
 
-    watched = Watched(browser, web_url)
+    watched = Watched(browser, web_url, COLLECTION)
     page = watched.page
     page.fill("#filter-meta", "kind=drums")
     page.click("#filters button[type=submit]")
@@ -191,7 +138,7 @@ def test_browse_filters_by_tag_chip_and_metadata(browser, web_url, http, library
 def test_recording_from_the_microphone_finds_the_sound(browser, web_url, library):
     from playwright.sync_api import expect
 
-    watched = Watched(browser, web_url)
+    watched = Watched(browser, web_url, COLLECTION)
     page = watched.page
     page.click("#record")
     expect(page.locator("#record")).to_have_text("Stop")
@@ -206,7 +153,7 @@ def test_recording_from_the_microphone_finds_the_sound(browser, web_url, library
 
 def test_the_page_fits_a_phone_screen(browser, web_url, library, samples, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    watched = Watched(browser, web_url, viewport={"width": 390, "height": 844}, device_scale_factor=2,
+    watched = Watched(browser, web_url, COLLECTION, viewport={"width": 390, "height": 844}, device_scale_factor=2,
                       is_mobile=True, has_touch=True)
     page = watched.page
     top = watched.search_with(write_clip(tmp_path, "rain-excerpt.wav", samples["rain"], 0.5, 3.0))
@@ -222,7 +169,7 @@ def test_the_page_fits_a_phone_screen(browser, web_url, library, samples, tmp_pa
 def test_an_untrained_model_says_its_tags_are_not_classifications(browser, web_url, library, samples, tmp_path):
     from playwright.sync_api import expect
 
-    watched = Watched(browser, web_url)  # the suite's embedder runs untrained
+    watched = Watched(browser, web_url, COLLECTION)  # the suite's embedder runs untrained
     page = watched.page
     banner = page.locator("#untrained-banner")
     expect(banner).to_be_visible()
@@ -282,7 +229,7 @@ def trained_web_url() -> Iterator[str]:
 def test_a_trained_models_tags_are_shown_as_classifications(browser, trained_web_url):
     from playwright.sync_api import expect
 
-    watched = Watched(browser, trained_web_url)
+    watched = Watched(browser, trained_web_url, COLLECTION)
     page = watched.page
     chip = page.locator("#recordings .card .chip.tag")
     expect(chip).to_have_text("Fire engine, fire truck (siren)51%")

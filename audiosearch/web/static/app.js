@@ -1,4 +1,5 @@
-// The audiosearch page: search by clip or microphone, results on waveforms, playback, browse, delete.
+// The audiosearch page: search by clip or microphone, results on waveforms, playback, browse, delete, and a
+// monitor of a file or the microphone over a WebSocket.
 // Plain JavaScript over the /v1 HTTP API of this same process; nothing is loaded from anywhere else.
 "use strict";
 
@@ -330,9 +331,9 @@ function card(record, match = null, rank = 0) {
 // --- playback -----------------------------------------------------------------------------------------------------
 
 function resetButtons() {
-  for (const button of document.querySelectorAll(".play, .play-part")) {
+  for (const button of document.querySelectorAll(".play, .play-part, .play-clip")) {
     button.classList.remove("on");
-    button.textContent = button.classList.contains("play") ? "Play" : "Play matched part";
+    button.textContent = button.dataset.label || (button.classList.contains("play") ? "Play" : "Play matched part");
   }
 }
 
@@ -366,7 +367,7 @@ async function toggle(item, button, range) {
     resetButtons();
     toast(`Cannot play: ${error.message}`, true);
   }
-  if (previous && previous.card !== item) drawWave(previous.card);
+  if (previous?.card && previous.card !== item) drawWave(previous.card);
 }
 
 function seek(item, event) {
@@ -382,13 +383,13 @@ function watchPlayer() {
   const frame = () => {
     if (state.active) {
       if (state.active.stopAt !== null && player.currentTime >= state.active.stopAt) player.pause();
-      drawWave(state.active.card);
+      if (state.active.card) drawWave(state.active.card);
     }
     if (!player.paused) requestAnimationFrame(frame);
   };
   player.addEventListener("play", () => requestAnimationFrame(frame));
-  player.addEventListener("pause", () => { resetButtons(); if (state.active) drawWave(state.active.card); });
-  player.addEventListener("ended", () => { resetButtons(); if (state.active) drawWave(state.active.card); });
+  player.addEventListener("pause", () => { resetButtons(); if (state.active?.card) drawWave(state.active.card); });
+  player.addEventListener("ended", () => { resetButtons(); if (state.active?.card) drawWave(state.active.card); });
 }
 
 // --- search -------------------------------------------------------------------------------------------------------
@@ -594,6 +595,383 @@ function confirmDelete(record) {
   dialog.showModal();
 }
 
+// --- monitor: a file or the microphone streamed over a WebSocket; detections on a timeline as they arrive ---------
+
+const MONITOR_CHUNK_BYTES = 64 * 1024;
+const MONITOR_BUFFERED_BYTES = 1024 * 1024; // the socket's send buffer the file pump keeps under
+const MIC_KEEP_SECONDS = 300; // microphone audio kept for feed excerpts
+const MIC_EXCERPTS_KEPT = 20; // ended plays whose feed excerpt stays playable after it leaves the kept audio
+const monitor = {
+  socket: null,
+  source: null, // {kind: "file", name, url, duration} or {kind: "mic", name, rate, kept, ...}
+  plays: new Map(), // detection id -> {detection, row, marker}
+  analysed: 0,
+  finished: false,
+  excerpts: [], // object URLs of ended microphone plays, oldest first
+};
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+function monitorStatus(text, isError = false) {
+  const line = $("#monitor-status");
+  line.textContent = text;
+  line.classList.toggle("error", isError);
+}
+
+function monitorHeader(label, rawFormat = null) {
+  const header = { feed_label: $("#monitor-label").value.trim() || label, thresholds: {}, tags: [], metadata: {} };
+  const minScore = $("#monitor-min-score").value;
+  if (minScore !== "") header.thresholds.score_threshold = Number(minScore);
+  const tag = $("#monitor-tag").value.trim();
+  if (tag) header.tags.push(tag);
+  for (const pair of metaPairs($("#monitor-meta").value)) {
+    const [key, ...value] = pair.split("=");
+    header.metadata[key.trim()] = value.join("=");
+  }
+  if (rawFormat) header.raw_format = rawFormat;
+  if (state.apiKey) header.api_key = state.apiKey; // a browser cannot set headers on a WebSocket
+  return header;
+}
+
+function monitorUrl() {
+  const url = new URL(collectionPath("/monitor"), location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url;
+}
+
+function resetMonitor(source) {
+  for (const url of monitor.excerpts) URL.revokeObjectURL(url);
+  if (monitor.source && monitor.source.url) URL.revokeObjectURL(monitor.source.url);
+  Object.assign(monitor, { source, plays: new Map(), analysed: 0, finished: false, excerpts: [] });
+  $("#monitor-detections").replaceChildren();
+  $("#monitor-timeline").replaceChildren(Object.assign(document.createElement("div"), { className: "analysed" }));
+  drawTimeline();
+}
+
+function monitorRunning(running) {
+  $("#monitor-stop").disabled = !running;
+  $("#monitor-file").disabled = running;
+  const mic = $("#monitor-mic");
+  mic.disabled = running && monitor.source?.kind !== "mic";
+  mic.classList.toggle("on", running && monitor.source?.kind === "mic");
+  mic.setAttribute("aria-pressed", String(running && monitor.source?.kind === "mic"));
+  mic.textContent = running && monitor.source?.kind === "mic" ? "Stop the microphone" : "Monitor the microphone";
+}
+
+function openMonitor(source, header, feed) {
+  if (!state.collection) {
+    monitorStatus("Create or pick a collection first.", true);
+    return null;
+  }
+  resetMonitor(source);
+  monitorStatus(`Monitoring ${source.name} for the recordings of ${state.collection}…`);
+  const socket = new WebSocket(monitorUrl());
+  socket.binaryType = "arraybuffer";
+  monitor.socket = socket;
+  socket.addEventListener("open", () => {
+    socket.send(JSON.stringify(header));
+    feed(socket);
+  });
+  socket.addEventListener("message", (event) => onMonitorEvent(JSON.parse(event.data)));
+  socket.addEventListener("close", (event) => onMonitorClosed(socket, event));
+  monitorRunning(true);
+  return socket;
+}
+
+function endFeed(socket) {
+  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ end: true }));
+}
+
+// A file: its bytes as they are, in chunks paced by what the socket still has to send.
+function monitorFile(file) {
+  if (!file) return;
+  const source = { kind: "file", name: file.name, url: URL.createObjectURL(file), duration: 0 };
+  const probe = new Audio();
+  probe.preload = "metadata";
+  probe.addEventListener("loadedmetadata", () => {
+    if (Number.isFinite(probe.duration)) source.duration = probe.duration;
+    drawTimeline();
+  });
+  probe.src = source.url;
+  openMonitor(source, monitorHeader(file.name), async (socket) => {
+    for (let offset = 0; offset < file.size; offset += MONITOR_CHUNK_BYTES) {
+      while (socket.readyState === WebSocket.OPEN && socket.bufferedAmount > MONITOR_BUFFERED_BYTES) await sleep(20);
+      if (socket.readyState !== WebSocket.OPEN) return;
+      socket.send(await file.slice(offset, offset + MONITOR_CHUNK_BYTES).arrayBuffer());
+    }
+    endFeed(socket);
+  });
+}
+
+// The microphone: mono f32le at the audio context's rate; its last MIC_KEEP_SECONDS are kept for excerpts.
+async function toggleMonitorMic() {
+  if (monitor.source?.kind === "mic" && monitor.socket) {
+    stopMic(monitor.source);
+    endFeed(monitor.socket);
+    monitorStatus("Stopped the microphone; waiting for the last detections…");
+    return;
+  }
+  if (!navigator.mediaDevices || !window.AudioWorkletNode) {
+    monitorStatus("The microphone needs a secure page (https or localhost) and a browser with AudioWorklet.", true);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    monitorStatus(`No microphone: ${error.message}`, true);
+    return;
+  }
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("/static/monitor-worklet.js");
+  const input = context.createMediaStreamSource(stream);
+  const tap = new AudioWorkletNode(context, "feed-tap");
+  const mute = context.createGain();
+  mute.gain.value = 0; // the tap must reach the destination to be pulled; nothing is heard
+  const source = { kind: "mic", name: "microphone", rate: context.sampleRate, context, stream, kept: [], keptStart: 0,
+    frames: 0, url: null };
+  const header = monitorHeader("microphone", { sample_rate_hz: context.sampleRate, channels: 1,
+    sample_format: "f32le" });
+  openMonitor(source, header, (socket) => {
+    tap.port.onmessage = (event) => {
+      if (socket.readyState !== WebSocket.OPEN || source.stopped) return;
+      socket.send(event.data.buffer);
+      keepMic(source, event.data);
+    };
+    input.connect(tap).connect(mute).connect(context.destination);
+  });
+}
+
+function keepMic(source, block) {
+  const samples = new Int16Array(block.length);
+  for (let i = 0; i < block.length; i += 1) samples[i] = Math.max(-1, Math.min(1, block[i])) * 32767;
+  source.kept.push(samples);
+  source.frames += block.length;
+  while (source.frames - source.keptStart - source.kept[0].length >= MIC_KEEP_SECONDS * source.rate) {
+    source.keptStart += source.kept.shift().length;
+  }
+}
+
+function stopMic(source) {
+  if (source.stopped) return;
+  source.stopped = true;
+  source.stream.getTracks().forEach((track) => track.stop());
+  source.context.close();
+}
+
+function micExcerpt(source, start, end) {
+  const first = Math.max(Math.round(start * source.rate), source.keptStart);
+  const last = Math.min(Math.round(end * source.rate), source.frames);
+  if (last <= first) return null;
+  const samples = new Int16Array(last - first);
+  let position = source.keptStart;
+  for (const block of source.kept) {
+    const from = Math.max(first, position);
+    const to = Math.min(last, position + block.length);
+    if (from < to) samples.set(block.subarray(from - position, to - position), from - first);
+    position += block.length;
+  }
+  return { url: URL.createObjectURL(wavBlob(samples, source.rate)), offset: first / source.rate };
+}
+
+function wavBlob(samples, rate) {
+  const header = new DataView(new ArrayBuffer(44));
+  const text = (at, value) => [...value].forEach((char, i) => header.setUint8(at + i, char.charCodeAt(0)));
+  text(0, "RIFF");
+  header.setUint32(4, 36 + samples.byteLength, true);
+  text(8, "WAVEfmt ");
+  header.setUint32(16, 16, true);
+  header.setUint16(20, 1, true);
+  header.setUint16(22, 1, true);
+  header.setUint32(24, rate, true);
+  header.setUint32(28, rate * 2, true);
+  header.setUint16(32, 2, true);
+  header.setUint16(34, 16, true);
+  text(36, "data");
+  header.setUint32(40, samples.byteLength, true);
+  return new Blob([header, samples], { type: "audio/wav" });
+}
+
+function stopMonitor() {
+  const socket = monitor.socket;
+  if (!socket) return;
+  if (monitor.source?.kind === "mic") stopMic(monitor.source);
+  monitorStatus(`Stopped ${monitor.source.name} after ${clock(monitor.analysed)} analysed.`);
+  monitor.finished = true;
+  socket.close(1000, "stopped"); // cancels the monitor on the server
+}
+
+function onMonitorClosed(socket, event) {
+  if (monitor.socket !== socket) return;
+  monitor.socket = null;
+  if (monitor.source?.kind === "mic") stopMic(monitor.source);
+  monitorRunning(false);
+  if (!monitor.finished) monitorStatus(`The connection closed (${event.code}${event.reason ? ` ${event.reason}` : ""}).`, true);
+}
+
+function onMonitorEvent(event) {
+  if (event.detection) showDetection(event.detection);
+  if (event.progress) {
+    const progress = event.progress;
+    monitor.analysed = progress.audio_seconds;
+    monitorStatus(`${monitor.source.name}: ${clock(progress.audio_seconds)} analysed · `
+      + `${progress.real_time_factor.toFixed(1)}× real time · lag ${clock(progress.lag_seconds)} · `
+      + `${progress.open_detections} playing`);
+    drawTimeline();
+  }
+  if (event.end) {
+    monitor.finished = true;
+    monitor.analysed = Math.max(monitor.analysed, event.end.audio_seconds);
+    const count = event.end.detections;
+    monitorStatus(`${monitor.source.name}: finished, ${count} play${count === 1 ? "" : "s"} detected in `
+      + `${clock(event.end.audio_seconds)}.`);
+    drawTimeline();
+  }
+  if (event.error) {
+    monitor.finished = true;
+    monitorStatus(`Monitor failed: ${event.error.reason}: ${event.error.message}`, true);
+  }
+}
+
+function timelineLength() {
+  let length = Math.max(monitor.analysed, monitor.source?.duration || 0);
+  for (const play of monitor.plays.values()) length = Math.max(length, play.detection.feed_range.end_seconds);
+  return length || 1;
+}
+
+function drawTimeline() {
+  const length = timelineLength();
+  const percent = (seconds) => `${Math.min(100, (100 * seconds) / length)}%`;
+  $("#monitor-timeline .analysed").style.width = percent(monitor.analysed);
+  for (const { detection, marker } of monitor.plays.values()) {
+    const { start_seconds: start, end_seconds: end } = detection.feed_range;
+    const shownEnd = detection.state === "ENDED" ? end : Math.max(end, monitor.analysed);
+    marker.style.left = percent(start);
+    marker.style.width = percent(Math.max(0, shownEnd - start));
+  }
+  $("#monitor-length").textContent = monitor.source ? clock(length) : "";
+}
+
+function showDetection(detection) {
+  let play = monitor.plays.get(detection.detection_id);
+  if (!play) {
+    const row = $("#detection-template").content.firstElementChild.cloneNode(true);
+    const marker = Object.assign(document.createElement("button"), { type: "button", className: "marker" });
+    row.dataset.detectionId = marker.dataset.detectionId = detection.detection_id;
+    marker.addEventListener("click", () => selectPlay(detection.detection_id));
+    $(".play-recording", row).addEventListener("click", (event) => playRecording(event.currentTarget, play));
+    $(".play-feed", row).addEventListener("click", (event) => playFeed(event.currentTarget, play));
+    play = { row, marker };
+    monitor.plays.set(detection.detection_id, play);
+    $("#monitor-detections").prepend(row);
+    $("#monitor-timeline").append(marker);
+  }
+  play.detection = detection;
+  const { row, marker } = play;
+  const feed = detection.feed_range;
+  const reference = detection.reference_range;
+  row.dataset.state = detection.state;
+  row.dataset.audioId = detection.audio.id;
+  $(".state", row).textContent = detection.state === "ENDED" ? "ended" : "playing";
+  $(".name", row).textContent = detection.audio.name;
+  $(".score", row).textContent = detection.score.toFixed(3);
+  $(".facts", row).textContent = [
+    `feed ${clock(feed.start_seconds)}–${clock(feed.end_seconds)}`,
+    `recording ${clock(reference.start_seconds)}–${clock(reference.end_seconds)}`,
+    `${detection.landmarks} landmarks`,
+    DECIDED_BY[detection.decided_by] || "",
+  ].filter(Boolean).join(" · ");
+  Object.assign($(".play-recording", row).dataset, { src: detection.audio.content_url,
+    start: reference.start_seconds, end: reference.end_seconds });
+  Object.assign($(".play-feed", row).dataset, { src: monitor.source.kind === "file" ? monitor.source.url : "microphone",
+    start: feed.start_seconds, end: feed.end_seconds });
+  marker.classList.toggle("started", detection.state !== "ENDED");
+  marker.title = `${detection.audio.name}: feed ${clock(feed.start_seconds)}–${clock(feed.end_seconds)}`;
+  if (detection.state === "ENDED" && monitor.source.kind === "mic") keepExcerpt(play);
+  drawTimeline();
+}
+
+// An ended microphone play keeps its excerpt (the most recent MIC_EXCERPTS_KEPT of them), so it stays playable
+// after the kept audio has moved on.
+function keepExcerpt(play) {
+  const { start_seconds: start, end_seconds: end } = play.detection.feed_range;
+  play.excerpt = micExcerpt(monitor.source, start, end);
+  if (!play.excerpt) return;
+  monitor.excerpts.push(play.excerpt.url);
+  while (monitor.excerpts.length > MIC_EXCERPTS_KEPT) {
+    const old = monitor.excerpts.shift();
+    URL.revokeObjectURL(old);
+    for (const other of monitor.plays.values()) {
+      if (other.excerpt && other.excerpt.url === old) {
+        other.excerpt = null;
+        $(".play-feed", other.row).disabled = true;
+        $(".play-feed", other.row).title = "no longer kept in this browser";
+      }
+    }
+  }
+}
+
+function selectPlay(detectionId) {
+  for (const [id, play] of monitor.plays) {
+    play.row.classList.toggle("selected", id === detectionId);
+    play.marker.classList.toggle("selected", id === detectionId);
+  }
+  monitor.plays.get(detectionId)?.row.scrollIntoView({ behavior: "smooth", block: "nearest" });
+}
+
+async function playRecording(button, play) {
+  selectPlay(play.detection.detection_id);
+  try {
+    const entry = await original(play.detection.audio);
+    const range = play.detection.reference_range;
+    await playClip(button, play.detection.audio.id, entry.url, range.start_seconds, range.end_seconds);
+  } catch (error) {
+    toast(`Cannot play: ${describe(error)}`, true);
+  }
+}
+
+async function playFeed(button, play) {
+  selectPlay(play.detection.detection_id);
+  const { start_seconds: start, end_seconds: end } = play.detection.feed_range;
+  const source = monitor.source;
+  if (source.kind === "file") {
+    await playClip(button, `feed:${source.url}`, source.url, start, end);
+    return;
+  }
+  const excerpt = play.excerpt || micExcerpt(source, start, Math.max(end, monitor.analysed));
+  if (!excerpt) {
+    toast("That part of the microphone's audio is no longer kept in this browser.", true);
+    return;
+  }
+  if (!play.excerpt) setTimeout(() => URL.revokeObjectURL(excerpt.url), 10 * 60 * 1000);
+  await playClip(button, `feed:${excerpt.url}`, excerpt.url, start - excerpt.offset, end - excerpt.offset);
+}
+
+async function playClip(button, id, url, start, end) {
+  const player = $("#player");
+  if (state.active && state.active.button === button && !player.paused) {
+    player.pause();
+    return;
+  }
+  if (player.dataset.id !== id) {
+    player.src = url;
+    player.dataset.id = id;
+  }
+  const previous = state.active;
+  state.active = { id, button, card: null, stopAt: end };
+  if (previous?.card) drawWave(previous.card);
+  player.currentTime = start;
+  resetButtons();
+  button.classList.add("on");
+  button.textContent = "Pause";
+  try {
+    await player.play();
+  } catch (error) {
+    resetButtons();
+    toast(`Cannot play: ${error.message}`, true);
+  }
+}
+
 // --- wiring -------------------------------------------------------------------------------------------------------
 
 function wire() {
@@ -623,6 +1001,9 @@ function wire() {
     state.originals.clear();
     loadCollections();
   });
+  $("#monitor-file").addEventListener("change", (event) => { monitorFile(event.target.files[0]); event.target.value = ""; });
+  $("#monitor-mic").addEventListener("click", toggleMonitorMic);
+  $("#monitor-stop").addEventListener("click", stopMonitor);
   watchPlayer();
 }
 
