@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from audiosearch.common.errors import NotFound, ResourceExhausted, Unavailable
-from audiosearch.gateway.audio.decoding import resample
+from audiosearch.gateway.audio.decoding import DecodedAudio, resample
 from audiosearch.gateway.audio.pipeline import EmbeddedAudio
 from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.embedder import Embeddings
-from audiosearch.gateway.query.monitor import Monitors, grid_segments
+from audiosearch.gateway.query.monitor import Monitors, _WindowVectors, grid_segments
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
 
@@ -145,6 +145,24 @@ def test_each_window_of_the_feed_grid_is_embedded_once_across_overlapping_stretc
                             for embedded in pipeline.windows[:15]])
     assert sorted(np.argmin(differences, axis=1).tolist()) == list(range(15))
     assert differences.min(axis=1).max() < 1e-3
+
+
+def test_stretches_searched_together_embed_their_new_windows_once_in_one_request():
+    pipeline = Pipeline()
+    vectors = _WindowVectors(pipeline)
+    feed = np.random.default_rng(2).uniform(-0.3, 0.3, 20 * MODEL_RATE).astype(np.float32)
+    config = pb.SegmentConfig(window_seconds=2.0, hop_seconds=2.0)
+    stretches = []
+    for first, last in ((0, 10), (5, 15), (10, 20)):
+        audio = DecodedAudio(feed[first * MODEL_RATE : last * MODEL_RATE], MODEL_RATE, MODEL_RATE, 1, "feed")
+        stretches.append((audio, *grid_segments(audio.samples, MODEL_RATE, 2.0, 2.0, first * MODEL_RATE, False)))
+    embedded = vectors.embedded(stretches[:2], config)
+    assert len(pipeline.works) == 1
+    assert len(pipeline.windows) == 7  # 0, 2, 4, 6, 8 s, then 6, 8, 10, 12 s: those at 6 and 8 s shared
+    assert [len(item.embeddings.vectors) for item in embedded] == [5, 4]
+    vectors.embedded(stretches[2:], config)
+    assert len(pipeline.works) == 2
+    assert len(pipeline.windows) == 10  # 10, 12, 14, 16, 18 s: those at 10 and 12 s known from the second
 
 
 def test_grid_windows_start_on_the_feed_grid_whatever_the_stretch_start():

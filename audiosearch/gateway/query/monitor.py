@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 STRETCH_TOP_K = 10
 # A stretch's regular windows start every stored hop / this on the feed's grid (a query's start every window / 8).
 WINDOWS_PER_STORED_HOP = 1
+# A monitor behind its feed (the audio of several stretches already arrived) embeds their windows in one request:
+# bigger batches, and chunks for both embedder instances. Caught up, it searches each stretch as it completes.
+MAX_STRETCHES_TOGETHER = 4
 MAX_FEED_LABEL_CHARS = 512
 _WAIT_SECONDS = 0.25
 _SAMPLE_FORMATS = {pb.SAMPLE_FORMAT_S16LE: "s16le", pb.SAMPLE_FORMAT_F32LE: "f32le"}
@@ -171,9 +174,9 @@ def _shutting_down(resume_from_seconds: float) -> Unavailable:
                        resume_from_seconds=f"{resume_from_seconds:.3f}")
 
 
-def _next_block(feed: Feed) -> np.ndarray | None:
+def _next_block(feed: Feed, wait_seconds: float = _WAIT_SECONDS) -> np.ndarray | None:
     try:
-        return feed.next_block(_WAIT_SECONDS)
+        return feed.next_block(wait_seconds)
     except AudioError as error:
         raise InvalidArgument(str(error), reason=error.reason) from error
 
@@ -217,19 +220,35 @@ class _WindowVectors:
         self._pipeline = pipeline
         self._known: dict[int | bytes, tuple[np.ndarray, np.ndarray]] = {}
 
-    def embedded(self, audio: DecodedAudio, segments: Segments, keys: list[int | bytes],
-                 config: pb.SegmentConfig) -> EmbeddedAudio:
-        missing = [index for index, key in enumerate(keys) if key not in self._known]
-        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if missing:
-            wanted = Segments(segments.windows[missing], segments.starts_seconds[missing],
-                              segments.ends_seconds[missing])
-            fresh = self._pipeline.embed(audio, config, lambda *_: wanted, Work.MONITOR).embeddings
-            found = {index: (fresh.vectors[row], fresh.tag_probabilities[row]) for row, index in enumerate(missing)}
-        rows = [found[index] if index in found else self._known[key] for index, key in enumerate(keys)]
-        self._known = dict(zip(keys, rows, strict=True))
-        return EmbeddedAudio(audio, segments, Embeddings(np.stack([vector for vector, _ in rows]),
-                                                         np.stack([tags for _, tags in rows])))
+    def embedded(self, stretches: list[tuple[DecodedAudio, Segments, list[int | bytes]]], config: pb.SegmentConfig
+                 ) -> list[EmbeddedAudio]:
+        """Each stretch (its audio, windows and their keys, in feed order) with its vectors; the windows not seen
+        before go to the embedder in one request, each once."""
+        wanted: dict[int | bytes, np.ndarray] = {}
+        for _, segments, keys in stretches:
+            for window, key in zip(segments.windows, keys, strict=True):
+                if key not in self._known and key not in wanted:
+                    wanted[key] = window
+        known = dict(self._known)
+        if wanted:
+            windows = np.stack(list(wanted.values()))
+            batch = Segments(windows, np.zeros(len(windows)), np.zeros(len(windows)))
+            fresh = self._pipeline.embed(stretches[0][0], config, lambda *_: batch, Work.MONITOR).embeddings
+            known |= {key: (fresh.vectors[row], fresh.tag_probabilities[row]) for row, key in enumerate(wanted)}
+        if stretches:
+            self._known = {key: known[key] for key in stretches[-1][2]}
+        return [EmbeddedAudio(audio, segments, Embeddings(np.stack([known[key][0] for key in keys]),
+                                                          np.stack([known[key][1] for key in keys])))
+                for audio, segments, keys in stretches]
+
+
+def _read_ahead(feed: Feed, ring: _Ring, until: int, keep_from: int) -> None:
+    """Adds the blocks that have already arrived, until the ring reaches stream frame `until`, without waiting."""
+    while ring.end < until:
+        block = _next_block(feed, wait_seconds=0.0)
+        if block is None:
+            return
+        ring.append(block, keep_from=keep_from)
 
 
 @dataclass
@@ -291,8 +310,11 @@ class _Session:
             if self._draining.is_set():
                 yield from self._drained(window, hop, rate)
             if ring.end >= next_end:
-                yield from self._search(ring, max(0, next_end - window), next_end, rate, final=False)
-                next_end += hop
+                _read_ahead(feed, ring, next_end + (MAX_STRETCHES_TOGETHER - 1) * hop, keep_from=next_end - window)
+                self._received_seconds = ring.end / rate
+                ends = range(next_end, min(ring.end, next_end + (MAX_STRETCHES_TOGETHER - 1) * hop) + 1, hop)
+                yield from self._search(ring, [(max(0, end - window), end) for end in ends], rate, final=False)
+                next_end = ends[-1] + hop
             else:
                 block = _next_block(feed)
                 if block is None and feed.ended:
@@ -308,7 +330,7 @@ class _Session:
         if ring.end == 0:
             raise InvalidArgument("the feed holds no audio", reason="INVALID_AUDIO")
         if ring.end > next_end - hop:
-            yield from self._search(ring, max(0, ring.end - window), ring.end, rate, final=True)
+            yield from self._search(ring, [(max(0, ring.end - window), ring.end)], rate, final=True)
         yield from self._events(self._tracker.finish())
         yield pb.MonitorAudioResponse(progress=self._progress(0))
         log.info("monitor finished", extra={"collection": self._collection.name, "feed_label": self._label,
@@ -320,26 +342,30 @@ class _Session:
         overlap_seconds = (window - hop) / rate
         raise _shutting_down(self._offset + max(0.0, self._analysed_seconds - self._offset - overlap_seconds))
 
-    def _search(self, ring: _Ring, first: int, last: int, rate: int, final: bool
+    def _search(self, ring: _Ring, stretches: list[tuple[int, int]], rate: int, final: bool
                 ) -> Iterator[pb.MonitorAudioResponse]:
-        samples = ring.between(first, last)
-        matches: list[StretchMatch] = []
-        if len(samples) and float(np.abs(samples).max()) >= SILENCE_PEAK:
-            matches = self._stretch_matches(samples, rate, first, final)
-        self._analysed_seconds = self._offset + last / rate
-        yield from self._events(self._tracker.observe(self._analysed_seconds, matches))
-
-    def _stretch_matches(self, samples: np.ndarray, rate: int, first: int, final: bool) -> list[StretchMatch]:
-        """The matches of the stretch starting at stream frame `first` (at the feed's `rate`)."""
-        stretch_start = self._offset + first / rate
+        """Stretches ([first, last) stream frames at the feed's `rate`) in feed order, their windows embedded in one
+        request, then each searched and tracked in turn."""
         model_rate = self._collection.model.sample_rate_hz
         config = self._collection.segment_config
-        audio = DecodedAudio(resample(samples, rate, model_rate), model_rate, rate, 1, "feed")
+        audible: dict[int, tuple[DecodedAudio, Segments, list[int | bytes]]] = {}
         with stage("monitor", "embed"):
-            segments, keys = grid_segments(audio.samples, model_rate, config.window_seconds,
-                                           config.hop_seconds / WINDOWS_PER_STORED_HOP,
-                                           round(first * model_rate / rate), final)
-            embedded = self._windows.embedded(audio, segments, keys, config)
+            for first, last in stretches:
+                samples = ring.between(first, last)
+                if len(samples) and float(np.abs(samples).max()) >= SILENCE_PEAK:
+                    audio = DecodedAudio(resample(samples, rate, model_rate), model_rate, rate, 1, "feed")
+                    audible[first] = (audio, *grid_segments(audio.samples, model_rate, config.window_seconds,
+                                                            config.hop_seconds / WINDOWS_PER_STORED_HOP,
+                                                            round(first * model_rate / rate), final))
+            embedded = dict(zip(audible, self._windows.embedded(list(audible.values()), config), strict=True))
+        for first, last in stretches:
+            if self._draining.is_set() or self._stopped.is_set():
+                return  # the stretches left are streamed again from the second to resume from
+            matches = self._stretch_matches(embedded[first], self._offset + first / rate) if first in embedded else []
+            self._analysed_seconds = self._offset + last / rate
+            yield from self._events(self._tracker.observe(self._analysed_seconds, matches))
+
+    def _stretch_matches(self, embedded: EmbeddedAudio, stretch_start: float) -> list[StretchMatch]:
         with stage("monitor", "match"):
             found = self._query.match(self._collection, embedded, STRETCH_TOP_K, self._threshold, self._filter)
         for match in found:
