@@ -33,8 +33,6 @@ or a cluster runs); its storage is then not measured.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import shutil
 import sys
 import time
@@ -49,7 +47,9 @@ import numpy as np
 from audiosearch.catalog.landmarks import vote
 from audiosearch.gateway.audio.decoding import decode_audio
 from audiosearch.gateway.audio.fingerprints import extract_landmarks, query_landmarks
-from bench.catalog_scale import HashCodeBook, rotated
+from bench.catalog_scale import HashCodeBook, du_bytes, rotated
+from bench.metrics import emit, percentiles
+from bench.support import sound_files
 
 SAMPLE_RATE_HZ = 32_000
 FRAME_MS = 10
@@ -77,11 +77,6 @@ class QueryCase:
     start_ms: int
     hashes: np.ndarray
     times_ms: np.ndarray
-
-
-def audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in {".wav", ".ogg", ".oga", ".wv",
-                                                                                      ".flac", ".mp3"})
 
 
 def decoded(path: Path) -> np.ndarray:
@@ -273,20 +268,9 @@ def copies_for(recordings: list[SourceRecording], hours: float) -> Iterator[tupl
         copy += 1
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
-
-
 def resident_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def du_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    status = Path("/proc/self/status").read_text(encoding="ascii")
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
 
 
 def measure_queries(index: LandmarkWindows, exact: ExactIndex, cases: list[QueryCase], candidates: int
@@ -308,8 +292,8 @@ def measure_queries(index: LandmarkWindows, exact: ExactIndex, cases: list[Query
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sounds = [("sound", p) for p in audio_files(args.sounds)]
-    music = [("music", p) for p in audio_files(args.music)]
+    sounds = [("sound", p) for p in sound_files(args.sounds)]
+    music = [("music", p) for p in sound_files(args.music)]
     paths = {p.name: p for _, p in sounds + music}
     recordings = fingerprinted(sounds + music, args.work_dir / f"landmarks-{len(sounds)}-{len(music)}.npz")
     code_book = HashCodeBook.of(np.concatenate([r.hashes for r in recordings]), args.hash_bucket,
@@ -403,11 +387,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     result = run(args)
-    print(table(result))
-    if args.json == "-":
-        print(json.dumps(result, indent=2))
-    elif args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    emit(table(result), result, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.landmark_index import QueryCase, SourceRecording, audio_files, fingerprinted, query_cases
+from bench.landmark_index import QueryCase, SourceRecording, fingerprinted, query_cases
+from bench.support import sound_files
 from devtools.support.milvus import start_milvus_server
 
 COLLECTION = "landmark_rows"
@@ -80,7 +81,7 @@ def top_recording(case: QueryCase, rows: list[dict[str, int]]) -> int:
 
 
 def run(args: argparse.Namespace) -> str:
-    music = [("music", p) for p in audio_files(args.music)]
+    music = [("music", p) for p in sound_files(args.music)]
     recordings = fingerprinted(music, args.work_dir / f"landmarks-0-{len(music)}.npz")
     cases = query_cases(recordings, {p.name: p for _, p in music}, 5.0, args.queries, args.seed)
     shutil.rmtree(args.work_dir / "milvus-server", ignore_errors=True)
