@@ -375,7 +375,9 @@ def test_monitor_the_microphone_and_play_the_feed_excerpt_kept_in_the_browser(br
     end = float(feed_button.get_attribute("data-end"))
     assert end - start > RECORDING_SECONDS / 2
     feed_button.click()
-    page.wait_for_function(f"() => {PLAYER}.dataset.id.startsWith('feed:blob:') && !{PLAYER}.paused")
+    # play() unpauses before the metadata has loaded, and duration is NaN until it has.
+    page.wait_for_function(f"() => {PLAYER}.dataset.id.startsWith('feed:blob:') && !{PLAYER}.paused"
+                           f" && Number.isFinite({PLAYER}.duration)")
     # The excerpt is a WAV made in the browser from the microphone's audio it kept: exactly the play's range.
     assert page.evaluate(f"() => {PLAYER}.duration") == pytest.approx(end - start, abs=0.05)
     watched.close(web_url)
