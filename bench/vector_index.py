@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import sys
 import tempfile
 import time
@@ -218,6 +219,9 @@ class Server:
         return self._server.process.pid
 
     def restart(self) -> None:
+        # pymilvus keeps trying to recover the closed client's connection while the server is down, and logs a
+        # traceback for every failed try.
+        logging.getLogger("pymilvus.client.connection_manager").setLevel(logging.ERROR)
         self.client.close()
         self._server.restart()
         self.client = MilvusClient(uri=self._server.uri, timeout=600)
