@@ -1,7 +1,8 @@
 """Broadcast monitoring through the public API: an hour of synthetic feed with catalog sounds played in it.
 
     python -m bench.monitor [--sounds DIR] [--music DIR] [--minutes 60] [--insertions 120] [--seed 0]
-                            [--realtime-minutes 5] [--limit N] [--tracks N] [--gateway ADDR] [--json FILE]
+                            [--realtime-minutes 5] [--limit N] [--tracks N] [--gateway ADDR] [--misses]
+                            [--json FILE]
 
 Indexes the dev sounds (a family split as bench.quality's `--split families`: a fifth of the families of takes held
 back, so no held-back take has a sibling in the catalog) and four fifths of the dev music tracks, calibrates the
@@ -34,6 +35,12 @@ play's recording and their feed ranges overlap; each play counts once. Reported:
     memory               each service's RSS (the process and its children) every MEMORY_INTERVAL_SECONDS over the
                          full-speed run; flat when the least-squares trend after the first sample rises less than
                          bench.load's MEMORY_GROWTH_LIMIT
+
+With `--misses`, each play the full-speed run missed is searched with SearchAudio (top MISS_TOP_K, no score
+threshold) twice: as the monitor's stretch that holds it (at the default stretches, 10 s every 5 s) and as its
+audible range alone; each line says where its recording ranks there, its score, landmarks and share, and whether
+the collection's thresholds take it: a miss that the stretch's search takes is the monitor's; one that only the
+sound alone clears lost its evidence to the bed around it; one that neither clears is the search's.
 
 By default it starts its own suite (bench.support.own_suite); with `--gateway` it uses that one and reports no
 memory and no stages.
@@ -288,6 +295,8 @@ class Scored:
     latencies: list[float] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     false: list[str] = field(default_factory=list)
+    missed_plays: list[int] = field(default_factory=list)  # indexes into the places
+    off: list[str] = field(default_factory=list)  # found plays whose start or end is off by more than the tolerance
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
@@ -308,24 +317,32 @@ def score(places: list[Placed], detections: list[Detection], feed_seconds: float
         if candidates:
             taken[max(candidates)[1]] = detection
             continue
-        if any(overlap(place.audible, detection.feed_range) >= 0 for place in places):
+        under = [place for place in places if overlap(place.audible, detection.feed_range) >= 0]
+        if under:
             wrong += 1
         else:
             bed_false += 1
+        over = "".join(f" over {place.play.recording} ({place.play.transform})" for place in under)
         false.append(f"{names.get(detection.recording, detection.recording)} at {detection.feed_range[0]:.1f}-"
                      f"{detection.feed_range[1]:.1f} s ({detection.evidence}, {detection.landmarks} landmarks, "
-                     f"score {detection.score:.3f})")
+                     f"score {detection.score:.3f}){over}")
     play_seconds = sum(place.play.clip_seconds for place in places)
     scored = Scored(len(places), len(taken), len(detections), len(taken), bed_false, wrong,
                     (feed_seconds - play_seconds) / 3600, false=false)
     for index, place in enumerate(places):
         detection = taken.get(index)
         if detection is None:
+            scored.missed_plays.append(index)
             scored.missed.append(f"{place.play.recording} ({place.play.transform}"
                                  f"{', cut short' if place.play.cut_short else ''}) at {place.audible[0]:.1f} s")
             continue
         scored.start_errors.append(abs(detection.feed_range[0] - place.audible[0]))
         scored.end_errors.append(abs(detection.feed_range[1] - place.audible[1]))
+        if max(scored.start_errors[-1], scored.end_errors[-1]) > TOLERANCE_SECONDS:
+            scored.off.append(f"{place.play.recording} ({place.play.transform}) at {place.audible[0]:.1f}-"
+                              f"{place.audible[1]:.1f} s found at {detection.feed_range[0]:.1f}-"
+                              f"{detection.feed_range[1]:.1f} s ({detection.evidence}, {detection.landmarks} "
+                              "landmarks)")
         scored.latencies.append(detection.started_at - sent_at(place.audible[1]))
     return scored
 
@@ -345,8 +362,72 @@ def summary(scored: Scored) -> dict:
         "false_per_bed_hour": scored.bed_false / scored.bed_hours if scored.bed_hours else float("nan"),
         "start_error": errors(scored.start_errors), "end_error": errors(scored.end_errors),
         "latency_s": {**percentiles(scored.latencies, (50, 95)), "max": max(scored.latencies, default=float("nan"))},
-        "missed": scored.missed, "false": scored.false,
+        "missed": scored.missed, "false": scored.false, "off": scored.off,
     }
+
+
+# ----------------------------------------------------------------------------------------------- misses
+
+# The monitor's stretches at the gateway's defaults (GatewaySettings.monitor_window_seconds, monitor_hop_seconds).
+STRETCH_SECONDS, STRETCH_HOP_SECONDS = 10.0, 5.0
+MISS_TOP_K = 50
+
+
+@dataclass(frozen=True)
+class Seen:
+    """How SearchAudio ranks a play's recording for one query (before any threshold): its rank (None: not among
+    the first MISS_TOP_K), score, landmarks and landmark share, and whether the collection's thresholds take it."""
+
+    rank: int | None
+    score: float = 0.0
+    landmarks: int = 0
+    share: float = 0.0
+    clears: bool = False
+
+    def __str__(self) -> str:
+        if self.rank is None:
+            return "not found"
+        return (f"rank {self.rank + 1}, {self.landmarks} landmarks, share {self.share:.3f}, score {self.score:.3f}"
+                + (", clears" if self.clears else ""))
+
+
+def seen_by_search(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: pb.Collection,
+                   samples: np.ndarray, audio_id: str) -> Seen:
+    reply = client.SearchAudio(pb.SearchAudioRequest(collection=collection.name, audio_content=quality.wav(samples),
+                                                     top_k=MISS_TOP_K, min_score=-1.0), timeout=600)
+    ids = [match.audio.id for match in reply.matches]
+    if audio_id not in ids:
+        return Seen(None)
+    rank = ids.index(audio_id)
+    match = reply.matches[rank]
+    return Seen(rank, match.score, match.landmarks, match.landmark_share,
+                quality.clears(match.score, match.landmarks, match.landmark_share, collection))
+
+
+def monitor_stretch(audible: tuple[float, float]) -> tuple[float, float]:
+    """The first of the monitor's stretches that holds the play's audible range whole, else one holding most of it."""
+    ends = np.arange(STRETCH_HOP_SECONDS, audible[1] + STRETCH_SECONDS + STRETCH_HOP_SECONDS, STRETCH_HOP_SECONDS)
+    stretches = [(max(0.0, float(end) - STRETCH_SECONDS), float(end)) for end in ends]
+    return max(stretches, key=lambda stretch: (round(overlap(stretch, audible), 3), -stretch[0]))
+
+
+def explain_misses(client: audiosearch_pb2_grpc.AudioSearchServiceStub, collection: pb.Collection,
+                   feed: np.ndarray, places: list[Placed], missed: list[int], ids: dict[str, str]) -> list[str]:
+    """For each missed play, how SearchAudio sees its recording in the monitor's stretch that holds it and in the
+    play's audible range alone: whether the search finds it at all, and which evidence falls short."""
+    lines = []
+    for index in missed:
+        place = places[index]
+        stretch = monitor_stretch(place.audible)
+        audio_id = ids[place.play.recording]
+        in_stretch = seen_by_search(client, collection, feed[round(stretch[0] * RATE) : round(stretch[1] * RATE)],
+                                    audio_id)
+        alone = seen_by_search(client, collection,
+                               feed[round(place.audible[0] * RATE) : round(place.audible[1] * RATE)], audio_id)
+        lines.append(f"{place.play.recording} ({place.play.transform}{', cut short' if place.play.cut_short else ''})"
+                     f" at {place.audible[0]:.1f} s, {place.audible[1] - place.audible[0]:.2f} s: in stretch "
+                     f"{stretch[0]:.0f}-{stretch[1]:.0f} s {in_stretch}; alone {alone}")
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------- streaming
@@ -523,6 +604,9 @@ def run(args: argparse.Namespace, gateway: str, pids: dict[str, int], metrics_po
                         "feed_seconds": full.feed_seconds, "wall_seconds": full.wall_seconds,
                         "real_time_factor": full.feed_seconds / full.wall_seconds,
                         "gateway_real_time_factor": full.gateway_rtf}
+        if args.misses:
+            missed = score(places, full.detections, feed_seconds, names, full.sent_at).missed_plays
+            runs["full"]["misses_explained"] = explain_misses(client, calibrated, feed, places, missed, ids)
         print(f"full speed: {full.feed_seconds:.0f} s of feed in {full.wall_seconds:.0f} s", file=sys.stderr)
         if args.realtime_minutes:
             paced_seconds = min(feed_seconds, args.realtime_minutes * 60)
@@ -574,6 +658,8 @@ def table(result: dict) -> str:
                      "over a play)")
         lines += [f"  missed: {item}" for item in run_result["missed"][:12]]
         lines += [f"  false: {item}" for item in run_result["false"][:12]]
+        lines += [f"  off: {item}" for item in run_result["off"][:12]]
+        lines += [f"  search: {item}" for item in run_result.get("misses_explained", [])]
     if result["stages_seconds"]:
         feed_minutes = result["runs"]["full"]["feed_seconds"] / 60
         lines.append("gateway stages over the full-speed run, s per feed minute: " + ", ".join(
@@ -608,6 +694,8 @@ def main() -> None:
     parser.add_argument("--collection", default="bench_monitor")
     parser.add_argument("--workers", type=int, default=2, help="ingests in flight (default %(default)s)")
     parser.add_argument("--gateway", help="a running gateway to use instead of starting a suite")
+    parser.add_argument("--misses", action="store_true",
+                        help="search each play the full-speed run missed, in its stretch and alone, with SearchAudio")
     parser.add_argument("--json", help="write the result here (- for stdout)")
     args = parser.parse_args()
     for folder in (args.sounds, args.music):

@@ -13,6 +13,7 @@ from bench.monitor import (
     Detection,
     Play,
     Recording,
+    monitor_stretch,
     placed,
     plan_plays,
     render,
@@ -121,3 +122,10 @@ def test_detections_are_scored_against_the_plays_they_overlap() -> None:
     assert figures["start_error"]["within_0_5_s"] == 1.0
     assert figures["end_error"]["within_0_5_s"] == 0.5
     assert [line.split(" (")[0] for line in scored.missed] == ["b.wav"]
+
+
+def test_a_missed_play_is_searched_in_the_first_monitor_stretch_that_holds_it_whole() -> None:
+    assert monitor_stretch((12.0, 13.0)) == (5.0, 15.0)
+    assert monitor_stretch((14.5, 15.5)) == (10.0, 20.0)  # across a stretch's end: only the next holds it whole
+    assert monitor_stretch((2.0, 3.0)) == (0.0, 5.0)
+    assert monitor_stretch((20.0, 45.0)) == (20.0, 30.0)  # longer than a stretch: the first one full of it
