@@ -14,13 +14,14 @@ from audiosearch.gateway.audio.decoding import DecodedAudio, resample
 from audiosearch.gateway.audio.pipeline import EmbeddedAudio
 from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.embedder import Embeddings
-from audiosearch.gateway.query.monitor import Monitors, _WindowVectors, grid_segments
+from audiosearch.gateway.query.monitor import Monitors, _WindowVectors, grid_segments, matched_span
 from audiosearch.gateway.settings import GatewaySettings
 from audiosearch.v1 import audiosearch_pb2 as pb
 
 RATE = 8_000
 MODEL_RATE = 32_000
 RECORD = pb.AudioRecord(id="a" * 32, name="jingle.wav", duration_seconds=6.0)
+SHORT_RECORD = pb.AudioRecord(id="b" * 32, name="ding.wav", duration_seconds=1.5)
 LOUD = 0.5
 
 
@@ -64,6 +65,21 @@ class Query:
                          decided_by=pb.MATCH_EVIDENCE_BOTH,
                          query_range=pb.TimeRange(start_seconds=first, end_seconds=last),
                          reference_range=pb.TimeRange(start_seconds=0.0, end_seconds=last - first))]
+
+
+class OneFrameQuery:
+    """Aligns SHORT_RECORD's landmarks on one frame, 0.2 s into the loud sound, as a short sound's can be: a range
+    of no length."""
+
+    def match(self, collection, embedded, top_k, threshold, audio_filter):
+        loud = np.flatnonzero(np.abs(embedded.audio.samples) > LOUD / 2)
+        if len(loud) < MODEL_RATE // 2:
+            return []
+        frame = loud[0] / MODEL_RATE + 0.2
+        return [pb.Match(audio=SHORT_RECORD, score=0.0, landmarks=12, landmark_share=0.3,
+                         decided_by=pb.MATCH_EVIDENCE_LANDMARKS,
+                         query_range=pb.TimeRange(start_seconds=frame, end_seconds=frame),
+                         reference_range=pb.TimeRange(start_seconds=0.2, end_seconds=0.2))]
 
 
 class Context:
@@ -119,6 +135,27 @@ def test_a_play_is_started_then_ended_with_its_feed_range_and_the_feed_offset():
     final = responses[-1].progress
     assert final.audio_seconds == pytest.approx(90.0)
     assert final.open_detections == 0
+
+
+def test_a_short_sound_whose_landmarks_align_on_one_frame_is_detected_over_the_whole_sound():
+    found = detections(list(Monitors(settings(), Collections(), OneFrameQuery(), Pipeline()).monitor(
+        requests(feed_samples(30.0, (12.0, 1.5))), Context())))
+    assert [d.state for d in found] == [pb.DETECTION_STATE_STARTED, pb.DETECTION_STATE_ENDED]
+    assert found[1].feed_range.start_seconds == pytest.approx(12.0, abs=0.02)
+    assert found[1].feed_range.end_seconds == pytest.approx(13.5, abs=0.02)
+    assert found[1].reference_range.start_seconds == pytest.approx(0.0, abs=0.02)
+    assert found[1].reference_range.end_seconds == pytest.approx(1.5, abs=0.02)
+
+
+def test_a_match_spans_the_short_sound_that_holds_it_within_the_recording_as_placed():
+    events = [(1.0, 2.0), (4.0, 4.6)]
+    # Landmarks on one frame of the sound at 4.0-4.6 s; the recording starts 0.1 s before that frame.
+    assert matched_span((4.3, 4.3), -4.2, 0.5, 10.0, events) == pytest.approx((4.2, 4.6))
+    # No short sound holds it: a recording shorter than the stretch is matched whole, where the match places it.
+    assert matched_span((7.3, 7.3), -7.0, 1.5, 10.0, events) == pytest.approx((7.0, 8.5))
+    # ... but not past the stretch's end; a long recording keeps the range its evidence gave.
+    assert matched_span((9.5, 9.5), -9.0, 1.5, 10.0, events) == pytest.approx((9.0, 10.0))
+    assert matched_span((6.0, 8.0), 30.0, 180.0, 10.0, events) == (6.0, 8.0)
 
 
 def test_stretches_are_embedded_as_monitor_work():

@@ -63,6 +63,8 @@ WINDOWS_PER_STORED_HOP = 1
 # bigger batches, and chunks for both embedder instances. Caught up, it searches each stretch as it completes.
 MAX_STRETCHES_TOGETHER = 4
 MAX_FEED_LABEL_CHARS = 512
+# A match's landmarks may begin a frame or two before the span of the short sound that holds them.
+EVENT_EDGE_SLACK_SECONDS = 0.05
 _WAIT_SECONDS = 0.25
 _SAMPLE_FORMATS = {pb.SAMPLE_FORMAT_S16LE: "s16le", pb.SAMPLE_FORMAT_F32LE: "f32le"}
 _EVIDENCE = {pb.MATCH_EVIDENCE_EMBEDDING: Evidence.EMBEDDING, pb.MATCH_EVIDENCE_LANDMARKS: Evidence.LANDMARKS,
@@ -206,6 +208,34 @@ def grid_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: floa
                         np.concatenate([regular.starts_seconds + shift, events.starts_seconds]),
                         np.concatenate([regular.ends_seconds + shift, events.ends_seconds]))
     return segments, keys + [_digest(looped) for looped in events.windows]
+
+
+def event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:
+    """The spans of the short sounds a stretch was cut around (their windows are loops, so shorter than a window)."""
+    spans = zip(segments.starts_seconds.tolist(), segments.ends_seconds.tolist(), strict=True)
+    return sorted({(start, end) for start, end in spans if end - start < window_seconds - 1e-6})
+
+
+def matched_span(query_range: tuple[float, float], offset: float, recording_seconds: float, stretch_seconds: float,
+                 events: list[tuple[float, float]]) -> tuple[float, float]:
+    """The stretch seconds a match covers: its query range, widened to the short sounds of the stretch that hold
+    it; a range of no length that none holds, to the whole recording as the match places it (`offset`: recording
+    time minus stretch time) when that is shorter than the stretch; never past the recording's ends nor the
+    stretch's.
+
+    Landmarks mark where peaks start, so they stop short of a sound's end, and a short sound's aligned landmarks
+    can all start on one frame: a range of no length, where the audio that matched is the whole sound."""
+    first, last = query_range
+    holding = [(start, end) for start, end in events
+               if start - EVENT_EDGE_SLACK_SECONDS <= first and last <= end + EVENT_EDGE_SLACK_SECONDS]
+    if holding:
+        first, last = min(first, *(start for start, _ in holding)), max(last, *(end for _, end in holding))
+    elif last <= first and 0 < recording_seconds < stretch_seconds:
+        first, last = min(first, -offset), max(last, recording_seconds - offset)
+    recording_end = recording_seconds - offset if recording_seconds > 0 else stretch_seconds
+    first = max(first, -offset, 0.0)
+    last = min(last, recording_end, stretch_seconds)
+    return (first, last) if last > first else query_range
 
 
 def _digest(samples: np.ndarray) -> bytes:
@@ -368,15 +398,22 @@ class _Session:
     def _stretch_matches(self, embedded: EmbeddedAudio, stretch_start: float) -> list[StretchMatch]:
         with stage("monitor", "match"):
             found = self._query.match(self._collection, embedded, STRETCH_TOP_K, self._threshold, self._filter)
+        events = event_spans(embedded.segments, self._collection.segment_config.window_seconds)
+        matches = []
         for match in found:
             self._records[match.audio.id] = match.audio
-        return [StretchMatch(
-            audio_id=match.audio.id,
-            feed_range=(stretch_start + match.query_range.start_seconds, stretch_start + match.query_range.end_seconds),
-            reference_range=(match.reference_range.start_seconds, match.reference_range.end_seconds),
-            score=match.score, landmarks=match.landmarks, landmark_share=match.landmark_share,
-            evidence=_EVIDENCE[match.decided_by],
-        ) for match in found]
+            query_range = (match.query_range.start_seconds, match.query_range.end_seconds)
+            reference_range = (match.reference_range.start_seconds, match.reference_range.end_seconds)
+            offset = reference_range[0] - query_range[0]
+            spanned = matched_span(query_range, offset, match.audio.duration_seconds,
+                                   embedded.audio.duration_seconds, events)
+            if spanned != query_range:
+                reference_range = (spanned[0] + offset, spanned[1] + offset)
+            matches.append(StretchMatch(
+                audio_id=match.audio.id, feed_range=(stretch_start + spanned[0], stretch_start + spanned[1]),
+                reference_range=reference_range, score=match.score, landmarks=match.landmarks,
+                landmark_share=match.landmark_share, evidence=_EVIDENCE[match.decided_by]))
+        return matches
 
     def _events(self, events: list[OccurrenceEvent]) -> Iterator[pb.MonitorAudioResponse]:
         for event in events:
