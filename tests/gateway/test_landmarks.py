@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, resample_poly, sosfilt
 
+from audiosearch.catalog.landmarks import vote
 from audiosearch.gateway.audio.fingerprints import (
     Landmarks,
     extract_landmarks,
@@ -13,7 +14,6 @@ from audiosearch.gateway.audio.fingerprints import (
     landmarks_message,
     query_landmarks,
 )
-from audiosearch.search.landmark_vote import vote
 
 RATE = 32_000
 
