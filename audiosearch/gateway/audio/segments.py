@@ -118,6 +118,12 @@ def query_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: flo
     return _joined(regular, event_segments(samples, sample_rate_hz, window_seconds))
 
 
+def event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:
+    """The spans of the short sounds the audio was cut around (their windows are loops, shorter than a window)."""
+    spans = zip(segments.starts_seconds.tolist(), segments.ends_seconds.tolist(), strict=True)
+    return [(start, end) for start, end in spans if end - start < window_seconds - 1e-6]
+
+
 def audible_bounds(samples: np.ndarray, sample_rate_hz: int, below_peak_db: float = EDGE_BELOW_PEAK_DB
                    ) -> tuple[int, int]:
     """First and last (exclusive) sample of the audible part: the 10 ms frames within `below_peak_db` of the

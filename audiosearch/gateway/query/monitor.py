@@ -42,7 +42,7 @@ from audiosearch.gateway import validation
 from audiosearch.gateway.audio.decoding import SILENCE_PEAK, AudioError, DecodedAudio, resample
 from audiosearch.gateway.audio.feed import Feed, RawFormat
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio
-from audiosearch.gateway.audio.segments import Segments, cut_segments, event_segments
+from audiosearch.gateway.audio.segments import Segments, cut_segments, event_segments, event_spans
 from audiosearch.gateway.backends.admission import Work
 from audiosearch.gateway.backends.embedder import Embeddings
 from audiosearch.gateway.collections import Collections
@@ -208,12 +208,6 @@ def grid_segments(samples: np.ndarray, sample_rate_hz: int, window_seconds: floa
                         np.concatenate([regular.starts_seconds + shift, events.starts_seconds]),
                         np.concatenate([regular.ends_seconds + shift, events.ends_seconds]))
     return segments, keys + [_digest(looped) for looped in events.windows]
-
-
-def event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:
-    """The spans of the short sounds a stretch was cut around (their windows are loops, so shorter than a window)."""
-    spans = zip(segments.starts_seconds.tolist(), segments.ends_seconds.tolist(), strict=True)
-    return sorted({(start, end) for start, end in spans if end - start < window_seconds - 1e-6})
 
 
 def matched_span(query_range: tuple[float, float], offset: float, recording_seconds: float, stretch_seconds: float,

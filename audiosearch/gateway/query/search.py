@@ -8,7 +8,7 @@ from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.gateway import metrics, validation
 from audiosearch.gateway.audio.fingerprints import Landmarks, landmarks_message, query_landmarks
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio, to_tags
-from audiosearch.gateway.audio.segments import Segments, cut_segments, query_hop_seconds, query_segments
+from audiosearch.gateway.audio.segments import cut_segments, event_spans, query_hop_seconds, query_segments
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.query.matching import (
     Evidence,
@@ -80,7 +80,7 @@ class Query:
         if collection.landmark_threshold:
             with stage("search", "landmarks"):
                 landmarks = query_landmarks(embedded.audio.samples, embedded.audio.sample_rate_hz,
-                                            _event_spans(embedded.segments, collection.segment_config.window_seconds))
+                                            event_spans(embedded.segments, collection.segment_config.window_seconds))
                 alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
                                                   top_k=max(top_k, LANDMARK_MATCHES))
         landmark_thresholds = collection_landmark_thresholds(collection)
@@ -195,12 +195,6 @@ class Query:
 
 def collection_landmark_thresholds(collection: pb.Collection) -> LandmarkThresholds:
     return LandmarkThresholds(collection.landmark_threshold, collection.landmark_share_threshold)
-
-
-def _event_spans(segments: Segments, window_seconds: float) -> list[tuple[float, float]]:
-    """The spans of the short sounds the query was cut around (their windows are loops, shorter than a window)."""
-    spans = zip(segments.starts_seconds.tolist(), segments.ends_seconds.tolist(), strict=True)
-    return [(start, end) for start, end in spans if end - start < window_seconds - 1e-6]
 
 
 def _without(hits: list[SegmentHit], audio_id: str) -> list[SegmentHit]:
