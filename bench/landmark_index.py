@@ -10,7 +10,7 @@ with the value 1, under SPARSE_INVERTED_INDEX), and its landmarks packed for the
 time after the window's start in 10 ms frames) in an INT64 ARRAY field. A query is cut into windows of the same
 length; an inner-product search per query window (one batched request) scores the stored windows by the distinct
 hashes they share with it, the --candidates best come back with their packed landmarks, and the time-offset vote of
-the catalog (audiosearch.catalog.landmarks.vote) runs over them. So one request to the engine that scales out
+the catalog (audiosearch.search.landmark_vote.vote) runs over them. So one request to the engine that scales out
 replaces the per-landmark SQL lookup, and a stored landmark costs its posting in the inverted index and 8 bytes.
 
 The catalog. The dev sounds and the dev music are decoded and fingerprinted in this process, as the gateway does at
@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from audiosearch.catalog.landmarks import vote
 from audiosearch.gateway.audio.decoding import decode_audio
 from audiosearch.gateway.audio.fingerprints import extract_landmarks, query_landmarks
+from audiosearch.search.landmark_vote import vote
 from bench.catalog_scale import HashCodeBook, du_bytes, rotated
 from bench.metrics import emit, percentiles
 from bench.support import sound_files

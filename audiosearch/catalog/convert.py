@@ -6,14 +6,12 @@ from collections.abc import Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from audiosearch.catalog.landmarks import LandmarkVote
 from audiosearch.catalog.records import (
     AudioFilter,
     AudioRecord,
     AudioStatus,
     Collection,
     CollectionStats,
-    LandmarkSet,
     ModelIdentity,
     NewAudio,
     NewSegment,
@@ -87,24 +85,6 @@ def collection_to_proto(collection: Collection) -> audiosearch_pb2.Collection:
         create_time=timestamp(collection.create_time_us),
         landmark_threshold=collection.landmark_threshold,
         landmark_share_threshold=collection.landmark_share_threshold,
-    )
-
-
-def landmarks_from_proto(message: catalog_pb2.Landmarks) -> LandmarkSet:
-    return LandmarkSet(tuple(message.hashes), tuple(message.times_ms))
-
-
-def landmarks_to_proto(landmarks: LandmarkSet) -> catalog_pb2.Landmarks:
-    return catalog_pb2.Landmarks(hashes=landmarks.hashes, times_ms=landmarks.times_ms)
-
-
-def landmark_match_to_proto(match: LandmarkVote) -> catalog_pb2.LandmarkMatch:
-    return catalog_pb2.LandmarkMatch(
-        audio_id=match.audio_id, landmarks=match.landmarks, offset_ms=match.offset_ms,
-        query_range=audiosearch_pb2.TimeRange(start_seconds=match.query_start_ms / 1000,
-                                              end_seconds=match.query_end_ms / 1000),
-        overlap_landmarks=match.overlap_landmarks,
-        recording_overlap_landmarks=match.recording_overlap_landmarks,
     )
 
 

@@ -99,14 +99,6 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class LandmarkSet:
-    """Parallel lists: a landmark's hash and the time of its first peak."""
-
-    hashes: tuple[int, ...] = ()
-    times_ms: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
 class CreatedAudio:
     audio: AudioRecord
     segments: tuple[Segment, ...]

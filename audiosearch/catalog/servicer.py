@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from audiosearch.catalog import convert, validation
+from audiosearch.catalog import convert
 from audiosearch.catalog.store import CatalogStore
 from audiosearch.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from audiosearch.catalog.validation import invalid
@@ -56,9 +56,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.CreateAudioRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.CreateAudioResponse:
         result = self._store.create_audio(
-            convert.new_audio_from_proto(request.audio), convert.new_segments_from_proto(request.segments),
-            convert.landmarks_from_proto(request.landmarks),
-        )
+            convert.new_audio_from_proto(request.audio), convert.new_segments_from_proto(request.segments))
         return catalog_pb2.CreateAudioResponse(
             audio=convert.audio_to_proto(result.audio),
             segments=[convert.segment_to_proto(segment) for segment in result.segments],
@@ -123,20 +121,3 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.GetCollectionStatsRequest, context: grpc.ServicerContext
     ) -> catalog_pb2.GetCollectionStatsResponse:
         return convert.stats_to_proto(self._store.collection_stats(request.collection))
-
-    def MatchLandmarks(
-        self, request: catalog_pb2.MatchLandmarksRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.MatchLandmarksResponse:
-        top_k = validation.landmark_top_k(request.top_k)
-        matches = self._store.match_landmarks(
-            request.collection, convert.landmarks_from_proto(request.landmarks), top_k,
-            request.excluded_audio_id, list(request.audio_ids),
-        )
-        return catalog_pb2.MatchLandmarksResponse(matches=[convert.landmark_match_to_proto(m) for m in matches])
-
-    def GetLandmarks(
-        self, request: catalog_pb2.GetLandmarksRequest, context: grpc.ServicerContext
-    ) -> catalog_pb2.GetLandmarksResponse:
-        landmarks = self._store.landmarks(request.collection, request.audio_id,
-                                          validation.milliseconds("before_seconds", request.before_seconds))
-        return catalog_pb2.GetLandmarksResponse(landmarks=convert.landmarks_to_proto(landmarks))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import time
@@ -13,7 +12,6 @@ from typing import Any, TypeVar
 
 from audiosearch.catalog import paging, validation
 from audiosearch.catalog.database import ConstraintViolation, Database, Transaction, retry_on_conflict
-from audiosearch.catalog.landmarks import LandmarkVote, vote, with_overlaps
 from audiosearch.catalog.records import (
     AudioFilter,
     AudioRecord,
@@ -21,7 +19,6 @@ from audiosearch.catalog.records import (
     Collection,
     CollectionStats,
     CreatedAudio,
-    LandmarkSet,
     ModelIdentity,
     NewAudio,
     NewSegment,
@@ -38,9 +35,7 @@ _SEGMENT_ID_MASK = (1 << 63) - 1
 _READY = AudioStatus.READY.value
 _NO_FILTER = AudioFilter()
 _ECHO_CHARS = 128
-_NO_LANDMARKS = LandmarkSet()
 _LOOKUP_CHUNK = 500
-MAX_HITS_PER_HASH = 64
 
 _COLLECTION_COLUMNS = (
     "c.name, c.description, c.model_name, c.model_version, c.embedding_dim, c.sample_rate_hz, c.untrained,"
@@ -149,25 +144,16 @@ class CatalogStore:
     # Recordings
 
     @retry_on_conflict()
-    def create_audio(
-        self, audio: NewAudio, segments: Sequence[NewSegment], landmarks: LandmarkSet = _NO_LANDMARKS
-    ) -> CreatedAudio:
-        """A new PENDING record with its segments and landmarks, or the record already holding the same content."""
+    def create_audio(self, audio: NewAudio, segments: Sequence[NewSegment]) -> CreatedAudio:
+        """A new PENDING record with its segments, or the record already holding the same content."""
         validation.check_new_audio(audio, segments)
-        validation.check_landmarks(landmarks)
         try:
             with self._db.transaction(write=True) as tx:
                 _require_collection_exists(tx, audio.collection)
                 existing = _audio_by_sha256(tx, audio.collection, audio.sha256)
                 if existing is not None:
                     return CreatedAudio(existing, (), created=False)
-                created = _insert_audio(tx, audio, segments)
-                tx.executemany(
-                    "INSERT INTO landmarks (collection, hash, audio_id, time_ms) VALUES (?, ?, ?, ?)",
-                    [(audio.collection, h, created.audio.id, t) for h, t in zip(landmarks.hashes, landmarks.times_ms,
-                                                                                 strict=True)],
-                )
-                return created
+                return _insert_audio(tx, audio, segments)
         except ConstraintViolation:
             with self._db.transaction() as tx:
                 existing = _audio_by_sha256(tx, audio.collection, audio.sha256)
@@ -280,45 +266,6 @@ class CatalogStore:
             )
         return [Segment(row[0], row[1], row[2], row[3], _tags_from_json(row[4])) for row in rows]
 
-    def match_landmarks(
-        self, collection: str, landmarks: LandmarkSet, top_k: int, excluded_audio_id: str = "",
-        audio_ids: Sequence[str] = (),
-    ) -> list[LandmarkVote]:
-        """READY recordings whose landmarks line up with these at one offset, most landmarks first, each with the
-        counts of the query's and its own landmarks over the overlap at that offset."""
-        validation.check_landmarks(landmarks)
-        times_by_hash: dict[int, list[int]] = {}
-        for hash_value, time_ms in zip(landmarks.hashes, landmarks.times_ms, strict=True):
-            times_by_hash.setdefault(hash_value, []).append(time_ms)
-        allowed = set(audio_ids)
-        hits: list[tuple[str, int, int, int]] = []
-        with self._db.transaction() as tx:
-            _require_collection_exists(tx, collection)
-            unique = list(times_by_hash)
-            for start in range(0, len(unique), _LOOKUP_CHUNK):
-                chunk = unique[start : start + _LOOKUP_CHUNK]
-                rows = tx.fetchall(
-                    "SELECT l.hash, l.audio_id, l.time_ms FROM landmarks l JOIN audio a ON a.id = l.audio_id"
-                    f" WHERE l.collection = ? AND l.hash IN ({', '.join('?' * len(chunk))}) AND a.status = ?",
-                    [collection, *chunk, _READY],
-                )
-                hits += _landmark_hits(rows, times_by_hash, excluded_audio_id, allowed)
-            votes = vote(hits)[:top_k]
-            durations_ms = _durations_ms(tx, [v.audio_id for v in votes])
-            return with_overlaps(votes, landmarks.hashes, landmarks.times_ms, durations_ms,
-                                 functools.partial(_landmarks_between, tx))
-
-    def landmarks(self, collection: str, audio_id: str, before_ms: int = 0) -> LandmarkSet:
-        """A recording's landmarks by time; with `before_ms`, only those starting before it."""
-        with self._db.transaction() as tx:
-            if _audio_by_id(tx, collection, audio_id) is None:
-                raise _audio_not_found(tx, collection, audio_id)
-            rows = tx.fetchall(
-                "SELECT hash, time_ms FROM landmarks WHERE audio_id = ? AND time_ms < ? ORDER BY time_ms, hash",
-                (audio_id, before_ms if before_ms > 0 else 2**31 - 1),
-            )
-        return LandmarkSet(tuple(int(row[0]) for row in rows), tuple(int(row[1]) for row in rows))
-
     def collection_stats(self, collection: str) -> CollectionStats:
         """Counts and durations of the READY records, overall and per tag, most frequent tag first."""
         with self._db.transaction() as tx:
@@ -336,40 +283,6 @@ class CatalogStore:
             )
         tags = [TagStatistics(_text(label), int(n), float(total)) for label, n, total in tag_rows]
         return CollectionStats(int(count), float(duration), int(segment_count), tags)
-
-
-def _landmark_hits(
-    rows: Sequence[Sequence[Any]], times_by_hash: dict[int, list[int]], excluded_audio_id: str, allowed: set[str]
-) -> list[tuple[str, int, int, int]]:
-    """(audio id, hash, time in the recording, time in the query) for every pairing of a stored and a query
-    landmark; a hash stored more than MAX_HITS_PER_HASH times says nothing about any one recording and is dropped."""
-    rows_by_hash: dict[int, list[tuple[str, int]]] = {}
-    for hash_value, audio_id, time_ms in rows:
-        if audio_id != excluded_audio_id and (not allowed or audio_id in allowed):
-            rows_by_hash.setdefault(int(hash_value), []).append((audio_id, int(time_ms)))
-    return [
-        (audio_id, hash_value, reference_ms, query_ms)
-        for hash_value, stored in rows_by_hash.items() if len(stored) <= MAX_HITS_PER_HASH
-        for audio_id, reference_ms in stored
-        for query_ms in times_by_hash[hash_value]
-    ]
-
-
-def _landmarks_between(tx: Transaction, audio_id: str, first_ms: int, last_ms: int) -> int:
-    """Distinct hashes of a recording's landmarks from first_ms to last_ms (the index on audio id and time)."""
-    row = tx.fetchone("SELECT COUNT(DISTINCT hash) FROM landmarks WHERE audio_id = ? AND time_ms BETWEEN ? AND ?",
-                      (audio_id, first_ms, last_ms))
-    return int(row[0]) if row else 0
-
-
-def _durations_ms(tx: Transaction, audio_ids: list[str]) -> dict[str, int]:
-    durations: dict[str, int] = {}
-    for start in range(0, len(audio_ids), _LOOKUP_CHUNK):
-        chunk = audio_ids[start : start + _LOOKUP_CHUNK]
-        rows = tx.fetchall(f"SELECT id, duration_seconds FROM audio WHERE id IN ({', '.join('?' * len(chunk))})",
-                           chunk)
-        durations.update((_text(audio_id), round(float(seconds) * 1000)) for audio_id, seconds in rows)
-    return durations
 
 
 def _set_landmark_threshold(tx: Transaction, collection: str, landmark_threshold: int,

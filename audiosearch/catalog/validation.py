@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
-from audiosearch.catalog.records import Collection, LandmarkSet, NewAudio, NewSegment, Tag
+from audiosearch.catalog.records import Collection, NewAudio, NewSegment, Tag
 from audiosearch.common.errors import InvalidArgument
 
 MAX_NAME_CHARS = 512
@@ -25,8 +25,6 @@ MAX_THRESHOLD_SOURCE_CHARS = 1024
 MAX_SEGMENTS = 100_000
 MAX_BATCH_IDS = 1000
 MAX_FILTER_TAGS = 32
-MAX_LANDMARK_MATCHES = 1000
-MAX_LANDMARKS = 2_000_000  # an hour of audio has about 800,000
 
 _COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -65,28 +63,6 @@ def check_landmark_threshold(landmark_threshold: int, landmark_share_threshold: 
     check_non_negative(f"{prefix}landmark_threshold", landmark_threshold)
     if not 0.0 <= landmark_share_threshold <= 1.0:  # NaN fails too
         raise invalid(f"{prefix}landmark_share_threshold", "must be a share, from 0 to 1")
-
-
-def check_landmarks(landmarks: LandmarkSet) -> None:
-    if len(landmarks.hashes) != len(landmarks.times_ms):
-        raise invalid("landmarks", "hashes and times_ms must have the same length")
-    if len(landmarks.hashes) > MAX_LANDMARKS:
-        raise invalid("landmarks", f"at most {MAX_LANDMARKS} landmarks")
-    if landmarks.times_ms and min(landmarks.times_ms) < 0:
-        raise invalid("landmarks.times_ms", "must not be negative")
-
-
-def landmark_top_k(top_k: int) -> int:
-    """0 takes the default of 10."""
-    if top_k < 0 or top_k > MAX_LANDMARK_MATCHES:
-        raise invalid("top_k", f"must be between 0 and {MAX_LANDMARK_MATCHES}")
-    return top_k or 10
-
-
-def milliseconds(field: str, seconds: float) -> int:
-    if not math.isfinite(seconds) or seconds < 0 or seconds > 2**31 / 1000:
-        raise invalid(field, "must be a finite number of seconds, 0 or more")
-    return round(seconds * 1000)
 
 
 def check_new_audio(audio: NewAudio, segments: Sequence[NewSegment]) -> None:

@@ -26,6 +26,7 @@ Row = dict[str, Any]
 class _Queued:
     collection: str
     rows: list[Row]  # an upsert's rows
+    primary_key: str = ""  # the rows' primary key field, where rows repeat an id the later one wins
     action: Callable[[], object] | None = None  # any other write (a delete), instead of rows
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
@@ -33,7 +34,9 @@ class _Queued:
 
 class GroupCommit:
     """`upsert(collection, rows)` and `flush(collection)` are the store's own calls; `isolate(error)` says whether
-    a merged upsert's failure may lie in one of its writes (a bad row) rather than in Milvus (down, timed out)."""
+    a merged upsert's failure may lie in one of its writes (a bad row) rather than in Milvus (down, timed out).
+    `primary_key` names the rows' primary key field, unless an upsert names another (a collection of its own
+    schema)."""
 
     def __init__(self, upsert: Callable[[str, list[Row]], None], flush: Callable[[str], None],
                  isolate: Callable[[Exception], bool], primary_key: str) -> None:
@@ -45,12 +48,12 @@ class GroupCommit:
         self._queue_lock = threading.Lock()
         self._writer_lock = threading.Lock()
 
-    def upsert(self, collection: str, rows: list[Row]) -> None:
-        self._submit(_Queued(collection, rows))
+    def upsert(self, collection: str, rows: list[Row], primary_key: str = "") -> None:
+        self._submit(_Queued(collection, rows, primary_key or self._primary_key))
 
     def run(self, collection: str, action: Callable[[], object]) -> None:
         """Any other write (a delete), in queue order with the upserts, flushed before it returns."""
-        self._submit(_Queued(collection, [], action))
+        self._submit(_Queued(collection, [], action=action))
 
     def _submit(self, queued: _Queued) -> None:
         with self._queue_lock:
@@ -89,7 +92,7 @@ class GroupCommit:
         if first.action is not None:
             _attempt(run, first.action)
             return
-        merged = {row[self._primary_key]: row for queued in run for row in queued.rows}
+        merged = {row[queued.primary_key]: row for queued in run for row in queued.rows}
         error = _attempt(run, lambda: self._upsert(first.collection, list(merged.values())))
         if error is None or len(run) == 1 or not self._isolate(error):
             return

@@ -1,4 +1,5 @@
-"""The search service's composition root: settings → Milvus store → gRPC server; a probe drives health."""
+"""The search service's composition root: settings → Milvus store and landmark index → gRPC server; a probe drives
+health."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 from audiosearch.common.grpc_server import RunningServer, serve_until_signalled, start_server
 from audiosearch.common.logs import configure_logging
 from audiosearch.common.settings import ServiceSettings, load_settings
+from audiosearch.search.landmark_index import MAX_CANDIDATES, MAX_WINDOW_MS, LandmarkConfig, LandmarkIndex
 from audiosearch.search.probe import DependencyProbe
 from audiosearch.search.servicer import SERVICE_NAME, VectorSearchServicer
 from audiosearch.search.store import SERVER_SCHEMES, MilvusStore, StoreConfig
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 IndexType = Literal["auto", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8"]
 Consistency = Literal["Strong", "Bounded", "Session", "Eventually"]
 _STORE = StoreConfig(uri="")  # the store's defaults are the settings' defaults
+_LANDMARKS = LandmarkConfig()
 
 # pymilvus installs its own console handlers and logs every failed call (a missing collection included) with a
 # traceback; the interceptor already logs each call's outcome, so only its critical messages are kept.
@@ -68,19 +71,26 @@ class SearchSettings(ServiceSettings):
         default=_STORE.visible_writes,
         description="on a server, a write returns once reads see it, so reads at any level see acknowledged writes",
     )
+    landmark_milvus_uri: str = Field(
+        default="", description="the Milvus of the landmark index (2.4 or later: sparse vectors); empty: milvus_uri",
+    )
+    landmark_window_ms: int = Field(default=_LANDMARKS.window_ms, ge=500, le=MAX_WINDOW_MS,
+                                    description="landmarks are stored and looked up in windows this long")
+    landmark_candidates: int = Field(default=_LANDMARKS.candidates, ge=1, le=MAX_CANDIDATES,
+                                     description="stored windows each query window brings back for the vote")
     probe_interval_seconds: float = Field(default=5.0, gt=0, description="how often health re-checks Milvus")
 
-    @field_validator("milvus_uri")
+    @field_validator("milvus_uri", "landmark_milvus_uri")
     @classmethod
     def _known_uri(cls, uri: str) -> str:
-        if not uri.startswith(SERVER_SCHEMES) and not uri.endswith(".db"):
+        if uri and not uri.startswith(SERVER_SCHEMES) and not uri.endswith(".db"):
             raise ValueError("expected a Milvus Lite file ending in .db, or http(s)://host:port")
         return uri
 
 
-def store_config(settings: SearchSettings) -> StoreConfig:
+def store_config(settings: SearchSettings, uri: str = "") -> StoreConfig:
     return StoreConfig(
-        uri=settings.milvus_uri, token=settings.milvus_token.get_secret_value(),
+        uri=uri or settings.milvus_uri, token=settings.milvus_token.get_secret_value(),
         timeout_s=settings.milvus_timeout_seconds, index_type=settings.index_type, hnsw_m=settings.hnsw_m,
         hnsw_ef_construction=settings.hnsw_ef_construction, search_ef=settings.search_ef,
         ivf_nlist=settings.ivf_nlist, ivf_nprobe=settings.ivf_nprobe,
@@ -105,20 +115,30 @@ def build_server(settings: SearchSettings) -> RunningServer:
     """Serves at once; health is NOT_SERVING while Milvus is unreachable. Stopping it closes the store."""
     route_pymilvus_logs()
     store = MilvusStore(store_config(settings))
+    separate = settings.landmark_milvus_uri not in ("", settings.milvus_uri)
+    landmark_store = MilvusStore(store_config(settings, settings.landmark_milvus_uri)) if separate else store
+    landmarks = LandmarkIndex(landmark_store, LandmarkConfig(settings.landmark_window_ms,
+                                                             settings.landmark_candidates))
+    stores = [store, landmark_store] if separate else [store]
 
     def register(server: grpc.Server) -> Iterable[str]:
-        search_pb2_grpc.add_VectorSearchServiceServicer_to_server(VectorSearchServicer(store), server)
+        search_pb2_grpc.add_VectorSearchServiceServicer_to_server(VectorSearchServicer(store, landmarks), server)
         return [SERVICE_NAME]
+
+    def close() -> None:
+        for each in stores:
+            each.close()
 
     try:
         running = start_server(settings, register)
     except BaseException:
-        store.close()
+        close()
         raise
     running.set_serving(False)
-    probe = DependencyProbe("milvus", store.ping, running.set_serving, settings.probe_interval_seconds)
+    probe = DependencyProbe("milvus", lambda: all(each.ping() for each in stores), running.set_serving,
+                            settings.probe_interval_seconds)
     probe.start()
-    running.on_stop.extend([probe.stop, store.close])
+    running.on_stop.extend([probe.stop, close])
     log.info("search store", extra={"lite": store.config.is_lite, "index": store.config.effective_index_type,
                                     "consistency": settings.consistency})
     return running

@@ -1,10 +1,13 @@
-"""audiosearch.search.v1.VectorSearchService over the store; failures raise, the interceptor maps them."""
+"""audiosearch.search.v1.VectorSearchService over the vector store and the landmark index; failures raise, the
+interceptor maps them."""
 
 from __future__ import annotations
 
 import grpc
 
 from audiosearch.search import validation
+from audiosearch.search.landmark_index import LandmarkIndex
+from audiosearch.search.landmark_vote import LandmarkVote
 from audiosearch.search.store import Hit, MilvusStore, Segment
 from audiosearch.search.v1 import search_pb2, search_pb2_grpc
 
@@ -12,8 +15,9 @@ SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VectorSearchService"].ful
 
 
 class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
-    def __init__(self, store: MilvusStore) -> None:
+    def __init__(self, store: MilvusStore, landmarks: LandmarkIndex) -> None:
         self._store = store
+        self._landmarks = landmarks
 
     def EnsureCollection(
         self, request: search_pb2.EnsureCollectionRequest, context: grpc.ServicerContext
@@ -27,6 +31,7 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
         self, request: search_pb2.DropCollectionRequest, context: grpc.ServicerContext
     ) -> search_pb2.DropCollectionResponse:
         validation.check_collection_name(request.collection)
+        self._landmarks.drop(request.collection)
         self._store.drop_collection(request.collection)
         return search_pb2.DropCollectionResponse()
 
@@ -59,6 +64,7 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
     ) -> search_pb2.DeleteAudioResponse:
         validation.check_collection_name(request.collection)
         validation.check_audio_ids(request.audio_ids)
+        self._landmarks.delete_audio(request.collection, list(request.audio_ids))
         self._store.delete_audio(request.collection, list(request.audio_ids))
         return search_pb2.DeleteAudioResponse()
 
@@ -82,7 +88,54 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
         self, request: search_pb2.ListAudioIdsRequest, context: grpc.ServicerContext
     ) -> search_pb2.ListAudioIdsResponse:
         validation.check_collection_name(request.collection)
-        return search_pb2.ListAudioIdsResponse(audio_ids=self._store.list_audio_ids(request.collection))
+        audio_ids = {*self._store.list_audio_ids(request.collection),
+                     *self._landmarks.list_audio_ids(request.collection)}
+        return search_pb2.ListAudioIdsResponse(audio_ids=sorted(audio_ids))
+
+    def UpsertLandmarks(
+        self, request: search_pb2.UpsertLandmarksRequest, context: grpc.ServicerContext
+    ) -> search_pb2.UpsertLandmarksResponse:
+        validation.check_collection_name(request.collection)
+        validation.check_audio_id(request.audio_id)
+        validation.check_duration_ms(request.duration_ms)
+        hashes, times_ms = validation.decode_landmarks(request.landmarks.hashes, request.landmarks.times_ms)
+        self._store.dimension(request.collection)  # NOT_FOUND for a collection that does not exist
+        windows = self._landmarks.upsert(request.collection, request.audio_id, request.duration_ms, hashes, times_ms)
+        return search_pb2.UpsertLandmarksResponse(windows=windows)
+
+    def MatchLandmarks(
+        self, request: search_pb2.MatchLandmarksRequest, context: grpc.ServicerContext
+    ) -> search_pb2.MatchLandmarksResponse:
+        validation.check_collection_name(request.collection)
+        top_k = validation.landmark_matches(request.top_k)
+        validation.check_audio_ids(request.audio_ids)
+        if request.excluded_audio_id:
+            validation.check_audio_id(request.excluded_audio_id, "excluded_audio_id")
+        hashes, times_ms = validation.decode_landmarks(request.landmarks.hashes, request.landmarks.times_ms)
+        self._store.dimension(request.collection)
+        votes = self._landmarks.match(request.collection, hashes, times_ms, top_k, request.excluded_audio_id,
+                                      list(request.audio_ids))
+        return search_pb2.MatchLandmarksResponse(matches=[_vote_to_proto(vote) for vote in votes])
+
+    def GetLandmarks(
+        self, request: search_pb2.GetLandmarksRequest, context: grpc.ServicerContext
+    ) -> search_pb2.GetLandmarksResponse:
+        validation.check_collection_name(request.collection)
+        validation.check_audio_id(request.audio_id)
+        if request.before_ms < 0:
+            raise validation.invalid("before_ms", "must not be negative")
+        self._store.dimension(request.collection)
+        hashes, times_ms = self._landmarks.landmarks_of(request.collection, request.audio_id, request.before_ms)
+        return search_pb2.GetLandmarksResponse(landmarks=search_pb2.Landmarks(hashes=hashes.tolist(),
+                                                                              times_ms=times_ms.tolist()))
+
+
+def _vote_to_proto(vote: LandmarkVote) -> search_pb2.LandmarkMatch:
+    return search_pb2.LandmarkMatch(
+        audio_id=vote.audio_id, landmarks=vote.landmarks, offset_ms=vote.offset_ms,
+        query_start_ms=vote.query_start_ms, query_end_ms=vote.query_end_ms,
+        overlap_landmarks=vote.overlap_landmarks, recording_overlap_landmarks=vote.recording_overlap_landmarks,
+    )
 
 
 def _segment_from_proto(segment: search_pb2.SegmentVector, dimension: int, index: int) -> Segment:

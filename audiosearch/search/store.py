@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +134,7 @@ class MilvusStore:
     def ping(self) -> bool:
         """True when Milvus answers within a few seconds."""
         try:
-            self._client().list_collections(timeout=min(self._config.timeout_s, PING_TIMEOUT_S))
+            self.client().list_collections(timeout=min(self._config.timeout_s, PING_TIMEOUT_S))
         except (MilvusException, grpc.RpcError, Unavailable) as error:
             log.debug("milvus ping failed", extra={"error": str(error)})
             return False
@@ -144,9 +144,9 @@ class MilvusStore:
 
     def ensure_collection(self, name: str, dimension: int) -> bool:
         """Creates the collection when missing (True); otherwise checks its dimension (False)."""
-        with self._translated(name):
-            milvus = self._client()
-            if not milvus.has_collection(self._milvus_name(name), timeout=self._config.timeout_s):
+        with self.translated(name):
+            milvus = self.client()
+            if not milvus.has_collection(self.milvus_name(name), timeout=self._config.timeout_s):
                 self._create(milvus, name, dimension)
                 return True
             self._forget(name)
@@ -160,11 +160,11 @@ class MilvusStore:
 
     def drop_collection(self, name: str) -> None:
         self._forget(name)
-        with self._translated(name):
-            self._client().drop_collection(self._milvus_name(name), timeout=self._config.timeout_s)
+        with self.translated(name):
+            self.client().drop_collection(self.milvus_name(name), timeout=self._config.timeout_s)
 
     def dimension(self, name: str) -> int:
-        with self._translated(name):
+        with self.translated(name):
             return self._layout(name).dimension
 
     # Segments
@@ -173,28 +173,22 @@ class MilvusStore:
         """Writes segments by id (the last wins when an id repeats); returns how many were written."""
         # Milvus 2.3 keeps both rows when one batch repeats a primary key, so repeats never reach it.
         unique = list({segment.segment_id: segment for segment in segments}.values())
-        rows = [_row(segment) for segment in unique]
-        with self._translated(name):
-            if self._config.is_lite:
-                self._lite_writes.upsert(self._milvus_name(name), rows)
-            else:
-                self._upsert_rows(self._milvus_name(name), rows)
-                if unique:
-                    self._await_visible(name, unique[-1].segment_id, present=True)
+        with self.translated(name):
+            self.write_rows(self.milvus_name(name), [_row(segment) for segment in unique], "segment_id")
         return len(unique)
 
     def search(
         self, name: str, queries: np.ndarray, top_k: int, audio_ids: Sequence[str] = ()
     ) -> list[list[Hit]]:
         """The `top_k` nearest segments of each query row, best first, optionally among `audio_ids` only."""
-        with self._translated(name):
-            milvus = self._client()
+        with self.translated(name):
+            milvus = self.client()
             params = self._search_params(self._layout(name).index_type, top_k)
             results: list[list[Hit]] = []
             for start in range(0, len(queries), SEARCH_BATCH):
                 with MILVUS_DURATION.labels("search").time():
                     found = milvus.search(
-                        self._milvus_name(name), data=query_bytes(queries[start:start + SEARCH_BATCH]),
+                        self.milvus_name(name), data=query_bytes(queries[start:start + SEARCH_BATCH]),
                         anns_field=VECTOR_FIELD, limit=top_k, filter=audio_filter(audio_ids),
                         output_fields=HIT_FIELDS, search_params=params, consistency_level=self._config.consistency,
                         timeout=self._config.timeout_s,
@@ -209,28 +203,26 @@ class MilvusStore:
         vectors without a record."""
         if not audio_ids:
             return
-        with self._translated(name):
-            milvus = self._client()
+        with self.translated(name):
+            milvus = self.client()
             expression = audio_filter(audio_ids)
+            milvus_name = self.milvus_name(name)
 
             def write() -> list[int]:
-                segment_ids = [int(row["segment_id"]) for batch in
-                               self._iterate(name, expression, ["segment_id"], ITERATOR_BATCH) for row in batch]
+                batches = self.iterate(name, milvus_name, expression, ["segment_id"], ITERATOR_BATCH)
+                segment_ids = [int(row["segment_id"]) for batch in batches for row in batch]
                 for start in range(0, len(segment_ids), UPSERT_BATCH):
                     with MILVUS_DURATION.labels("delete").time():
-                        milvus.delete(self._milvus_name(name), ids=segment_ids[start:start + UPSERT_BATCH],
+                        milvus.delete(milvus_name, ids=segment_ids[start:start + UPSERT_BATCH],
                                       timeout=self._config.timeout_s)
                 return segment_ids
 
-            if self._config.is_lite:
-                self._lite_writes.run(self._milvus_name(name), write)
-            elif deleted := write():
-                self._await_visible(name, deleted[-1], present=False)
+            self.run_write(milvus_name, write, "segment_id")
 
     def count(self, name: str, audio_id: str = "") -> int:
-        with self._translated(name):
-            rows = self._client().query(
-                self._milvus_name(name), filter=audio_filter([audio_id] if audio_id else []),
+        with self.translated(name):
+            rows = self.client().query(
+                self.milvus_name(name), filter=audio_filter([audio_id] if audio_id else []),
                 output_fields=["count(*)"], consistency_level=self._config.consistency,
                 timeout=self._config.timeout_s,
             )
@@ -239,7 +231,7 @@ class MilvusStore:
     def list_audio_ids(self, name: str) -> list[str]:
         """Distinct recording ids, read in batches so memory grows with recordings, not segments."""
         audio_ids: set[str] = set()
-        for batch in self._iterate(name, "", ["audio_id"], ITERATOR_BATCH):
+        for batch in self.iterate(name, self.milvus_name(name), "", ["audio_id"], ITERATOR_BATCH):
             audio_ids.update(row["audio_id"] for row in batch)
         return sorted(audio_ids)
 
@@ -250,16 +242,37 @@ class MilvusStore:
         fields = [*HIT_FIELDS, VECTOR_FIELD]
         return [
             _segment(row)
-            for batch in self._iterate(name, audio_filter(audio_ids), fields, VECTOR_ITERATOR_BATCH)
+            for batch in self.iterate(name, self.milvus_name(name), audio_filter(audio_ids), fields,
+                                      VECTOR_ITERATOR_BATCH)
             for row in batch
         ]
 
+    # Writes to any collection of this Milvus (the landmark index's too)
+
+    def write_rows(self, milvus_name: str, rows: list[dict[str, Any]], primary_key: str) -> None:
+        """Upserts rows: on Milvus Lite grouped with other writes and flushed; on a server, returns once reads see
+        the last row."""
+        if self._config.is_lite:
+            self._lite_writes.upsert(milvus_name, rows, primary_key)
+            return
+        self._upsert_rows(milvus_name, rows)
+        if rows:
+            self._await_row(milvus_name, primary_key, int(rows[-1][primary_key]), present=True)
+
+    def run_write(self, milvus_name: str, delete: Callable[[], list[int]], primary_key: str) -> None:
+        """Runs a delete that returns the primary keys it deleted: on Milvus Lite in turn with the other writes,
+        then flushed; on a server, returns once reads no longer see the last one."""
+        if self._config.is_lite:
+            self._lite_writes.run(milvus_name, delete)
+        elif deleted := delete():
+            self._await_row(milvus_name, primary_key, deleted[-1], present=False)
+
     # Internals
 
-    def _milvus_name(self, name: str) -> str:
+    def milvus_name(self, name: str) -> str:
         return self._config.collection_prefix + name
 
-    def _client(self) -> MilvusClient:
+    def client(self) -> MilvusClient:
         with self._lock:
             if self._milvus is None:
                 self._milvus = self._connect()
@@ -290,7 +303,7 @@ class MilvusStore:
         index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=params)
         # With index parameters MilvusClient creates, indexes and loads the collection in one go.
         milvus.create_collection(
-            self._milvus_name(name), schema=schema, index_params=index_params,
+            self.milvus_name(name), schema=schema, index_params=index_params,
             consistency_level=self._config.consistency, timeout=self._config.timeout_s,
         )
         with self._lock:
@@ -308,7 +321,7 @@ class MilvusStore:
 
     def _attach(self, name: str) -> _Layout:
         """Reads the dimension and index of an existing collection and makes sure it is loaded."""
-        milvus, milvus_name, timeout = self._client(), self._milvus_name(name), self._config.timeout_s
+        milvus, milvus_name, timeout = self.client(), self.milvus_name(name), self._config.timeout_s
         description = milvus.describe_collection(milvus_name, timeout=timeout)
         vector_field = next(f for f in description["fields"] if f["name"] == VECTOR_FIELD)
         indexes = milvus.list_indexes(milvus_name, field_name=VECTOR_FIELD, timeout=timeout)
@@ -317,28 +330,28 @@ class MilvusStore:
             milvus.load_collection(milvus_name, timeout=timeout)
         return _Layout(int(vector_field["params"]["dim"]), str(index.get("index_type", "FLAT")))
 
-    def _await_visible(self, name: str, segment_id: int, present: bool) -> None:
+    def _await_row(self, milvus_name: str, primary_key: str, key: int, present: bool) -> None:
         """Returns once reads see the write just made: a Strong read (it waits for Milvus's time tick, as every
-        read would under Strong) of the last segment the write touched finds it there, or gone. Not Session: the
+        read would under Strong) of the last row the write touched finds it there, or gone. Not Session: the
         timestamp that Session waits for is missing from Milvus 2.3's delete replies."""
         if not self._config.visible_writes:
             return
         with MILVUS_DURATION.labels("visible").time():
-            rows = self._client().query(
-                self._milvus_name(name), filter=f"segment_id in [{int(segment_id)}]", output_fields=["segment_id"],
+            rows = self.client().query(
+                milvus_name, filter=f"{primary_key} in [{int(key)}]", output_fields=[primary_key],
                 consistency_level="Strong", timeout=self._config.timeout_s)
         if bool(rows) != present:
-            raise _unavailable(f"Milvus took a write to {name!r}, but a Strong read does not see it")
+            raise _unavailable(f"Milvus took a write to {milvus_name!r}, but a Strong read does not see it")
 
     def _upsert_rows(self, milvus_name: str, rows: list[dict[str, Any]]) -> None:
-        milvus = self._client()
+        milvus = self.client()
         for start in range(0, len(rows), UPSERT_BATCH):
             with MILVUS_DURATION.labels("upsert").time():
                 milvus.upsert(milvus_name, rows[start:start + UPSERT_BATCH], timeout=self._config.timeout_s)
 
     def _flush(self, milvus_name: str) -> None:
         with MILVUS_DURATION.labels("flush").time():
-            self._client().flush(milvus_name, timeout=self._config.timeout_s)
+            self.client().flush(milvus_name, timeout=self._config.timeout_s)
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -360,12 +373,13 @@ class MilvusStore:
             params = {"nprobe": self._config.ivf_nprobe}
         return {"metric_type": METRIC, "params": params}
 
-    def _iterate(
-        self, name: str, expression: str, fields: list[str], batch_size: int
+    def iterate(
+        self, name: str, milvus_name: str, expression: str, fields: list[str], batch_size: int
     ) -> Iterator[list[dict[str, Any]]]:
-        with self._translated(name):
-            iterator = self._client().query_iterator(
-                self._milvus_name(name), batch_size=batch_size, filter=expression, output_fields=fields,
+        """Rows of a Milvus collection that match `expression`, in batches (errors as `translated(name)`)."""
+        with self.translated(name):
+            iterator = self.client().query_iterator(
+                milvus_name, batch_size=batch_size, filter=expression, output_fields=fields,
                 consistency_level=self._config.consistency, timeout=self._config.timeout_s,
             )
             try:
@@ -375,7 +389,7 @@ class MilvusStore:
                 iterator.close()
 
     @contextmanager
-    def _translated(self, name: str) -> Iterator[None]:
+    def translated(self, name: str) -> Iterator[None]:
         """Milvus failures → the service's errors (missing collection, Milvus down); others propagate."""
         try:
             yield

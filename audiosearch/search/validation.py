@@ -16,6 +16,9 @@ MAX_DIMENSION = 32_768
 MAX_TOP_K = 16_384
 MAX_QUERY_VECTORS = 16_384
 MAX_BATCH_IDS = 1000
+MAX_LANDMARKS = 2_000_000  # an hour of audio has about 800,000
+MAX_LANDMARK_MATCHES = 1000
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 
 _COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 # Catalog ids are 32 hex digits; this wider set still cannot break out of a quoted filter literal.
@@ -77,3 +80,30 @@ def decode_vectors(items: Sequence[bytes], dimension: int, field: str) -> np.nda
     for index, data in enumerate(items):
         matrix[index] = decode_vector(data, dimension, f"{field}[{index}]")
     return matrix
+
+
+def decode_landmarks(hashes: Sequence[int], times_ms: Sequence[int], field: str = "landmarks"
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel lists of hashes and times (ms from the start, not negative) → uint32 and int64 arrays."""
+    if len(hashes) != len(times_ms):
+        raise invalid(field, f"{len(hashes)} hashes but {len(times_ms)} times")
+    if len(hashes) > MAX_LANDMARKS:
+        raise invalid(field, f"at most {MAX_LANDMARKS} landmarks")
+    times = np.asarray(times_ms, dtype=np.int64)
+    if len(times) and (times.min() < 0 or times.max() > MAX_DURATION_MS):
+        raise invalid(f"{field}.times_ms", f"must be from 0 to {MAX_DURATION_MS} ms")
+    return np.asarray(hashes, dtype=np.uint32), times
+
+
+def check_duration_ms(duration_ms: int, field: str = "duration_ms") -> None:
+    if not 0 < duration_ms <= MAX_DURATION_MS:
+        raise invalid(field, f"must be from 1 to {MAX_DURATION_MS} ms")
+
+
+def landmark_matches(top_k: int) -> int:
+    """top_k of a landmark lookup: 10 when unset."""
+    if top_k == 0:
+        return 10
+    if not 1 <= top_k <= MAX_LANDMARK_MATCHES:
+        raise invalid("top_k", f"must be between 1 and {MAX_LANDMARK_MATCHES}")
+    return top_k

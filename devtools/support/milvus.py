@@ -1,8 +1,14 @@
-"""A real standalone Milvus for tests: the `milvus-server` that the `milvus` package (2.3.x) bundles.
+"""Real Milvus servers for tests.
 
-`start_milvus_server(data_dir)` starts one on free ports (several can run side by side), waits until it
-answers, and returns a handle with its `uri` and `stop()`. Everything it writes (the binaries it unpacks,
-data, logs) stays under `data_dir`; its console output goes to `data_dir/milvus-server.log`.
+`start_milvus_server(data_dir)` starts the standalone Milvus that the `milvus` package (2.3.x) bundles, on free
+ports (several can run side by side), waits until it answers, and returns a handle with its `uri` and `stop()`.
+Everything it writes (the binaries it unpacks, data, logs) stays under `data_dir`; its console output goes to
+`data_dir/milvus-server.log`.
+
+`start_milvus_lite_server(data_dir)` starts `milvus-lite server` (the `milvus-lite` package): Milvus Lite's engine
+behind Milvus's gRPC API on a TCP port. It holds sparse vectors, which Milvus 2.3 lacks, so the tests' landmark
+index lives there (SEARCH_LANDMARK_MILVUS_URI); no Milvus 2.4 or later is published on the registries this
+project installs from.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pymilvus import MilvusClient, MilvusException
 from audiosearch.common.ports import free_ports
 
 START_TIMEOUT_S = 120.0
+LITE_START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
 _READY_BANNER = "Process:"
 _START_ATTEMPTS = 2
@@ -192,3 +199,65 @@ def _tail(path: Path, lines: int) -> str:
     with contextlib.suppress(OSError):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     return ""
+
+
+@dataclass
+class MilvusLiteServer:
+    uri: str
+    port: int
+    data_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(grace_s)
+
+    def restart(self, timeout_s: float = LITE_START_TIMEOUT_S) -> None:
+        """Starts it again on the same port and data (after `stop()` or a kill -9)."""
+        self.stop()
+        self.process = _spawn(_lite_command(self.data_dir, self.port), dict(os.environ), self.data_dir,
+                              self.log_path)
+        _wait_lite_ready(self, timeout_s)
+
+
+def start_milvus_lite_server(data_dir: Path, timeout_s: float = LITE_START_TIMEOUT_S) -> MilvusLiteServer:
+    """Starts `milvus-lite server` on a free port with its data under `data_dir`; returns once it answers."""
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_ports(1)[0]
+    log_path = data_dir / "milvus-lite-server.log"
+    process = _spawn(_lite_command(data_dir / "data", port), dict(os.environ), data_dir, log_path)
+    server = MilvusLiteServer(f"http://127.0.0.1:{port}", port, data_dir / "data", log_path, process)
+    try:
+        _wait_lite_ready(server, timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _lite_command(data_dir: Path, port: int) -> list[str]:
+    beside_python = Path(sys.executable).with_name("milvus-lite")
+    executable = str(beside_python) if beside_python.exists() else shutil.which("milvus-lite")
+    if not executable:
+        raise MilvusServerError("milvus-lite not found: install the dependencies (`milvus-lite`)")
+    return [executable, "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
+
+
+def _wait_lite_ready(server: MilvusLiteServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise MilvusServerError(f"milvus-lite server exited:\n{_tail(server.log_path, 30)}")
+        if _answers(server.uri):
+            return
+        time.sleep(0.3)
+    raise MilvusServerError(f"milvus-lite server not answering after {timeout_s:.0f} s:\n"
+                            f"{_tail(server.log_path, 30)}")

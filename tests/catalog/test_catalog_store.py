@@ -20,7 +20,6 @@ from audiosearch.catalog.records import (
     AudioRecord,
     AudioStatus,
     Collection,
-    LandmarkSet,
     NewSegment,
     Tag,
 )
@@ -30,7 +29,6 @@ from tests.catalog.builders import new_audio, new_collection, new_segments, uniq
 
 NO_FILTER = AudioFilter()
 NO_ROWS = {"audio": 0, "segments": 0, "audio_tags": 0, "audio_metadata": 0, "landmarks": 0}
-LANDMARKS = LandmarkSet(tuple(range(1000, 1040)), tuple(range(0, 4000, 100)))
 UNTRUSTED_STRINGS = [
     "x'; DROP TABLE audio; --",
     'Robert"); DROP TABLE collections;--',
@@ -191,7 +189,7 @@ def test_deleting_a_collection_removes_all_its_rows(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     audio = store.create_audio(
-        new_audio(collection.name, metadata={"k": "v"}, tags=[("Dog", 0.9)]), new_segments(3), LANDMARKS
+        new_audio(collection.name, metadata={"k": "v"}, tags=[("Dog", 0.9)]), new_segments(3)
     ).audio
 
     store.delete_collection(collection.name)
@@ -213,7 +211,7 @@ def test_new_recording_is_pending_with_its_segments_under_deterministic_ids(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     result = store.create_audio(
-        new_audio(collection.name, metadata={"genre": "jazz"}, tags=[("Music", 0.9)]), new_segments(4), LANDMARKS
+        new_audio(collection.name, metadata={"genre": "jazz"}, tags=[("Music", 0.9)]), new_segments(4)
     )
 
     assert result.created
@@ -227,7 +225,7 @@ def test_new_recording_is_pending_with_its_segments_under_deterministic_ids(
     assert store.segments(collection.name, result.audio.id) == list(result.segments)
     assert store.get_audio(collection.name, result.audio.id) == result.audio
     assert rows_of(database, result.audio.id) == {"audio": 1, "segments": 4, "audio_tags": 1, "audio_metadata": 1,
-                                                  "landmarks": len(LANDMARKS.hashes)}
+                                                  "landmarks": 0}
 
 
 def test_segment_id_is_the_first_eight_bytes_of_sha256_masked_to_63_bits() -> None:
@@ -568,7 +566,7 @@ def test_deleting_a_recording_removes_its_rows_and_is_idempotent(
     store: CatalogStore, database: Database, collection: Collection
 ) -> None:
     content = new_audio(collection.name, content="deleted bytes", metadata={"k": "v"}, tags=[("Dog", 1)])
-    audio = store.create_audio(content, new_segments(2), LANDMARKS)
+    audio = store.create_audio(content, new_segments(2))
 
     store.delete_audio(collection.name, audio.audio.id)
     store.delete_audio(collection.name, audio.audio.id)
@@ -621,92 +619,3 @@ def test_page_token_that_the_catalog_did_not_issue_is_invalid(
 @pytest.mark.parametrize(("requested", "served"), [(0, 50), (3, 3), (5000, 1000)])
 def test_page_size_defaults_to_50_and_is_capped_at_1000(requested: int, served: int) -> None:
     assert page_size(requested) == served
-
-
-# Landmarks
-
-
-def with_landmarks(store: CatalogStore, collection: str, landmarks: LandmarkSet, ready: bool = True) -> AudioRecord:
-    created = store.create_audio(new_audio(collection), new_segments(1), landmarks)
-    if ready:
-        return store.set_audio_status(collection, created.audio.id, AudioStatus.READY)
-    return created.audio
-
-
-def shifted(landmarks: LandmarkSet, milliseconds: int, count: int | None = None) -> LandmarkSet:
-    """The first `count` landmarks as a query that starts `milliseconds` into the recording would hold them."""
-    pairs = [(h, t - milliseconds) for h, t in zip(landmarks.hashes, landmarks.times_ms, strict=True)
-             if t >= milliseconds][:count]
-    return LandmarkSet(tuple(h for h, _ in pairs), tuple(t for _, t in pairs))
-
-
-def test_landmarks_find_the_ready_recording_they_line_up_with_and_its_offset(
-    store: CatalogStore, collection: Collection
-) -> None:
-    stored = with_landmarks(store, collection.name, LANDMARKS)
-    other = with_landmarks(store, collection.name, LandmarkSet(tuple(range(1000, 1010)), tuple(range(0, 10_000, 1000))))
-    with_landmarks(store, collection.name, LANDMARKS, ready=False)  # PENDING: never matched
-
-    matches = store.match_landmarks(collection.name, shifted(LANDMARKS, 1500, count=20), top_k=10)
-
-    assert matches[0].audio_id == stored.id
-    assert (matches[0].landmarks, matches[0].offset_ms) == (20, 1500)
-    assert (matches[0].query_start_ms, matches[0].query_end_ms) == (0, 1900)
-    assert all(m.landmarks < 3 for m in matches if m.audio_id == other.id)  # shared hashes, no common offset
-
-
-def test_a_landmark_match_counts_the_query_landmarks_that_lie_on_the_recording_at_its_offset(
-    store: CatalogStore, collection: Collection
-) -> None:
-    recording = store.create_audio(new_audio(collection.name, duration_seconds=4.0), new_segments(1), LANDMARKS)
-    stored = store.set_audio_status(collection.name, recording.audio.id, AudioStatus.READY)
-    aligned = shifted(LANDMARKS, 1500, count=20)  # query 0-1.9 s = recording 1.5-3.4 s
-    elsewhere_on_it = LandmarkSet(tuple(range(5000, 5005)), tuple(range(100, 600, 100)))
-    past_its_end = LandmarkSet(tuple(range(6000, 6010)), tuple(range(3000, 4000, 100)))  # recording 4.5 s on
-    query = LandmarkSet(aligned.hashes + elsewhere_on_it.hashes + past_its_end.hashes,
-                        aligned.times_ms + elsewhere_on_it.times_ms + past_its_end.times_ms)
-
-    match = store.match_landmarks(collection.name, query, top_k=10)[0]
-
-    assert (match.audio_id, match.landmarks, match.offset_ms) == (stored.id, 20, 1500)
-    assert match.overlap_landmarks == 25  # what could have lined up: not the landmarks past the recording's end
-    # The recording's own over the same span: the query's landmarks from 0 to 1.9 s lie at 1.5-3.4 s of the
-    # recording, which holds one every 0.1 s there, and every one of them lined up.
-    assert match.recording_overlap_landmarks == 20
-
-
-def test_landmark_matching_leaves_out_the_excluded_recording_and_keeps_to_the_allowed_ones(
-    store: CatalogStore, collection: Collection
-) -> None:
-    first = with_landmarks(store, collection.name, LANDMARKS)
-    second = with_landmarks(store, collection.name, LANDMARKS)
-
-    assert {m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10)} == {first.id, second.id}
-    assert [m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10, first.id)] == [second.id]
-    assert [m.audio_id for m in store.match_landmarks(collection.name, LANDMARKS, 10, audio_ids=[first.id])] == [
-        first.id]
-
-
-def test_a_hash_stored_too_often_says_nothing(store: CatalogStore, collection: Collection) -> None:
-    common = LandmarkSet((7,) * (store_module.MAX_HITS_PER_HASH + 1), tuple(range(store_module.MAX_HITS_PER_HASH + 1)))
-    with_landmarks(store, collection.name, common)
-
-    assert store.match_landmarks(collection.name, LandmarkSet((7,), (0,)), 10) == []
-
-
-def test_stored_landmarks_read_back_by_time_and_before_a_time(store: CatalogStore, collection: Collection) -> None:
-    audio = with_landmarks(store, collection.name, LandmarkSet((5, 3, 4), (200, 0, 100)), ready=False)
-
-    assert store.landmarks(collection.name, audio.id) == LandmarkSet((3, 4, 5), (0, 100, 200))
-    assert store.landmarks(collection.name, audio.id, before_ms=150) == LandmarkSet((3, 4), (0, 100))
-    raises_service_error(grpc.StatusCode.NOT_FOUND, "AUDIO_NOT_FOUND",
-                         lambda: store.landmarks(collection.name, "0" * 32))
-
-
-@pytest.mark.parametrize("landmarks", [LandmarkSet((1, 2), (0,)), LandmarkSet((1,), (-5,))])
-def test_malformed_landmarks_are_invalid_and_leave_no_record(
-    store: CatalogStore, collection: Collection, landmarks: LandmarkSet
-) -> None:
-    raises_service_error(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_FIELD",
-                         lambda: store.create_audio(new_audio(collection.name), new_segments(1), landmarks))
-    assert store.list_audio(collection.name).items == []

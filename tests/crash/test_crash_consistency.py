@@ -43,7 +43,7 @@ from audiosearch.v1 import audiosearch_pb2_grpc
 from devtools.suite import ServicePlan, SuitePorts, plan_suite, start_service, wait_healthy
 from devtools.support import sounds
 from devtools.support.gateway import ensure_collection, ingest_messages
-from devtools.support.milvus import MilvusServer, start_milvus_server
+from devtools.support.milvus import MilvusServer, start_milvus_lite_server, start_milvus_server
 from devtools.support.mysql import MySQLServer, require_server, temporary_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
@@ -368,9 +368,10 @@ def aftermath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aftermath]:
     started = time.monotonic()
     timings: dict[str, float] = {}
     milvus = start_milvus_server(root / "milvus")
+    landmark_milvus = start_milvus_lite_server(root / "milvus-lite")
     try:
         with temporary_database(mysql, prefix="audiosearch_crash") as database:
-            suite = _start_suite(root, milvus, mysql, database)
+            suite = _start_suite(root, milvus, landmark_milvus.uri, mysql, database)
             timings["start"] = time.monotonic() - started
             try:
                 yield _run(suite, timings, started)
@@ -378,11 +379,14 @@ def aftermath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aftermath]:
                 suite.stop()
     finally:
         milvus.stop()
+        landmark_milvus.stop()
 
 
-def _start_suite(root: Path, milvus: MilvusServer, mysql: MySQLServer, database: str) -> CrashSuite:
+def _start_suite(root: Path, milvus: MilvusServer, landmark_milvus_uri: str, mysql: MySQLServer, database: str
+                 ) -> CrashSuite:
     ports = SuitePorts.free()
-    overrides = {"CATALOG_DSN": mysql.dsn(database), "SEARCH_MILVUS_URI": milvus.uri, "EMBEDDER_UNTRAINED": "true",
+    overrides = {"CATALOG_DSN": mysql.dsn(database), "SEARCH_MILVUS_URI": milvus.uri,
+                 "SEARCH_LANDMARK_MILVUS_URI": landmark_milvus_uri, "EMBEDDER_UNTRAINED": "true",
                  "GATEWAY_RECONCILE_GRACE_SECONDS": str(GRACE_S),
                  "GATEWAY_RECONCILE_INTERVAL_SECONDS": str(INTERVAL_S),
                  "GATEWAY_RECONCILE_ORPHAN_INTERVAL_SECONDS": str(ORPHAN_SWEEP_S),

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from audiosearch.catalog.landmarks import vote, with_overlaps
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.gateway.query.calibration import (
     MIN_LANDMARKS,
@@ -20,6 +19,7 @@ from audiosearch.gateway.query.calibration import (
 )
 from audiosearch.gateway.query.matching import LandmarkAlignment, QuerySegment
 from audiosearch.gateway.query.search import HITS_PER_SEGMENT, Query
+from audiosearch.search.landmark_vote import vote, with_overlaps
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 
@@ -29,11 +29,12 @@ COLLECTION = pb.Collection(name="library", segment_config=pb.SegmentConfig(windo
 
 
 class FakeSearch:
-    """Exact inner-product search over stored segments, best first."""
+    """Exact inner-product search over stored segments, best first, and an exact landmark vote."""
 
-    def __init__(self) -> None:
+    def __init__(self, landmarks: dict[str, list[tuple[int, int]]] | None = None) -> None:
         self.segments: list[spb.SegmentVector] = []
         self.top_ks: list[int] = []
+        self.landmarks = landmarks or {}
 
     def add(self, audio_id: str, vectors: np.ndarray) -> None:
         for index, vector in enumerate(vectors):
@@ -61,19 +62,10 @@ class FakeSearch:
         wanted = set(request.audio_ids)
         return spb.GetSegmentVectorsResponse(segments=[s for s in self.segments if s.audio_id in wanted])
 
-
-class FakeCatalog:
-    def __init__(self, audio_ids: list[str], landmarks: dict[str, list[tuple[int, int]]] | None = None) -> None:
-        self.audio_ids = audio_ids
-        self.landmarks = landmarks or {}
-        self.threshold: tuple[float, str] | None = None
-        self.landmark_threshold: int | None = None
-        self.landmark_share_threshold: float | None = None
-
     def GetLandmarks(self, request):
-        before_ms = round(request.before_seconds * 1000)
+        before_ms = request.before_ms
         kept = [(h, t) for h, t in self.landmarks.get(request.audio_id, []) if t < before_ms]
-        return cpb.GetLandmarksResponse(landmarks=cpb.Landmarks(hashes=[h for h, _ in kept],
+        return spb.GetLandmarksResponse(landmarks=spb.Landmarks(hashes=[h for h, _ in kept],
                                                                 times_ms=[t for _, t in kept]))
 
     def MatchLandmarks(self, request):
@@ -88,10 +80,18 @@ class FakeCatalog:
 
         votes = with_overlaps(vote(hits)[: request.top_k], request.landmarks.hashes, request.landmarks.times_ms,
                               durations_ms, recording_landmarks)
-        return cpb.MatchLandmarksResponse(matches=[
-            cpb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms,
+        return spb.MatchLandmarksResponse(matches=[
+            spb.LandmarkMatch(audio_id=v.audio_id, landmarks=v.landmarks, offset_ms=v.offset_ms,
                               overlap_landmarks=v.overlap_landmarks,
                               recording_overlap_landmarks=v.recording_overlap_landmarks) for v in votes])
+
+
+class FakeCatalog:
+    def __init__(self, audio_ids: list[str]) -> None:
+        self.audio_ids = audio_ids
+        self.threshold: tuple[float, str] | None = None
+        self.landmark_threshold: int | None = None
+        self.landmark_share_threshold: float | None = None
 
     def ListAudio(self, request):
         return cpb.ListAudioResponse(audios=[pb.AudioRecord(id=i, status=pb.AUDIO_STATUS_READY)
@@ -124,7 +124,8 @@ def collection():
     landmarks = {audio_id: [(int(h), 100 * i) for i, h in enumerate(rng.integers(0, 2**32, 40))]
                  for audio_id in ["long", *shorts]}
     landmarks["short1"] = landmarks["short0"][:30]
-    catalog = FakeCatalog(["long", *shorts], landmarks)
+    search.landmarks = landmarks
+    catalog = FakeCatalog(["long", *shorts])
     backends = SimpleNamespace(search=search, catalog=catalog)
     return search, catalog, Query(backends, pipeline=None, settings=None)
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.signal import butter, resample_poly, sosfilt
 
-from audiosearch.catalog.landmarks import vote
 from audiosearch.gateway.audio.fingerprints import (
     Landmarks,
     extract_landmarks,
@@ -14,6 +13,7 @@ from audiosearch.gateway.audio.fingerprints import (
     landmarks_message,
     query_landmarks,
 )
+from audiosearch.search.landmark_vote import vote
 
 RATE = 32_000
 

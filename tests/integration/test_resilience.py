@@ -32,12 +32,13 @@ RPC_TIMEOUT_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
-def small(suite, milvus_server, tmp_path_factory) -> Iterator[RunningSuite]:
+def small(suite, milvus_server, landmark_milvus_server, tmp_path_factory) -> Iterator[RunningSuite]:
     state = tmp_path_factory.mktemp("small-suite")
     session_gateway = next(plan for plan in suite.plans if plan.name == "gateway")
     ports = SuitePorts.free()
     overrides = {
         "SEARCH_MILVUS_URI": milvus_server,
+        "SEARCH_LANDMARK_MILVUS_URI": landmark_milvus_server,
         "CATALOG_DSN": f"sqlite:///{state / 'catalog.db'}",
         "GATEWAY_EMBEDDER_URL": session_gateway.env["GATEWAY_EMBEDDER_URL"],
         "GATEWAY_MAX_CONCURRENT_INGESTS": str(MAX_CONCURRENT_INGESTS),

@@ -1,7 +1,8 @@
 """The search service under test, on Milvus Lite (a file) and on a real Milvus server (`milvus-server`): the
 store and gRPC suites run against both. One store and one in-process server per backend per session; tests
 isolate themselves by unique collection names. The server backend uses the session's `milvus_server` fixture
-(tests/conftest.py), which fails, never skips, when Milvus cannot start."""
+(tests/conftest.py), which fails, never skips, when Milvus cannot start; its landmark index lives on the session's
+`landmark_milvus_server` (Milvus 2.3 has no sparse vectors), while on Lite it shares the vectors' file."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def milvus_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
+def landmark_milvus_uri(request: pytest.FixtureRequest, milvus_uri: str) -> str:
+    """Where the search server keeps its landmark index: "" (the vectors' Milvus) on Lite."""
+    return "" if milvus_uri.endswith(".db") else str(request.getfixturevalue("landmark_milvus_server"))
+
+
+@pytest.fixture(scope="session")
 def store(milvus_uri: str) -> Iterator[MilvusStore]:
     route_pymilvus_logs()
     milvus_store = MilvusStore(StoreConfig(uri=milvus_uri))
@@ -64,8 +71,9 @@ def wait_serving(address: str, timeout_s: float = HEALTHY_WITHIN_S) -> None:
 
 
 @pytest.fixture(scope="session")
-def search_server(milvus_uri: str) -> Iterator[RunningServer]:
-    settings = SearchSettings(host="127.0.0.1", port=0, milvus_uri=milvus_uri, probe_interval_seconds=0.5)
+def search_server(milvus_uri: str, landmark_milvus_uri: str) -> Iterator[RunningServer]:
+    settings = SearchSettings(host="127.0.0.1", port=0, milvus_uri=milvus_uri, landmark_milvus_uri=landmark_milvus_uri,
+                              probe_interval_seconds=0.5)
     running = build_server(settings)
     wait_serving(running.address)
     yield running

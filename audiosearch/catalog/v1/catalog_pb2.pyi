@@ -7,14 +7,6 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Landmarks(_message.Message):
-    __slots__ = ("hashes", "times_ms")
-    HASHES_FIELD_NUMBER: _ClassVar[int]
-    TIMES_MS_FIELD_NUMBER: _ClassVar[int]
-    hashes: _containers.RepeatedScalarFieldContainer[int]
-    times_ms: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, hashes: _Optional[_Iterable[int]] = ..., times_ms: _Optional[_Iterable[int]] = ...) -> None: ...
-
 class Segment(_message.Message):
     __slots__ = ("segment_id", "index", "range", "tags")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -98,14 +90,12 @@ class DeleteCollectionResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateAudioRequest(_message.Message):
-    __slots__ = ("audio", "segments", "landmarks")
+    __slots__ = ("audio", "segments")
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
-    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     audio: _audiosearch_pb2.AudioRecord
     segments: _containers.RepeatedCompositeFieldContainer[Segment]
-    landmarks: Landmarks
-    def __init__(self, audio: _Optional[_Union[_audiosearch_pb2.AudioRecord, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ...) -> None: ...
+    def __init__(self, audio: _Optional[_Union[_audiosearch_pb2.AudioRecord, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ...) -> None: ...
 
 class CreateAudioResponse(_message.Message):
     __slots__ = ("audio", "segments", "created")
@@ -232,55 +222,3 @@ class GetCollectionStatsResponse(_message.Message):
     segment_count: int
     tags: _containers.RepeatedCompositeFieldContainer[_audiosearch_pb2.TagStatistics]
     def __init__(self, audio_count: _Optional[int] = ..., total_duration_seconds: _Optional[float] = ..., segment_count: _Optional[int] = ..., tags: _Optional[_Iterable[_Union[_audiosearch_pb2.TagStatistics, _Mapping]]] = ...) -> None: ...
-
-class MatchLandmarksRequest(_message.Message):
-    __slots__ = ("collection", "landmarks", "top_k", "excluded_audio_id", "audio_ids")
-    COLLECTION_FIELD_NUMBER: _ClassVar[int]
-    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
-    TOP_K_FIELD_NUMBER: _ClassVar[int]
-    EXCLUDED_AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
-    collection: str
-    landmarks: Landmarks
-    top_k: int
-    excluded_audio_id: str
-    audio_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
-
-class LandmarkMatch(_message.Message):
-    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_range", "overlap_landmarks", "recording_overlap_landmarks")
-    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
-    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
-    OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
-    QUERY_RANGE_FIELD_NUMBER: _ClassVar[int]
-    OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
-    RECORDING_OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
-    audio_id: str
-    landmarks: int
-    offset_ms: int
-    query_range: _audiosearch_pb2.TimeRange
-    overlap_landmarks: int
-    recording_overlap_landmarks: int
-    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_range: _Optional[_Union[_audiosearch_pb2.TimeRange, _Mapping]] = ..., overlap_landmarks: _Optional[int] = ..., recording_overlap_landmarks: _Optional[int] = ...) -> None: ...
-
-class MatchLandmarksResponse(_message.Message):
-    __slots__ = ("matches",)
-    MATCHES_FIELD_NUMBER: _ClassVar[int]
-    matches: _containers.RepeatedCompositeFieldContainer[LandmarkMatch]
-    def __init__(self, matches: _Optional[_Iterable[_Union[LandmarkMatch, _Mapping]]] = ...) -> None: ...
-
-class GetLandmarksRequest(_message.Message):
-    __slots__ = ("collection", "audio_id", "before_seconds")
-    COLLECTION_FIELD_NUMBER: _ClassVar[int]
-    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
-    BEFORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    collection: str
-    audio_id: str
-    before_seconds: float
-    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ..., before_seconds: _Optional[float] = ...) -> None: ...
-
-class GetLandmarksResponse(_message.Message):
-    __slots__ = ("landmarks",)
-    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
-    landmarks: Landmarks
-    def __init__(self, landmarks: _Optional[_Union[Landmarks, _Mapping]] = ...) -> None: ...

@@ -101,16 +101,6 @@ class CatalogServiceStub:
                 request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsResponse.FromString,
                 _registered_method=True)
-        self.MatchLandmarks = channel.unary_unary(
-                '/audiosearch.catalog.v1.CatalogService/MatchLandmarks',
-                request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksRequest.SerializeToString,
-                response_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksResponse.FromString,
-                _registered_method=True)
-        self.GetLandmarks = channel.unary_unary(
-                '/audiosearch.catalog.v1.CatalogService/GetLandmarks',
-                request_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksRequest.SerializeToString,
-                response_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksResponse.FromString,
-                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -209,21 +199,6 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def MatchLandmarks(self, request, context):
-        """Looks a query's landmarks up among the READY recordings of a collection and returns the recordings whose
-        landmarks line up with the query's at one time offset, most landmarks first.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetLandmarks(self, request, context):
-        """Returns the stored landmarks of a recording (any status) that start before a time; NOT_FOUND if absent.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,16 +266,6 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.GetCollectionStats,
                     request_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsRequest.FromString,
                     response_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsResponse.SerializeToString,
-            ),
-            'MatchLandmarks': grpc.unary_unary_rpc_method_handler(
-                    servicer.MatchLandmarks,
-                    request_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksRequest.FromString,
-                    response_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksResponse.SerializeToString,
-            ),
-            'GetLandmarks': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetLandmarks,
-                    request_deserializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksRequest.FromString,
-                    response_serializer=audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -656,60 +621,6 @@ class CatalogService:
             '/audiosearch.catalog.v1.CatalogService/GetCollectionStats',
             audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsRequest.SerializeToString,
             audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetCollectionStatsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def MatchLandmarks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/audiosearch.catalog.v1.CatalogService/MatchLandmarks',
-            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksRequest.SerializeToString,
-            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.MatchLandmarksResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetLandmarks(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/audiosearch.catalog.v1.CatalogService/GetLandmarks',
-            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksRequest.SerializeToString,
-            audiosearch_dot_catalog_dot_v1_dot_catalog__pb2.GetLandmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,8 +16,8 @@ import numpy as np
 import scipy.fft
 from scipy.ndimage import maximum_filter
 
-from audiosearch.catalog.v1 import catalog_pb2 as cpb
 from audiosearch.gateway.audio.segments import loud_core
+from audiosearch.search.v1 import search_pb2 as spb
 
 FRAME_SECONDS = 0.032
 HOP_SECONDS = 0.010
@@ -46,11 +46,11 @@ class Landmarks:
 NO_LANDMARKS = Landmarks(np.empty(0, np.uint32), np.empty(0, np.int32))
 
 
-def landmarks_message(landmarks: Landmarks) -> cpb.Landmarks:
-    return cpb.Landmarks(hashes=landmarks.hashes.tolist(), times_ms=landmarks.times_ms.tolist())
+def landmarks_message(landmarks: Landmarks) -> spb.Landmarks:
+    return spb.Landmarks(hashes=landmarks.hashes.tolist(), times_ms=landmarks.times_ms.tolist())
 
 
-def landmarks_from_message(message: cpb.Landmarks) -> Landmarks:
+def landmarks_from_message(message: spb.Landmarks) -> Landmarks:
     return Landmarks(np.array(message.hashes, dtype=np.uint32), np.array(message.times_ms, dtype=np.int32))
 
 

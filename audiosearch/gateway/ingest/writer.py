@@ -1,9 +1,10 @@
 """The write path of recordings, keeping the rule: a READY record always has its vectors, and search only
 ever returns READY records.
 
-Ingest: catalog PENDING (with segments) -> original blob written (when blobs are on) -> vectors upserted -> READY.
-Delete: DELETING -> vectors deleted -> blob deleted -> row deleted. A failure in between is rolled back on the
-spot; a crash is repaired by the reconciler. So with blobs on, a READY record always has its blob too.
+Ingest: catalog PENDING (with segments) -> original blob written (when blobs are on) -> vectors and landmarks
+upserted -> READY. Delete: DELETING -> vectors and landmarks deleted -> blob deleted -> row deleted. A failure in
+between is rolled back on the spot; a crash is repaired by the reconciler. So with blobs on, a READY record always
+has its blob too.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Records:
                          else NO_LANDMARKS)
         with stage("ingest", "catalog"):
             created = self._backends.catalog.CreateAudio(
-                self._create_request(collection, header, data, digest, embedded, landmarks))
+                self._create_request(collection, header, data, digest, embedded))
         if not created.created:
             return self._existing_response(created.audio)
         try:
@@ -72,6 +73,9 @@ class Records:
                     self.blobs.put(blob_key(collection.name, created.audio.id), data)
             with stage("ingest", "vectors"):
                 self._store_vectors(collection.name, created, embedded.embeddings.vectors)
+            if len(landmarks):
+                with stage("ingest", "landmark_index"):
+                    self._store_landmarks(collection.name, created.audio, landmarks)
             with stage("ingest", "ready"):
                 ready = self._mark_ready(collection.name, created.audio.id)
         except Exception:
@@ -91,7 +95,8 @@ class Records:
         self.purge(collection, audio_id)
 
     def purge(self, collection: str, audio_id: str) -> None:
-        """Removes vectors and blob first, then the row: a crash in between leaves a row to retry, never an orphan."""
+        """Removes vectors, landmarks and blob first, then the row: a crash in between leaves a row to retry, never an
+        orphan."""
         self._backends.search.DeleteAudio(spb.DeleteAudioRequest(collection=collection, audio_ids=[audio_id]))
         if self.blobs is not None:
             self.blobs.delete(blob_key(collection, audio_id))
@@ -125,7 +130,7 @@ class Records:
 
     def _create_request(
         self, collection: pb.Collection, header: pb.IngestAudioHeader, data: bytes, digest: str,
-        embedded: EmbeddedAudio, landmarks: Landmarks,
+        embedded: EmbeddedAudio,
     ) -> cpb.CreateAudioRequest:
         settings = self._settings
         decoded = embedded.audio
@@ -146,7 +151,7 @@ class Records:
             )
             for index in range(len(embedded.segments))
         ]
-        return cpb.CreateAudioRequest(audio=audio, segments=segments, landmarks=landmarks_message(landmarks))
+        return cpb.CreateAudioRequest(audio=audio, segments=segments)
 
     def _store_vectors(self, collection: str, created: cpb.CreateAudioResponse, vectors: np.ndarray) -> None:
         little_endian = vectors.astype("<f4", copy=False)
@@ -158,6 +163,11 @@ class Records:
             )
             for segment in created.segments
         ]))
+
+    def _store_landmarks(self, collection: str, audio: pb.AudioRecord, landmarks: Landmarks) -> None:
+        self._backends.search.UpsertLandmarks(spb.UpsertLandmarksRequest(
+            collection=collection, audio_id=audio.id, duration_ms=max(1, round(audio.duration_seconds * 1000)),
+            landmarks=landmarks_message(landmarks)))
 
     def _mark_ready(self, collection: str, audio_id: str) -> pb.AudioRecord:
         """PENDING -> READY. Fails when the reconciler took the record meanwhile (it purges PENDING records older

@@ -156,8 +156,8 @@ class Calibrator:
 
     def _leave_one_out_alignments(self, collection: pb.Collection, audio_id: str) -> list[LandmarkAlignment]:
         excerpt_ms = round(QUERY_SEGMENTS * collection.segment_config.hop_seconds * 1000)
-        stored = self._backends.catalog.GetLandmarks(cpb.GetLandmarksRequest(
-            collection=collection.name, audio_id=audio_id, before_seconds=excerpt_ms / 1000)).landmarks
+        stored = self._backends.search.GetLandmarks(spb.GetLandmarksRequest(
+            collection=collection.name, audio_id=audio_id, before_ms=excerpt_ms)).landmarks
         return self._query.align_landmarks(collection.name, landmarks_from_message(stored), [],
                                            top_k=VARIANT_CANDIDATES, excluded_audio_id=audio_id)
 

@@ -96,7 +96,7 @@ class Query:
         (matching.landmark_shares)."""
         if not len(landmarks):
             return []
-        matches = self._backends.catalog.MatchLandmarks(cpb.MatchLandmarksRequest(
+        matches = self._backends.search.MatchLandmarks(spb.MatchLandmarksRequest(
             collection=collection, landmarks=landmarks_message(landmarks), top_k=top_k,
             excluded_audio_id=excluded_audio_id, audio_ids=candidates)).matches
         aligned = np.array([match.landmarks for match in matches])
@@ -104,7 +104,7 @@ class Query:
         of_recording = landmark_shares(aligned, np.array([match.recording_overlap_landmarks for match in matches]))
         shares = np.maximum(of_query, of_recording)
         return [LandmarkAlignment(match.audio_id, match.landmarks, match.offset_ms / 1000,
-                                  (match.query_range.start_seconds, match.query_range.end_seconds), float(share))
+                                  (match.query_start_ms / 1000, match.query_end_ms / 1000), float(share))
                 for match, share in zip(matches, shares, strict=True)]
 
     def rank(

@@ -6,6 +6,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Landmarks(_message.Message):
+    __slots__ = ("hashes", "times_ms")
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    TIMES_MS_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[int]
+    times_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, hashes: _Optional[_Iterable[int]] = ..., times_ms: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class SegmentVector(_message.Message):
     __slots__ = ("segment_id", "audio_id", "start_seconds", "end_seconds", "vector")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -147,3 +155,75 @@ class GetSegmentVectorsResponse(_message.Message):
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     segments: _containers.RepeatedCompositeFieldContainer[SegmentVector]
     def __init__(self, segments: _Optional[_Iterable[_Union[SegmentVector, _Mapping]]] = ...) -> None: ...
+
+class UpsertLandmarksRequest(_message.Message):
+    __slots__ = ("collection", "audio_id", "duration_ms", "landmarks")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_id: str
+    duration_ms: int
+    landmarks: Landmarks
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ...) -> None: ...
+
+class UpsertLandmarksResponse(_message.Message):
+    __slots__ = ("windows",)
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    windows: int
+    def __init__(self, windows: _Optional[int] = ...) -> None: ...
+
+class MatchLandmarksRequest(_message.Message):
+    __slots__ = ("collection", "landmarks", "top_k", "excluded_audio_id", "audio_ids")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDED_AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    landmarks: Landmarks
+    top_k: int
+    excluded_audio_id: str
+    audio_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LandmarkMatch(_message.Message):
+    __slots__ = ("audio_id", "landmarks", "offset_ms", "query_start_ms", "query_end_ms", "overlap_landmarks", "recording_overlap_landmarks")
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_START_MS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_END_MS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_OVERLAP_LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    audio_id: str
+    landmarks: int
+    offset_ms: int
+    query_start_ms: int
+    query_end_ms: int
+    overlap_landmarks: int
+    recording_overlap_landmarks: int
+    def __init__(self, audio_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., offset_ms: _Optional[int] = ..., query_start_ms: _Optional[int] = ..., query_end_ms: _Optional[int] = ..., overlap_landmarks: _Optional[int] = ..., recording_overlap_landmarks: _Optional[int] = ...) -> None: ...
+
+class MatchLandmarksResponse(_message.Message):
+    __slots__ = ("matches",)
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedCompositeFieldContainer[LandmarkMatch]
+    def __init__(self, matches: _Optional[_Iterable[_Union[LandmarkMatch, _Mapping]]] = ...) -> None: ...
+
+class GetLandmarksRequest(_message.Message):
+    __slots__ = ("collection", "audio_id", "before_ms")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    audio_id: str
+    before_ms: int
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ..., before_ms: _Optional[int] = ...) -> None: ...
+
+class GetLandmarksResponse(_message.Message):
+    __slots__ = ("landmarks",)
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    landmarks: Landmarks
+    def __init__(self, landmarks: _Optional[_Union[Landmarks, _Mapping]] = ...) -> None: ...

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class VectorSearchServiceStub:
-    """Internal: the vector store of segment embeddings (Milvus behind it). Only the gateway calls it.
+    """Internal: retrieval, the segment embeddings and the landmark index (Milvus behind both). Only the gateway calls it.
     Vectors travel as raw little-endian float32 bytes, L2-normalised; scores are inner products.
     """
 
@@ -76,10 +76,25 @@ class VectorSearchServiceStub:
                 request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsRequest.SerializeToString,
                 response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsResponse.FromString,
                 _registered_method=True)
+        self.UpsertLandmarks = channel.unary_unary(
+                '/audiosearch.search.v1.VectorSearchService/UpsertLandmarks',
+                request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksResponse.FromString,
+                _registered_method=True)
+        self.MatchLandmarks = channel.unary_unary(
+                '/audiosearch.search.v1.VectorSearchService/MatchLandmarks',
+                request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksResponse.FromString,
+                _registered_method=True)
+        self.GetLandmarks = channel.unary_unary(
+                '/audiosearch.search.v1.VectorSearchService/GetLandmarks',
+                request_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksRequest.SerializeToString,
+                response_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksResponse.FromString,
+                _registered_method=True)
 
 
 class VectorSearchServiceServicer:
-    """Internal: the vector store of segment embeddings (Milvus behind it). Only the gateway calls it.
+    """Internal: retrieval, the segment embeddings and the landmark index (Milvus behind both). Only the gateway calls it.
     Vectors travel as raw little-endian float32 bytes, L2-normalised; scores are inner products.
     """
 
@@ -91,7 +106,7 @@ class VectorSearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DropCollection(self, request, context):
-        """Drops a vector collection and everything in it. Idempotent.
+        """Drops a collection's vectors and landmarks. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,7 +127,7 @@ class VectorSearchServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteAudio(self, request, context):
-        """Deletes all segments of the given recordings. Idempotent.
+        """Deletes all segments and landmarks of the given recordings. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,6 +149,28 @@ class VectorSearchServiceServicer:
 
     def ListAudioIds(self, request, context):
         """Lists the distinct recording ids that have vectors, paged (for reconciliation).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertLandmarks(self, request, context):
+        """Stores a recording's landmarks, replacing any it had. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MatchLandmarks(self, request, context):
+        """Looks a query's landmarks up and returns the recordings whose landmarks line up with the query's at one time
+        offset, most landmarks first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLandmarks(self, request, context):
+        """Returns the stored landmarks of a recording that start before a time (for calibration).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +219,21 @@ def add_VectorSearchServiceServicer_to_server(servicer, server):
                     request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsRequest.FromString,
                     response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsResponse.SerializeToString,
             ),
+            'UpsertLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertLandmarks,
+                    request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksRequest.FromString,
+                    response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksResponse.SerializeToString,
+            ),
+            'MatchLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.MatchLandmarks,
+                    request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksRequest.FromString,
+                    response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksResponse.SerializeToString,
+            ),
+            'GetLandmarks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLandmarks,
+                    request_deserializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksRequest.FromString,
+                    response_serializer=audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'audiosearch.search.v1.VectorSearchService', rpc_method_handlers)
@@ -191,7 +243,7 @@ def add_VectorSearchServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class VectorSearchService:
-    """Internal: the vector store of segment embeddings (Milvus behind it). Only the gateway calls it.
+    """Internal: retrieval, the segment embeddings and the landmark index (Milvus behind both). Only the gateway calls it.
     Vectors travel as raw little-endian float32 bytes, L2-normalised; scores are inner products.
     """
 
@@ -401,6 +453,87 @@ class VectorSearchService:
             '/audiosearch.search.v1.VectorSearchService/ListAudioIds',
             audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsRequest.SerializeToString,
             audiosearch_dot_search_dot_v1_dot_search__pb2.ListAudioIdsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audiosearch.search.v1.VectorSearchService/UpsertLandmarks',
+            audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksRequest.SerializeToString,
+            audiosearch_dot_search_dot_v1_dot_search__pb2.UpsertLandmarksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MatchLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audiosearch.search.v1.VectorSearchService/MatchLandmarks',
+            audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksRequest.SerializeToString,
+            audiosearch_dot_search_dot_v1_dot_search__pb2.MatchLandmarksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLandmarks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/audiosearch.search.v1.VectorSearchService/GetLandmarks',
+            audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksRequest.SerializeToString,
+            audiosearch_dot_search_dot_v1_dot_search__pb2.GetLandmarksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,9 +1,9 @@
 """Matching landmarks: the time offset at which a query's landmarks line up with a recording's.
 
-The gateway extracts landmarks (audiosearch/gateway/audio/fingerprints.py); the catalog keeps them beside the
-records and looks them up, and this module turns the hits of one lookup into a vote per recording, and counts
-what could have lined up over the overlap (the part of the query that lies on the recording at the vote's offset):
-the query's landmarks there, and the recording's.
+The gateway extracts landmarks (audiosearch/gateway/audio/fingerprints.py); the landmark index (landmark_index.py)
+finds the stored windows that share hashes with a query, and this module turns their hits into a vote per
+recording, and counts what could have lined up over the overlap (the part of the query that lies on the recording
+at the vote's offset): the query's landmarks there, and the recording's.
 """
 
 from __future__ import annotations
