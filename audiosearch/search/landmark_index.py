@@ -77,6 +77,7 @@ class LandmarkIndex:
         self._store = store
         self._config = config
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
         self._ready: set[str] = set()  # collections whose landmark collection exists and is loaded
 
     def upsert(self, name: str, audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray) -> int:
@@ -197,6 +198,11 @@ class LandmarkIndex:
     def _ensure(self, name: str) -> None:
         if self._exists(name):
             return
+        with self._create_lock:
+            if not self._exists(name):
+                self._create(name)
+
+    def _create(self, name: str) -> None:
         milvus = self._store.client()
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(WINDOW_ID, DataType.INT64, is_primary=True)
@@ -212,6 +218,8 @@ class LandmarkIndex:
                                      consistency_level=self._store.config.consistency,
                                      timeout=self._store.config.timeout_s)
         except Exception as error:
+            if self._exists(name):
+                return  # another replica created it meanwhile
             if _lacks_sparse_vectors(error):
                 raise FailedPrecondition(
                     "this Milvus has no sparse vectors (Milvus 2.4 or later holds the landmark index)",

@@ -5,6 +5,7 @@ on `milvus-lite server`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import numpy as np
@@ -111,6 +112,13 @@ def test_matching_leaves_out_the_excluded_recording_and_keeps_to_the_allowed_one
     assert [m.audio_id for m in matches(search, name, LANDMARKS, excluded=first)] == [second]
     assert [m.audio_id for m in matches(search, name, LANDMARKS, audio_ids=(first,))] == [first]
     assert matches(search, name, LANDMARKS, top_k=1)[0].audio_id in {first, second}
+
+
+def test_the_first_landmarks_of_a_collection_may_arrive_at_once(search: VectorSearchServiceStub, name: str) -> None:
+    with ThreadPoolExecutor(6) as pool:  # each finds no landmark collection yet and creates it
+        recordings = list(pool.map(lambda _: store(search, name, LANDMARKS), range(6)))
+
+    assert {m.audio_id for m in matches(search, name, LANDMARKS)} == set(recordings)
 
 
 def test_stored_landmarks_read_back_by_time_and_before_a_time(search: VectorSearchServiceStub, name: str) -> None:
