@@ -6,7 +6,9 @@ SPARSE_FLOAT_VECTOR whose keys are the window's distinct hashes (each 1.0, under
 inner product counts the hashes two windows share), and its landmarks packed for the vote (hash << 16 | the
 landmark's time after the window's start in ms) in an INT64 ARRAY; a window with more landmarks than an ARRAY holds
 takes several rows. A query is cut the same way; one inner-product search per query window brings back the stored
-windows that share most hashes with it, and the time-offset vote (landmark_vote.py) runs over their landmarks.
+windows that share most hashes with it, and the time-offset vote (landmark_vote.py) runs over their landmarks; one
+more read brings the windows that the query covers at each vote's offset, for the recording's own landmarks over
+the overlap.
 
 Row ids derive from the recording id and the window, so writing a recording's landmarks again rewrites the same
 rows. Sparse vectors need Milvus 2.4 or later (Milvus Lite 2.4 or later); the landmark collection is created with
@@ -27,7 +29,7 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.client.types import LoadState
 
 from audiosearch.common.errors import FailedPrecondition
-from audiosearch.search.landmark_vote import LandmarkVote, vote, with_overlaps
+from audiosearch.search.landmark_vote import COUNTED_FROM_LANDMARKS, LandmarkVote, vote, with_overlaps
 from audiosearch.search.store import AUDIO_ID_MAX_CHARS, ITERATOR_BATCH, MILVUS_DURATION, MilvusStore, audio_filter
 
 COLLECTION_SUFFIX = "__landmarks"
@@ -100,9 +102,13 @@ class LandmarkIndex:
         windows = self._candidates(name, hashes, times_ms, top_k, _without(audio_ids, excluded_audio_id))
         votes = vote(hits(windows, hashes, times_ms))[:top_k]
         durations_ms = {window.audio_id: window.duration_ms for window in windows}
-        return with_overlaps(votes, hashes.tolist(), times_ms.tolist(), durations_ms,
-                             lambda audio_id, first_ms, last_ms: self._distinct_hashes(name, audio_id, first_ms,
-                                                                                        last_ms))
+        on_recordings = self._under_query(name, votes, int(times_ms.min()), int(times_ms.max()))
+
+        def distinct_hashes(audio_id: str, first_ms: int, last_ms: int) -> int:
+            recording_hashes, recording_times = _unpacked(on_recordings.get(audio_id, []))
+            return len(np.unique(recording_hashes[(recording_times >= first_ms) & (recording_times <= last_ms)]))
+
+        return with_overlaps(votes, hashes.tolist(), times_ms.tolist(), durations_ms, distinct_hashes)
 
     def landmarks_of(self, name: str, audio_id: str, before_ms: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A recording's hashes and times, by time; with `before_ms`, only those starting before it."""
@@ -169,12 +175,19 @@ class LandmarkIndex:
                         found[int(hit.id)] = _window(hit["entity"])
         return list(found.values())
 
-    def _distinct_hashes(self, name: str, audio_id: str, first_ms: int, last_ms: int) -> int:
-        """Distinct hashes of a recording's landmarks from first_ms to last_ms."""
-        expression = (f"audio_id == {json.dumps(audio_id)} and start_ms > {int(first_ms - self._config.window_ms)}"
-                      f" and start_ms <= {int(last_ms)}")
-        hashes, times = _unpacked(self._windows(name, expression))
-        return len(np.unique(hashes[(times >= first_ms) & (times <= last_ms)]))
+    def _under_query(self, name: str, votes: Sequence[LandmarkVote], first_ms: int, last_ms: int
+                     ) -> dict[str, list[StoredWindow]]:
+        """The stored windows of each vote's recording that the query (first_ms to last_ms) covers at the vote's
+        offset, in one read, for votes that count the recording's landmarks (landmark_vote.with_overlaps)."""
+        spans = [(f"(audio_id == {json.dumps(vote.audio_id)}"
+                  f" and start_ms > {first_ms + vote.offset_ms - self._config.window_ms}"
+                  f" and start_ms <= {last_ms + vote.offset_ms})")
+                 for vote in votes if vote.landmarks >= COUNTED_FROM_LANDMARKS]
+        by_recording: dict[str, list[StoredWindow]] = {}
+        if spans:
+            for window in self._windows(name, " or ".join(spans)):
+                by_recording.setdefault(window.audio_id, []).append(window)
+        return by_recording
 
     def _windows(self, name: str, expression: str) -> list[StoredWindow]:
         return [_window(row) for batch in
