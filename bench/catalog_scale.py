@@ -8,15 +8,18 @@ and bench.quality's figures, on synthetic catalogs of many hours built from real
 The source. A suite of its own (bench.support.own_suite: Milvus Lite, SQLite, Triton) ingests the dev sounds that
 bench.quality indexes with the same --seed (its held-back fifth is left out of everything here, so that its
 true-negative rate keeps its meaning against the big catalog) and the dev music, through the gateway; the
-catalog's records, segments and landmarks and the search service's vectors are then read back from its stores
-(audiosearch.catalog.store, audiosearch.search.store) and cached under --work-dir, keyed by the files, the seed and
-the weights, so a second run does not embed again.
+catalog's records and segments and the search service's vectors and landmarks are then read back from their stores
+(audiosearch.catalog.store; audiosearch.search.store and the landmark index, audiosearch.search.landmark_index) and
+cached under --work-dir, keyed by the files, the seed and the weights, so a second run does not embed again.
 
-The big catalog. A fresh SQLite catalog and Milvus Lite file (as `make run` has them) under --work-dir, written
-through the services' own store modules: CatalogStore.create_audio and set_audio_status (the SQL an ingest runs,
-without the gRPC hop) and MilvusStore.upsert, in batches of recordings. The originals go in first, as they were
-ingested (their ids, hashes, times and vectors; their sha256, so bench.quality's ingest finds them), then copy
-after copy of every source until the catalog holds the next --hours. A copy is made so as not to be a duplicate,
+The big catalog. A fresh SQLite catalog and Milvus Lite file (as `make run` has them: the vectors and the landmark
+index in the same file) under --work-dir, written through the services' own store modules, as an ingest writes
+them without the gRPC hops: CatalogStore.create_audio (PENDING, with the segments), MilvusStore.upsert (the
+vectors, in batches of recordings), LandmarkIndex.upsert (a recording's landmarks as windows of hashes; the batch's
+recordings from LANDMARK_WRITERS threads at once, which Milvus Lite's group commit writes together, as it does for
+concurrent ingests), then set_audio_status READY. The originals go in first, as they were ingested (their ids,
+hashes, times and vectors; their sha256, so bench.quality's ingest finds them), then copy after copy of every
+source until the catalog holds the next --hours. A copy is made so as not to be a duplicate,
 which a real catalog of distinct sounds would not hold either, while what the lookups read stays real:
 
     new ids    a new record id (so new segment ids), the source's name with " (copy N)", the source's
@@ -46,19 +49,25 @@ How real the hash distribution stays is measured rather than assumed: from the s
 reads per query landmark and per million stored landmarks, for the landmarks of one recording against (a) the
 other real recordings, (b) the copies made as here, (c) exact copies. (a) is what more real audio would give.
 
-Per scale it then starts a suite on the big stores and times each retrieval step of a search as the gateway
-makes it: the gateway's own Query.match runs in this process, its calls to the search and catalog services go
-over gRPC and are timed per method: SearchSegments (the vector step), MatchLandmarks (the landmark step) and
-BatchGetAudio (the record read). Queries are 5 s and 60 s excerpts of originals in the catalog (seeded starts;
-a 5 s query comes from a sound of at least 5 s or from a music track, alternately, a 60 s one from a track) with
-white noise at 20 dB SNR, sent as 16-bit WAV; each is embedded once (Triton in the suite), then matched at every
-scale with min_score -1 (so the record read always runs) after a few other queries to warm up. The gateway's
-orphan sweep is pushed out of the window, and timing starts once the suite's processes are idle. At the scales
---quality-at names, bench.quality runs against the suite on the big collection (its ingest finds the originals by
-sha256; its calibration runs on the big collection).
+Per scale it then measures the stores and starts a suite on them. Storage per catalog hour: the landmarks are the
+landmark collection's folder in the Milvus Lite file (`<file>/collections/audiosearch_scale__landmarks`, its data
+files), the vectors the vector collection's folder beside it (data and FLAT index files), the records the catalog's
+tables with their indexes (SQLite's dbstat; the legacy `landmarks` table, empty here, counts under the catalog's
+other bytes). What the landmark index holds in memory is not on disk: it shows in the search service's resident
+memory (its process tree; Milvus Lite runs in it), read after the queries. The suite times each retrieval
+step of a search as the gateway makes it: the gateway's own Query.match runs in this process, its calls to the
+search and catalog services go over gRPC and are timed per method: SearchSegments (the vector step) and
+MatchLandmarks (the landmark step) on the search service, BatchGetAudio (the record read) on the catalog. Queries
+are 5 s and 60 s excerpts of originals in the catalog (seeded starts; a 5 s query comes from a sound of at least 5 s
+or from a music track, alternately, a 60 s one from a track) with white noise at 20 dB SNR, sent as 16-bit WAV;
+each is embedded once (Triton in the suite), then matched at every scale with min_score -1 (so the record read
+always runs) after a few other queries to warm up. The gateway's orphan sweep is pushed out of the window, and
+timing starts once the suite's processes are idle. At the scales --quality-at names, bench.quality runs against the
+suite on the big collection (its ingest finds the originals by sha256; its calibration runs on the big collection).
 
-1000 hours do not fit a small machine: the SQLite landmarks take about 100 MB per catalog hour and Milvus Lite
-holds every vector in memory (8 KiB each), so size --hours by the free disk and memory (it checks the disk).
+1000 hours do not fit a small machine: Milvus Lite holds every vector in memory (8 KiB each) and its landmark
+index takes about 120 MB of memory per catalog hour (bench.landmark_index), so size --hours by the free memory and
+disk (it checks the disk).
 """
 
 from __future__ import annotations
@@ -88,7 +97,7 @@ import soundfile
 
 from audiosearch.catalog.database import Database
 from audiosearch.catalog.migrations import apply_migrations
-from audiosearch.catalog.records import AudioStatus, Collection, LandmarkSet, NewAudio, NewSegment
+from audiosearch.catalog.records import AudioStatus, Collection, NewAudio, NewSegment
 from audiosearch.catalog.store import CatalogStore
 from audiosearch.common.errors import Unavailable
 from audiosearch.common.settings import load_settings
@@ -98,12 +107,13 @@ from audiosearch.gateway.backends.embedder import EmbedderClient
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.query.search import Query
 from audiosearch.gateway.settings import GatewaySettings
+from audiosearch.search.landmark_index import COLLECTION_SUFFIX, LandmarkConfig, LandmarkIndex
 from audiosearch.search.store import MilvusStore, Segment, StoreConfig
 from audiosearch.v1 import audiosearch_pb2 as pb
 from audiosearch.v1 import audiosearch_pb2_grpc
 from bench import transforms
 from bench.metrics import emit, percentiles
-from bench.support import BenchSuite, machine, own_suite, sound_files, tree_cpu_seconds
+from bench.support import BenchSuite, machine, own_suite, sound_files, tree_cpu_seconds, tree_rss_bytes
 from devtools.support.gateway import ensure_collection, ingest_messages
 
 DEFAULT_MUSIC = Path("/tmp/dev-music")
@@ -119,6 +129,7 @@ LANDMARK_GRID_MS = 10  # audiosearch/gateway/audio/fingerprints.py HOP_SECONDS: 
 # it stands for, and more than the copies keeps copies apart (HashCodeBook).
 HASH_BUCKET = 64
 VECTOR_BATCH_SEGMENTS = 2000  # vectors per MilvusStore.upsert here (the gateway sends one recording's)
+LANDMARK_WRITERS = 8  # recordings whose landmarks are written at once (as concurrent ingests write them)
 NEIGHBOUR_SAMPLE = 2000  # segments whose nearest other recording sets the copies' cosines
 READ_BATCH = 50  # recordings per read of vectors from the source's store
 # The source's suite waits longer on the embedder than the gateway's default 120 s: a 6-minute track on a machine
@@ -134,7 +145,8 @@ BENCH_DEADLINE_S = 900.0
 IDLE_CORES = 0.3  # the whole suite at rest uses a few percent of a core
 SETTLE_WINDOW_S = 10.0
 SETTLE_LIMIT_S = 900.0
-BYTES_PER_HOUR_ESTIMATE = 150 * 1024**2  # landmarks, vectors and records, today's design: the disk check
+# Landmarks (~8 MB, bench.landmark_index), vectors (~30 MB) and records (~1 MB) per catalog hour: the disk check.
+BYTES_PER_HOUR_ESTIMATE = 60 * 1024**2
 STEPS = {"SearchSegments": "vectors", "MatchLandmarks": "landmarks", "BatchGetAudio": "records"}
 
 
@@ -244,6 +256,7 @@ def read_source(state_dir: Path, kinds: dict[str, tuple[str, str]], held_back: l
     database = Database.open(f"sqlite:///{state_dir / 'catalog.db'}", pool_size=1)
     catalog = CatalogStore(database)
     vectors = MilvusStore(StoreConfig(uri=str(state_dir / "milvus.db")))
+    landmarks = LandmarkIndex(vectors, LandmarkConfig())  # the suite's search service keeps both in one file
     try:
         ids = sorted(kinds)
         vectors.dimension(SOURCE_COLLECTION)  # attaches to the collection, which loads it
@@ -251,7 +264,7 @@ def read_source(state_dir: Path, kinds: dict[str, tuple[str, str]], held_back: l
         for start in range(0, len(ids), READ_BATCH):
             batch = vectors.segments_of(SOURCE_COLLECTION, ids[start:start + READ_BATCH])
             stored.update({segment.segment_id: segment for segment in batch})
-        recordings = [read_recording(catalog, stored, audio_id, *kinds[audio_id]) for audio_id in ids]
+        recordings = [read_recording(catalog, stored, landmarks, audio_id, *kinds[audio_id]) for audio_id in ids]
         collection = catalog.get_collection(SOURCE_COLLECTION)
     finally:
         vectors.close()
@@ -270,16 +283,16 @@ def release_lite(uri: str) -> None:
     server_manager_instance.release_server(uri)
 
 
-def read_recording(catalog: CatalogStore, stored: dict[int, Segment], audio_id: str, kind: str,
-                   path: str) -> SourceRecording:
-    record = catalog.get_audio(SOURCE_COLLECTION, audio_id)
-    segments = catalog.segments(SOURCE_COLLECTION, audio_id)
-    landmarks = catalog.landmarks(SOURCE_COLLECTION, audio_id)
+def read_recording(catalog: CatalogStore, stored: dict[int, Segment], landmarks: LandmarkIndex, audio_id: str,
+                   kind: str, path: str, collection: str = SOURCE_COLLECTION) -> SourceRecording:
+    record = catalog.get_audio(collection, audio_id)
+    segments = catalog.segments(collection, audio_id)
+    hashes, times_ms = landmarks.landmarks_of(collection, audio_id)
     audio = NewAudio(**{field.name: getattr(record, field.name) for field in dataclasses.fields(NewAudio)})
     return SourceRecording(
         kind, path, audio,
         tuple(NewSegment(s.index, s.start_seconds, s.end_seconds, s.tags) for s in segments),
-        np.array(landmarks.hashes, dtype=np.uint32), np.array(landmarks.times_ms, dtype=np.int32),
+        hashes.astype(np.uint32), times_ms.astype(np.int32),
         np.stack([stored[s.segment_id].vector for s in segments]).astype(np.float32))
 
 
@@ -474,55 +487,86 @@ class Growth:
     recordings: int = 0
     seconds_of_audio: float = 0.0
     landmarks: int = 0
+    landmark_windows: int = 0  # rows of the landmark index
     vectors: int = 0
     catalog_seconds: float = 0.0  # create_audio and set_audio_status
     vector_seconds: float = 0.0  # MilvusStore.upsert
+    landmark_seconds: float = 0.0  # LandmarkIndex.upsert
 
     def minus(self, before: Growth) -> Growth:
         return Growth(*(getattr(self, f.name) - getattr(before, f.name) for f in dataclasses.fields(Growth)))
 
 
-class CatalogWriter:
-    """Writes replicas through the services' store modules, as an ingest would: the record with its segments and
-    landmarks (PENDING), the vectors, then READY; vectors of several recordings go in one upsert."""
+@dataclasses.dataclass(frozen=True)
+class PendingRecording:
+    """A record written PENDING whose vectors and landmarks are still to be written."""
 
-    def __init__(self, catalog: CatalogStore, vectors: MilvusStore, collection: str) -> None:
+    audio_id: str
+    duration_ms: int
+    segments: list[Segment]
+    hashes: np.ndarray
+    times_ms: np.ndarray
+
+
+class CatalogWriter:
+    """Writes replicas through the services' store modules, as an ingest would: the record with its segments
+    (PENDING), the vectors and the landmarks, then READY; vectors of several recordings go in one upsert, and the
+    landmarks of those recordings are written by LANDMARK_WRITERS threads at once."""
+
+    def __init__(self, catalog: CatalogStore, vectors: MilvusStore, landmarks: LandmarkIndex,
+                 collection: str) -> None:
         self._catalog = catalog
         self._vectors = vectors
+        self._landmarks = landmarks
         self._collection = collection
-        self._pending: list[tuple[str, list[Segment]]] = []
+        self._pending: list[PendingRecording] = []
         self.growth = Growth()
         self.original_ids: dict[str, str] = {}  # source name -> id of the original
 
     def add(self, replica: Replica, original: bool) -> None:
         audio = dataclasses.replace(replica.audio, collection=self._collection)
-        landmarks = LandmarkSet(tuple(replica.hashes.tolist()), tuple(replica.times_ms.tolist()))
         started = time.perf_counter()
-        created = self._catalog.create_audio(audio, replica.segments, landmarks)
+        created = self._catalog.create_audio(audio, replica.segments)
         self.growth.catalog_seconds += time.perf_counter() - started
         audio_id = created.audio.id
         if original:
             self.original_ids[audio.name] = audio_id
-        self._pending.append((audio_id, [Segment(s.segment_id, audio_id, s.start_seconds, s.end_seconds,
-                                                 replica.vectors[s.index]) for s in created.segments]))
+        segments = [Segment(s.segment_id, audio_id, s.start_seconds, s.end_seconds, replica.vectors[s.index])
+                    for s in created.segments]
+        # the duration as the gateway sends it with UpsertLandmarks
+        duration_ms = max(1, round(audio.duration_seconds * 1000))
+        self._pending.append(PendingRecording(audio_id, duration_ms, segments, replica.hashes, replica.times_ms))
         self.growth.recordings += 1
         self.growth.seconds_of_audio += audio.duration_seconds
         self.growth.landmarks += len(replica.hashes)
         self.growth.vectors += len(replica.vectors)
-        if sum(len(segments) for _, segments in self._pending) >= VECTOR_BATCH_SEGMENTS:
+        if sum(len(pending.segments) for pending in self._pending) >= VECTOR_BATCH_SEGMENTS:
             self.flush()
 
     def flush(self) -> None:
         if not self._pending:
             return
         started = time.perf_counter()
-        self._vectors.upsert(self._collection, [s for _, segments in self._pending for s in segments])
+        self._vectors.upsert(self._collection, [s for pending in self._pending for s in pending.segments])
         self.growth.vector_seconds += time.perf_counter() - started
         started = time.perf_counter()
-        for audio_id, _ in self._pending:
-            self._catalog.set_audio_status(self._collection, audio_id, AudioStatus.READY, AudioStatus.PENDING)
+        self.growth.landmark_windows += self._write_landmarks(self._pending)
+        self.growth.landmark_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        for pending in self._pending:
+            self._catalog.set_audio_status(self._collection, pending.audio_id, AudioStatus.READY,
+                                           AudioStatus.PENDING)
         self.growth.catalog_seconds += time.perf_counter() - started
         self._pending = []
+
+    def _write_landmarks(self, recordings: list[PendingRecording]) -> int:
+        """The windows written."""
+        def write(pending: PendingRecording) -> int:
+            return self._landmarks.upsert(self._collection, pending.audio_id, pending.duration_ms, pending.hashes,
+                                          pending.times_ms)
+
+        with ThreadPoolExecutor(LANDMARK_WRITERS) as pool:
+            return sum(pool.map(write, recordings))
 
 
 @dataclasses.dataclass
@@ -543,6 +587,15 @@ class BigCatalog:
     def dsn(self) -> str:
         return f"sqlite:///{self.catalog_path}"
 
+    @property
+    def landmark_folder(self) -> Path:
+        """The landmark collection's folder in the Milvus Lite file."""
+        return lite_collection_folder(self.milvus_uri, CATALOG_COLLECTION + COLLECTION_SUFFIX)
+
+    @property
+    def vector_folder(self) -> Path:
+        return lite_collection_folder(self.milvus_uri, CATALOG_COLLECTION)
+
     @contextlib.contextmanager
     def writer(self) -> Iterator[CatalogWriter]:
         database = Database.open(self.dsn, pool_size=1)
@@ -551,7 +604,7 @@ class BigCatalog:
             apply_migrations(database)
             catalog = CatalogStore(database)
             self._ensure_collection(catalog, vectors)
-            writer = CatalogWriter(catalog, vectors, CATALOG_COLLECTION)
+            writer = CatalogWriter(catalog, vectors, LandmarkIndex(vectors, LandmarkConfig()), CATALOG_COLLECTION)
             writer.growth, writer.original_ids = self.growth, self.original_ids
             yield writer
             writer.flush()
@@ -596,8 +649,9 @@ class BigCatalog:
 
 
 def storage(big: BigCatalog) -> dict[str, int]:
-    """Bytes on disk: the catalog's tables with their indexes, grouped (SQLite's dbstat), and the vector store."""
-    groups = {"landmarks": ("landmarks",), "records": ("audio", "segments", "audio_tags", "audio_metadata")}
+    """Bytes on disk: the landmark and the vector collections' folders in the Milvus Lite file, and the catalog's
+    record tables with their indexes (SQLite's dbstat)."""
+    groups = {"records": ("audio", "segments", "audio_tags", "audio_metadata")}
     database = Database.open(big.dsn, pool_size=1)
     try:
         with database.transaction() as tx:
@@ -609,8 +663,15 @@ def storage(big: BigCatalog) -> dict[str, int]:
     result = {group: sum(by_table.get(t, 0) for t in tables) for group, tables in groups.items()}
     result["catalog_other"] = sum(by_table.values()) - sum(result.values())
     result["catalog_file"] = sum(p.stat().st_size for p in big.folder.glob("catalog.db*"))
-    result["vectors"] = du_bytes(Path(big.milvus_uri))
+    result["landmarks"] = du_bytes(big.landmark_folder)
+    result["vectors"] = du_bytes(big.vector_folder)
+    result["milvus_file"] = du_bytes(Path(big.milvus_uri))
     return result
+
+
+def lite_collection_folder(uri: str, collection: str) -> Path:
+    """Where a Milvus Lite file (a folder) keeps a collection of the search service: its data and index files."""
+    return Path(uri) / "collections" / (StoreConfig(uri=uri).collection_prefix + collection)
 
 
 def du_bytes(path: Path) -> int:
@@ -828,16 +889,19 @@ def measure_scale(args: argparse.Namespace, big: BigCatalog, growth: Growth, que
     sizes = storage(big)
     result: dict[str, Any] = {
         "hours": hours, "recordings": big.growth.recordings, "landmarks": big.growth.landmarks,
-        "vectors": big.growth.vectors, "storage_bytes": sizes,
+        "landmark_windows": big.growth.landmark_windows, "vectors": big.growth.vectors, "storage_bytes": sizes,
         "mb_per_hour": {key: sizes[key] / 1e6 / hours for key in ("landmarks", "vectors", "records")},
         "added": dataclasses.asdict(growth), "add_rate": add_rate(growth), "machine_after_adding": machine()}
     if queries.empty and not quality:
         return result
+    # The landmark index lives in the vectors' Milvus Lite file (SEARCH_LANDMARK_MILVUS_URI left empty), as with
+    # `make run`.
     overrides = {"CATALOG_DSN": big.dsn, "SEARCH_MILVUS_URI": big.milvus_uri,
                  "GATEWAY_RECONCILE_ORPHAN_INTERVAL_SECONDS": "86400"}
     with suite(overrides) as bench:
         result["settle_seconds"] = settle(bench)
         result.update(measure_queries(bench, queries))
+        result["search_rss_bytes"] = tree_rss_bytes(service_pid(bench, "search"))
         if quality:
             result["quality"] = run_quality(args, bench.gateway, args.work_dir / f"quality-{hours:.0f}h.json")
     if quality:
@@ -863,9 +927,16 @@ def measure_queries(bench: BenchSuite, queries: QuerySet) -> dict[str, Any]:
         gateway.close()
 
 
+def service_pid(bench: BenchSuite, name: str) -> int:
+    return next(process.pid for plan, process in zip(bench.suite.plans, bench.suite.processes, strict=True)
+                if plan.name == name)
+
+
 def add_rate(growth: Growth) -> dict[str, float]:
-    seconds = growth.catalog_seconds + growth.vector_seconds
-    return {"landmark_rows_per_s": growth.landmarks / growth.catalog_seconds if growth.catalog_seconds else 0.0,
+    seconds = growth.catalog_seconds + growth.vector_seconds + growth.landmark_seconds
+    landmark_seconds = growth.landmark_seconds
+    return {"landmarks_per_s": growth.landmarks / landmark_seconds if landmark_seconds else 0.0,
+            "landmark_windows_per_s": growth.landmark_windows / landmark_seconds if landmark_seconds else 0.0,
             "vectors_per_s": growth.vectors / growth.vector_seconds if growth.vector_seconds else 0.0,
             "catalog_hours_per_s": growth.seconds_of_audio / 3600 / seconds if seconds else 0.0,
             "recordings_per_s": growth.recordings / seconds if seconds else 0.0}
@@ -930,14 +1001,17 @@ def make_all_cases(args: argparse.Namespace, source: Source, original_ids: dict[
 
 def scale_table(scale: dict[str, Any]) -> str:
     rate, per_hour = scale["add_rate"], scale["mb_per_hour"]
+    sizes = scale["storage_bytes"]
     lines = [
-        f"{scale['hours']:.1f} catalog hours: {scale['recordings']} recordings, {scale['landmarks']:,} landmark rows, "
-        f"{scale['vectors']:,} vectors",
+        f"{scale['hours']:.1f} catalog hours: {scale['recordings']} recordings, {scale['landmarks']:,} landmarks in "
+        f"{scale['landmark_windows']:,} windows, {scale['vectors']:,} vectors",
         f"  storage MB per catalog hour: landmarks {per_hour['landmarks']:.1f}, vectors {per_hour['vectors']:.1f}, "
-        f"records {per_hour['records']:.2f} (catalog file {scale['storage_bytes']['catalog_file'] / 1e6:.0f} MB, "
-        f"vector store {scale['storage_bytes']['vectors'] / 1e6:.0f} MB)",
-        f"  adding the last {scale['added']['seconds_of_audio'] / 3600:.1f} h: {rate['landmark_rows_per_s']:,.0f} "
-        f"landmark rows/s (catalog), {rate['vectors_per_s']:,.0f} vectors/s, {rate['catalog_hours_per_s']:.3f} "
+        f"records {per_hour['records']:.2f} (Milvus Lite file {sizes['milvus_file'] / 1e6:.0f} MB: landmark "
+        f"collection {sizes['landmarks'] / 1e6:.0f} MB, vector collection {sizes['vectors'] / 1e6:.0f} MB; catalog "
+        f"file {sizes['catalog_file'] / 1e6:.0f} MB)",
+        f"  adding the last {scale['added']['seconds_of_audio'] / 3600:.1f} h: {rate['landmarks_per_s']:,.0f} "
+        f"landmarks/s ({rate['landmark_windows_per_s']:,.0f} windows/s) to the landmark index, "
+        f"{rate['vectors_per_s']:,.0f} vectors/s, {rate['catalog_hours_per_s']:.3f} "
         f"catalog h/s ({rate['recordings_per_s']:.1f} recordings/s; load average "
         f"{scale['machine_after_adding']['load_average_5m']} over the last 5 minutes of it)",
         f"  {'query':6s} {'n':>4s} {'vectors p50/p99 ms':>19s} {'landmarks p50/p99 ms':>21s} "
@@ -962,6 +1036,9 @@ def scale_table(scale: dict[str, Any]) -> str:
     if before:
         lines.append(f"  load average {before['load_average_1m']} before the queries, {after['load_average_1m']} "
                      f"after, on {before['cpus']} CPUs; settled {scale['settle_seconds']:.0f} s")
+    if scale.get("search_rss_bytes"):
+        lines.append(f"  search service resident memory after the queries (Milvus Lite runs in it): "
+                     f"{scale['search_rss_bytes'] / 1e6:.0f} MB")
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@
                          [--gateway ADDR --pids PID...] [--json [FILE]]
 
 Starts its own suite (Milvus Lite, SQLite, Triton; as `make run`; --milvus server and --catalog mysql put a Milvus
-server started here and a fresh database on the local MySQL/MariaDB server behind it, and watch their memory too)
+server started here (the `milvus` package's 2.3.5, with `milvus-lite server` beside it for the landmark index, which
+needs sparse vectors) and a fresh database on the local MySQL/MariaDB server behind it, and watch their memory too)
 unless --gateway is given, seeds a collection
 with real sounds, then runs `--clients` clients, each one call at a time and on its own connection, until the time
 is up. A call is a search (a 5 s excerpt of a seeded sound, `--search-share` of the calls) or an ingest of a fresh
@@ -54,7 +55,7 @@ from bench.support import (
     DEFAULT_SOUNDS,
     MySQLCatalog,
     machine,
-    milvus,
+    milvus_servers,
     mysql_catalog,
     own_suite,
     shared_load_note,
@@ -350,9 +351,10 @@ def run_own_suite(args: argparse.Namespace) -> dict:
         overrides: dict[str, str] = {}
         memory: dict[str, MemorySeries] = {}
         if args.milvus == "server":
-            uri, milvus_pid = stack.enter_context(milvus(None))
-            overrides["SEARCH_MILVUS_URI"] = uri
-            memory["milvus"] = process_memory(int(milvus_pid or 0))
+            servers = stack.enter_context(milvus_servers())
+            overrides.update(servers.search_env())
+            memory["milvus"] = process_memory(servers.pid)
+            memory["milvus-lite"] = process_memory(servers.landmark_pid)
         if args.catalog == "mysql":
             catalog = stack.enter_context(mysql_catalog())
             overrides["CATALOG_DSN"] = catalog.dsn
@@ -381,7 +383,8 @@ def main() -> None:
                         help="with --gateway: the services whose memory to watch")
     parser.add_argument("--milvus", choices=["lite", "server"], default="lite",
                         help="the suite's vector store: Milvus Lite in the search service (as `make run`), or a "
-                             "Milvus standalone server started here (as the tests and a deployment)")
+                             "Milvus standalone server started here, with a milvus-lite server for the landmark "
+                             "index (as the tests)")
     parser.add_argument("--catalog", choices=["sqlite", "mysql"], default="sqlite",
                         help="the catalog's database: SQLite in its state folder (as `make run`), or a fresh database "
                              "on the MySQL/MariaDB server AUDIOSEARCH_TEST_MYSQL names (as the tests and a deployment)")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devtools.suite import DEFAULT_CHECKPOINT, REPO_ROOT, RunningSuite, SuitePorts, plan_suite, start_suite
-from devtools.support.milvus import start_milvus_server
+from devtools.support.milvus import start_milvus_lite_server, start_milvus_server
 from devtools.support.mysql import MySQLServer, configured_server, temporary_database
 from devtools.support.processes import process_tree, stat_fields
 
@@ -103,7 +103,8 @@ def shared_load_note(before: dict[str, object], after: dict[str, object]) -> str
 
 @contextlib.contextmanager
 def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) -> Iterator[tuple[str, int | None]]:
-    """(uri, pid of the server to measure, when started here with milvus.yaml overrides `config`)."""
+    """(uri, pid of the server to measure, when started here with milvus.yaml overrides `config`). A Milvus 2.3.5
+    server holds vectors only: a search service whose collections keep landmarks needs `milvus_servers`."""
     if uri:
         yield uri, None
         return
@@ -113,6 +114,32 @@ def milvus(uri: str | None, config: dict[str, str | int | float] | None = None) 
             yield server.uri, server.process.pid
         finally:
             server.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class MilvusServers:
+    """A Milvus server for the vectors (the `milvus` package's 2.3.5) and, beside it, `milvus-lite server` for the
+    landmark index: 2.3.5 has no sparse vectors."""
+
+    uri: str
+    pid: int
+    landmark_uri: str
+    landmark_pid: int
+
+    def search_env(self) -> dict[str, str]:
+        """The search service's settings that put its vectors and its landmark index on these servers."""
+        return {"SEARCH_MILVUS_URI": self.uri, "SEARCH_LANDMARK_MILVUS_URI": self.landmark_uri}
+
+
+@contextlib.contextmanager
+def milvus_servers(config: dict[str, str | int | float] | None = None) -> Iterator[MilvusServers]:
+    """Both servers started here, in a temporary folder (milvus.yaml overrides `config` for the vectors' one)."""
+    with tempfile.TemporaryDirectory(prefix="audiosearch-milvus-") as folder, contextlib.ExitStack() as stack:
+        server = start_milvus_server(Path(folder) / "server", config=config)
+        stack.callback(server.stop)
+        landmark_server = start_milvus_lite_server(Path(folder) / "landmarks")
+        stack.callback(landmark_server.stop)
+        yield MilvusServers(server.uri, server.process.pid, landmark_server.uri, landmark_server.process.pid)
 
 
 @dataclasses.dataclass(frozen=True)

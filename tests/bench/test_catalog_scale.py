@@ -1,5 +1,6 @@
 """bench.catalog_scale's copies: new ids throughout, hashes through the code book and times rotated as documented,
-vectors turned to the drawn cosine, and every row written through the catalog's store."""
+vectors turned to the drawn cosine, and every record, vector and landmark written through the services' stores (the
+catalog's SQLite, and a Milvus Lite file holding the vectors and the landmark index) and read back as written."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from audiosearch.catalog.migrations import apply_migrations
 from audiosearch.catalog.records import Collection, ModelIdentity, NewAudio, NewSegment, Tag
 from audiosearch.catalog.store import CatalogStore
 from audiosearch.gateway.audio.fingerprints import extract_landmarks
+from audiosearch.search.landmark_index import LandmarkConfig, LandmarkIndex
+from audiosearch.search.store import MilvusStore, StoreConfig
 from bench import catalog_scale
 from bench.catalog_scale import (
     CatalogWriter,
@@ -23,8 +26,11 @@ from bench.catalog_scale import (
     Replication,
     Source,
     SourceRecording,
+    lite_collection_folder,
     lookup_load,
     positions,
+    read_recording,
+    release_lite,
     replica,
     rotated,
 )
@@ -132,40 +138,50 @@ def test_copies_come_after_every_original_in_turn() -> None:
     assert [next(order) for _ in range(5)] == [(0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
 
 
-class VectorsKept:
-    """MilvusStore's upsert, keeping the segments."""
-
-    def __init__(self) -> None:
-        self.segments: list[catalog_scale.Segment] = []
-
-    def upsert(self, name: str, segments: list[catalog_scale.Segment]) -> int:
-        self.segments += segments
-        return len(segments)
-
-
-def test_copies_written_through_the_store_have_unique_ids_and_every_row(source: Source, tmp_path: Path) -> None:
+def test_copies_written_through_the_stores_have_unique_ids_and_every_row(source: Source, tmp_path: Path) -> None:
     database = Database.open(f"sqlite:///{tmp_path / 'catalog.db'}", pool_size=1)
     apply_migrations(database)
     store = CatalogStore(database)
     store.create_collection(dataclasses.replace(source.collection, name="scale"))
-    vectors = VectorsKept()
-    writer = CatalogWriter(store, vectors, "scale")  # type: ignore[arg-type]
+    uri = str(tmp_path / "milvus.db")
+    vectors = MilvusStore(StoreConfig(uri=uri))
+    vectors.ensure_collection("scale", DIM)
+    landmarks = LandmarkIndex(vectors, LandmarkConfig())
+    writer = CatalogWriter(store, vectors, landmarks, "scale")
     made = replication(source)
     written = [replica(source.recordings[index], index, copy, made) for copy, index in
                (next(order) for order in [positions(3)] for _ in range(9))]
-    for number, duplicate in enumerate(written):
-        writer.add(duplicate, original=number < 3)
-    writer.flush()
+    try:
+        for number, duplicate in enumerate(written):
+            writer.add(duplicate, original=number < 3)
+        writer.flush()
 
-    ready = store.list_audio("scale", page_size=100, status=catalog_scale.AudioStatus.READY).items
-    assert len({record.id for record in ready}) == 9
-    assert len({record.sha256 for record in ready}) == 9
-    assert len({segment.segment_id for segment in vectors.segments}) == sum(len(d.segments) for d in written)
-    assert set(writer.original_ids) == {r.audio.name for r in source.recordings}
-    stored = Counter(h for record in ready for h in store.landmarks("scale", record.id).hashes)
-    assert stored == Counter(h for duplicate in written for h in duplicate.hashes.tolist())
-    assert writer.growth.landmarks == sum(stored.values())
-    database.close()
+        ready = store.list_audio("scale", page_size=100, status=catalog_scale.AudioStatus.READY).items
+        assert len({record.id for record in ready}) == 9
+        assert len({record.sha256 for record in ready}) == 9
+        assert vectors.count("scale") == sum(len(d.segments) for d in written)
+        assert set(writer.original_ids) == {r.audio.name for r in source.recordings}
+        stored = Counter(h for record in ready for h in landmarks.landmarks_of("scale", record.id)[0].tolist())
+        assert stored == Counter(h for duplicate in written for h in duplicate.hashes.tolist())
+        assert writer.growth.landmarks == sum(stored.values())
+        window_ms = LandmarkConfig().window_ms
+        assert writer.growth.landmark_windows == sum(len(np.unique(d.times_ms // window_ms)) for d in written)
+
+        stored_segments = {segment.segment_id: segment for segment in
+                           vectors.segments_of("scale", [record.id for record in ready])}
+        for recorded in source.recordings:
+            read = read_recording(store, stored_segments, landmarks, writer.original_ids[recorded.audio.name],
+                                  recorded.kind, recorded.path, collection="scale")
+            assert read.audio == dataclasses.replace(recorded.audio, collection="scale")
+            assert Counter(zip(read.hashes.tolist(), read.times_ms.tolist(), strict=True)) == Counter(
+                zip(recorded.hashes.tolist(), recorded.times_ms.tolist(), strict=True))
+            assert list(read.times_ms) == sorted(read.times_ms)
+            assert np.allclose(read.vectors, recorded.vectors, atol=1e-6)
+        assert catalog_scale.du_bytes(lite_collection_folder(uri, "scale__landmarks")) > 0
+    finally:
+        vectors.close()
+        release_lite(uri)
+        database.close()
 
 
 def test_copies_load_the_lookups_about_as_exact_copies_do(source: Source) -> None:
