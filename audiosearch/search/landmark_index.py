@@ -29,6 +29,7 @@ from pymilvus import DataType, MilvusClient
 from pymilvus.client.types import LoadState
 
 from audiosearch.common.errors import FailedPrecondition
+from audiosearch.search.hash_counts import HashCounts
 from audiosearch.search.landmark_vote import COUNTED_FROM_LANDMARKS, LandmarkVote, vote, with_overlaps
 from audiosearch.search.store import AUDIO_ID_MAX_CHARS, ITERATOR_BATCH, MILVUS_DURATION, MilvusStore, audio_filter
 
@@ -41,8 +42,9 @@ MAX_WINDOW_MS = (1 << TIME_BITS) - 1
 MAX_PACKED = 4096  # the largest ARRAY capacity Milvus takes
 SPARSE_KEYS = 2**32 - 1  # Milvus takes sparse keys below this
 MAX_CANDIDATES = 256  # stored windows per query window
+MAX_HASH_COUNT = 64
 SEARCH_BATCH = 256  # query windows per search request
-WINDOW_FIELDS = ["audio_id", "start_ms", "duration_ms", PACKED_FIELD]
+WINDOW_FIELDS = [WINDOW_ID, "audio_id", "start_ms", "duration_ms", PACKED_FIELD]
 _ID_MASK = (1 << 63) - 1
 
 Hit = tuple[str, int, int, int]  # audio id, hash, time in the recording, time in the query (ms)
@@ -52,10 +54,12 @@ Hit = tuple[str, int, int, int]  # audio id, hash, time in the recording, time i
 class LandmarkConfig:
     window_ms: int = 4000
     candidates: int = 16  # stored windows per query window (raised to top_k)
+    max_hash_count: int = MAX_HASH_COUNT  # a hash stored more often than this is left out of a match (hash_counts.py)
 
 
 @dataclass(frozen=True)
 class StoredWindow:
+    window_id: int
     audio_id: str
     start_ms: int
     duration_ms: int
@@ -81,6 +85,7 @@ class LandmarkIndex:
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._ready: set[str] = set()  # collections whose landmark collection exists and is loaded
+        self._counts = HashCounts(store, self._milvus_name)
 
     def upsert(self, name: str, audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray) -> int:
         """Writes a recording's landmarks; returns the rows written."""
@@ -90,7 +95,9 @@ class LandmarkIndex:
         milvus_name = self._milvus_name(name)
         with self._store.translated(name):
             self._ensure(name)
+            replaced, _ = _unpacked(self._windows(name, f"audio_id == {json.dumps(audio_id)}"))
             self._store.write_rows(milvus_name, rows, WINDOW_ID)
+        self._counts.add(name, hashes, replaced)
         return len(rows)
 
     def match(self, name: str, hashes: np.ndarray, times_ms: np.ndarray, top_k: int, excluded_audio_id: str = "",
@@ -99,8 +106,12 @@ class LandmarkIndex:
         of the query's and its own landmarks over the overlap at that offset."""
         if not len(hashes) or not self._exists(name):
             return []
-        windows = self._candidates(name, hashes, times_ms, top_k, _without(audio_ids, excluded_audio_id))
-        votes = vote(hits(windows, hashes, times_ms))[:top_k]
+        telling = ~np.isin(hashes, self._counts.hot(name, hashes, self._config.max_hash_count))
+        if not telling.any():
+            return []
+        windows = self._candidates(name, hashes[telling], times_ms[telling], top_k,
+                                   _without(audio_ids, excluded_audio_id))
+        votes = vote(hits(windows, hashes[telling], times_ms[telling]))[:top_k]
         durations_ms = {window.audio_id: window.duration_ms for window in windows}
         on_recordings = self._under_query(name, votes, int(times_ms.min()), int(times_ms.max()))
 
@@ -127,10 +138,11 @@ class LandmarkIndex:
             return
         milvus_name = self._milvus_name(name)
 
+        deleted: list[StoredWindow] = []
+
         def delete() -> list[int]:
-            window_ids = [int(row[WINDOW_ID]) for batch in
-                          self._store.iterate(name, milvus_name, audio_filter(audio_ids), [WINDOW_ID], ITERATOR_BATCH)
-                          for row in batch]
+            deleted.extend(self._windows(name, audio_filter(audio_ids)))
+            window_ids = [window.window_id for window in deleted]
             for start in range(0, len(window_ids), ITERATOR_BATCH):
                 with MILVUS_DURATION.labels("delete").time():
                     self._store.client().delete(milvus_name, ids=window_ids[start:start + ITERATOR_BATCH],
@@ -139,12 +151,14 @@ class LandmarkIndex:
 
         with self._store.translated(name):
             self._store.run_write(milvus_name, delete, WINDOW_ID)
+        self._counts.add(name, np.empty(0, np.int64), _unpacked(deleted)[0])
 
     def drop(self, name: str) -> None:
         with self._lock:
             self._ready.discard(name)
         with self._store.translated(name):
             self._store.client().drop_collection(self._milvus_name(name), timeout=self._store.config.timeout_s)
+        self._counts.drop(name)
 
     def list_audio_ids(self, name: str) -> list[str]:
         if not self._exists(name):
@@ -172,7 +186,7 @@ class LandmarkIndex:
                         timeout=config.timeout_s)
                 for result in results:
                     for hit in result:
-                        found[int(hit.id)] = _window(hit["entity"])
+                        found[int(hit.id)] = _window({WINDOW_ID: hit.id, **hit["entity"]})
         return list(found.values())
 
     def _under_query(self, name: str, votes: Sequence[LandmarkVote], first_ms: int, last_ms: int
@@ -298,7 +312,7 @@ def _sparse(hashes: np.ndarray) -> dict[int, float]:
 
 
 def _window(row: dict[str, Any]) -> StoredWindow:
-    return StoredWindow(row["audio_id"], int(row["start_ms"]), int(row["duration_ms"]),
+    return StoredWindow(int(row[WINDOW_ID]), row["audio_id"], int(row["start_ms"]), int(row["duration_ms"]),
                         np.asarray(row[PACKED_FIELD], np.int64))
 
 

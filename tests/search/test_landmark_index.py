@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audiosearch.common.errors import reason_of
-from audiosearch.search.landmark_index import MAX_PACKED, TIME_BITS, window_id, window_rows
+from audiosearch.search.landmark_index import MAX_HASH_COUNT, MAX_PACKED, TIME_BITS, window_id, window_rows
 from audiosearch.search.v1 import search_pb2 as pb
 from audiosearch.search.v1.search_pb2_grpc import VectorSearchServiceStub
 from tests.search.builders import DIM, new_audio_id, new_collection_name
@@ -119,6 +119,28 @@ def test_the_first_landmarks_of_a_collection_may_arrive_at_once(search: VectorSe
         recordings = list(pool.map(lambda _: store(search, name, LANDMARKS), range(6)))
 
     assert {m.audio_id for m in matches(search, name, LANDMARKS)} == set(recordings)
+
+
+def test_a_hash_stored_more_than_64_times_is_left_out_of_a_match(search: VectorSearchServiceStub, name: str) -> None:
+    """As the catalog's SQL vote did: a hash that many recordings hold lines up anywhere by chance. The count
+    follows rewrites (no change) and deletes (one recording's landmarks fewer)."""
+    recording = store(search, name, LANDMARKS)
+    common = (LANDMARKS[0][:5], LANDMARKS[1][:5])  # hashes 1000-1004, at the recording's own times
+    others = [store(search, name, common) for _ in range(MAX_HASH_COUNT - 1)]
+    query = shifted(LANDMARKS, 0, count=20)
+
+    def aligned() -> tuple[int, int]:
+        found = matches(search, name, query, top_k=MAX_HASH_COUNT + 5)
+        return next(m.landmarks for m in found if m.audio_id == recording), sum(m.audio_id in others for m in found)
+
+    assert aligned()[0] == 20  # each common hash stored 64 times: still counted
+    for audio_id in others[:3]:
+        store(search, name, common, audio_id=audio_id)
+    assert aligned()[0] == 20
+    others.append(store(search, name, common))  # 65 times: hot
+    assert aligned() == (15, 0)
+    search.DeleteAudio(pb.DeleteAudioRequest(collection=name, audio_ids=[others.pop()]))
+    assert aligned()[0] == 20
 
 
 def test_stored_landmarks_read_back_by_time_and_before_a_time(search: VectorSearchServiceStub, name: str) -> None:
