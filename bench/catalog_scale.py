@@ -51,11 +51,11 @@ other real recordings, (b) the copies made as here, (c) exact copies. (a) is wha
 
 Per scale it then measures the stores and starts a suite on them. Storage per catalog hour: the landmarks are the
 landmark collection's folder in the Milvus Lite file (`<file>/collections/audiosearch_scale__landmarks`, its data
-files), the vectors the vector collection's folder beside it (data and FLAT index files), the records the catalog's
-tables with their indexes (SQLite's dbstat; the legacy `landmarks` table, empty here, counts under the catalog's
-other bytes). What the landmark index holds in memory is not on disk: it shows in the search service's resident
-memory (its process tree; Milvus Lite runs in it), read after the queries. The suite times each retrieval
-step of a search as the gateway makes it: the gateway's own Query.match runs in this process, its calls to the
+files) with its hash counts' beside it, the vectors the vector collection's folder (data and FLAT index files), the
+records the catalog's tables with their indexes (SQLite's dbstat; the legacy `landmarks` table, empty here, counts
+under the catalog's other bytes). What the landmark index holds in memory is not on disk: it shows in the search
+service's resident memory (its process tree; Milvus Lite runs in it), read after the queries. The suite times each
+retrieval step of a search as the gateway makes it: the gateway's own Query.match runs in this process, its calls to the
 search and catalog services go over gRPC and are timed per method: SearchSegments (the vector step) and
 MatchLandmarks (the landmark step) on the search service, BatchGetAudio (the record read) on the catalog. Queries
 are 5 s and 60 s excerpts of originals in the catalog (seeded starts; a 5 s query comes from a sound of at least 5 s
@@ -107,6 +107,7 @@ from audiosearch.gateway.backends.embedder import EmbedderClient
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.query.search import Query
 from audiosearch.gateway.settings import GatewaySettings
+from audiosearch.search.hash_counts import COLLECTION_SUFFIX as HASH_COUNTS_SUFFIX
 from audiosearch.search.landmark_index import COLLECTION_SUFFIX, LandmarkConfig, LandmarkIndex
 from audiosearch.search.store import MilvusStore, Segment, StoreConfig
 from audiosearch.v1 import audiosearch_pb2 as pb
@@ -593,6 +594,11 @@ class BigCatalog:
         return lite_collection_folder(self.milvus_uri, CATALOG_COLLECTION + COLLECTION_SUFFIX)
 
     @property
+    def hash_count_folder(self) -> Path:
+        """The landmark index's hash counts (search/hash_counts.py), which count with the landmarks."""
+        return lite_collection_folder(self.milvus_uri, CATALOG_COLLECTION + COLLECTION_SUFFIX + HASH_COUNTS_SUFFIX)
+
+    @property
     def vector_folder(self) -> Path:
         return lite_collection_folder(self.milvus_uri, CATALOG_COLLECTION)
 
@@ -663,7 +669,7 @@ def storage(big: BigCatalog) -> dict[str, int]:
     result = {group: sum(by_table.get(t, 0) for t in tables) for group, tables in groups.items()}
     result["catalog_other"] = sum(by_table.values()) - sum(result.values())
     result["catalog_file"] = sum(p.stat().st_size for p in big.folder.glob("catalog.db*"))
-    result["landmarks"] = du_bytes(big.landmark_folder)
+    result["landmarks"] = du_bytes(big.landmark_folder) + du_bytes(big.hash_count_folder)
     result["vectors"] = du_bytes(big.vector_folder)
     result["milvus_file"] = du_bytes(Path(big.milvus_uri))
     return result

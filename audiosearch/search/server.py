@@ -78,6 +78,8 @@ class SearchSettings(ServiceSettings):
                                     description="landmarks are stored and looked up in windows this long")
     landmark_candidates: int = Field(default=_LANDMARKS.candidates, ge=1, le=MAX_CANDIDATES,
                                      description="stored windows each query window brings back for the vote")
+    landmark_max_hash_count: int = Field(default=_LANDMARKS.max_hash_count, ge=1,
+                                         description="a hash stored more often than this is left out of a match")
     probe_interval_seconds: float = Field(default=5.0, gt=0, description="how often health re-checks Milvus")
 
     @field_validator("milvus_uri", "landmark_milvus_uri")
@@ -117,8 +119,8 @@ def build_server(settings: SearchSettings) -> RunningServer:
     store = MilvusStore(store_config(settings))
     separate = settings.landmark_milvus_uri not in ("", settings.milvus_uri)
     landmark_store = MilvusStore(store_config(settings, settings.landmark_milvus_uri)) if separate else store
-    landmarks = LandmarkIndex(landmark_store, LandmarkConfig(settings.landmark_window_ms,
-                                                             settings.landmark_candidates))
+    landmarks = LandmarkIndex(landmark_store, LandmarkConfig(settings.landmark_window_ms, settings.landmark_candidates,
+                                                             settings.landmark_max_hash_count))
     stores = [store, landmark_store] if separate else [store]
 
     def register(server: grpc.Server) -> Iterable[str]:
