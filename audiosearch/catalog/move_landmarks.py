@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from audiosearch.catalog.database import Database
 from audiosearch.catalog.server import CatalogSettings, open_database
+from audiosearch.catalog.store import text
 from audiosearch.common.channels import open_channel
 from audiosearch.common.logs import configure_logging
 from audiosearch.common.settings import load_settings
@@ -52,7 +53,8 @@ def move_landmarks(database: Database, search: search_pb2_grpc.VectorSearchServi
         hashes, times_ms = _landmarks_of(database, recording.audio_id)
         search.UpsertLandmarks(spb.UpsertLandmarksRequest(
             collection=recording.collection, audio_id=recording.audio_id, duration_ms=recording.duration_ms,
-            landmarks=spb.Landmarks(hashes=hashes, times_ms=times_ms)), timeout=UPSERT_TIMEOUT_S)
+            landmarks=spb.Landmarks(hashes=hashes, times_ms=times_ms), labels=_labels_of(database, recording.audio_id)),
+            timeout=UPSERT_TIMEOUT_S)
         moved.recordings += 1
         moved.landmarks += len(hashes)
         with database.transaction(write=True) as tx:
@@ -83,6 +85,13 @@ def _landmarks_of(database: Database, audio_id: str) -> tuple[list[int], list[in
         rows = tx.fetchall("SELECT hash, time_ms FROM landmarks WHERE audio_id = ? ORDER BY time_ms, hash",
                            (audio_id,))
     return [int(row[0]) for row in rows], [int(row[1]) for row in rows]
+
+
+def _labels_of(database: Database, audio_id: str) -> spb.AudioLabels:
+    with database.transaction() as tx:
+        tags = tx.fetchall("SELECT label FROM audio_tags WHERE audio_id = ?", (audio_id,))
+        metadata = tx.fetchall("SELECT meta_key, meta_value FROM audio_metadata WHERE audio_id = ?", (audio_id,))
+    return spb.AudioLabels(tags=[text(row[0]) for row in tags], metadata={text(k): text(v) for k, v in metadata})
 
 
 def main(argv: list[str] | None = None) -> int:

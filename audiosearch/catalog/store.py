@@ -281,7 +281,7 @@ class CatalogStore:
                 " GROUP BY t.label ORDER BY COUNT(*) DESC, t.label",
                 (collection, _READY),
             )
-        tags = [TagStatistics(_text(label), int(n), float(total)) for label, n, total in tag_rows]
+        tags = [TagStatistics(text(label), int(n), float(total)) for label, n, total in tag_rows]
         return CollectionStats(int(count), float(duration), int(segment_count), tags)
 
 
@@ -296,7 +296,7 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _text(value: str | bytes) -> str:
+def text(value: str | bytes) -> str:
     return value.decode("utf-8") if isinstance(value, bytes | bytearray) else value
 
 

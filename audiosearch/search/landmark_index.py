@@ -30,8 +30,16 @@ from pymilvus.client.types import LoadState
 
 from audiosearch.common.errors import FailedPrecondition
 from audiosearch.search.hash_counts import HashCounts
+from audiosearch.search.labels import LABELS_FIELD, both
 from audiosearch.search.landmark_vote import COUNTED_FROM_LANDMARKS, LandmarkVote, vote, with_overlaps
-from audiosearch.search.store import AUDIO_ID_MAX_CHARS, ITERATOR_BATCH, MILVUS_DURATION, MilvusStore, audio_filter
+from audiosearch.search.store import (
+    AUDIO_ID_MAX_CHARS,
+    ITERATOR_BATCH,
+    MILVUS_DURATION,
+    MilvusStore,
+    add_labels_field,
+    audio_filter,
+)
 
 COLLECTION_SUFFIX = "__landmarks"
 WINDOW_ID = "window_id"
@@ -87,9 +95,10 @@ class LandmarkIndex:
         self._ready: set[str] = set()  # collections whose landmark collection exists and is loaded
         self._counts = HashCounts(store, self._milvus_name)
 
-    def upsert(self, name: str, audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray) -> int:
-        """Writes a recording's landmarks; returns the rows written."""
-        rows = window_rows(audio_id, duration_ms, hashes, times_ms, self._config.window_ms)
+    def upsert(self, name: str, audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray,
+               labels: Sequence[str] = ()) -> int:
+        """Writes a recording's landmarks, with its label tokens (labels.py); returns the rows written."""
+        rows = window_rows(audio_id, duration_ms, hashes, times_ms, self._config.window_ms, labels)
         if not rows:
             return 0
         milvus_name = self._milvus_name(name)
@@ -101,16 +110,17 @@ class LandmarkIndex:
         return len(rows)
 
     def match(self, name: str, hashes: np.ndarray, times_ms: np.ndarray, top_k: int, excluded_audio_id: str = "",
-              audio_ids: Sequence[str] = ()) -> list[LandmarkVote]:
+              audio_ids: Sequence[str] = (), labels: str = "") -> list[LandmarkVote]:
         """Recordings whose landmarks line up with these at one offset, most landmarks first, each with the counts
-        of the query's and its own landmarks over the overlap at that offset."""
+        of the query's and its own landmarks over the overlap at that offset; optionally among `audio_ids` only and
+        among recordings whose labels pass `labels` (labels.label_filter) only."""
         if not len(hashes) or not self._exists(name):
             return []
         telling = ~np.isin(hashes, self._counts.hot(name, hashes, self._config.max_hash_count))
         if not telling.any():
             return []
         windows = self._candidates(name, hashes[telling], times_ms[telling], top_k,
-                                   _without(audio_ids, excluded_audio_id))
+                                   both(_without(audio_ids, excluded_audio_id), labels))
         votes = vote(hits(windows, hashes[telling], times_ms[telling]))[:top_k]
         durations_ms = {window.audio_id: window.duration_ms for window in windows}
         on_recordings = self._under_query(name, votes, int(times_ms.min()), int(times_ms.max()))
@@ -238,6 +248,7 @@ class LandmarkIndex:
         schema.add_field("duration_ms", DataType.INT64)
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_field(PACKED_FIELD, DataType.ARRAY, element_type=DataType.INT64, max_capacity=MAX_PACKED)
+        add_labels_field(schema)
         index_params = milvus.prepare_index_params()
         index_params.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
         try:
@@ -263,8 +274,8 @@ class LandmarkIndex:
             self._ready.add(name)
 
 
-def window_rows(audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray, window_ms: int
-                ) -> list[dict[str, Any]]:
+def window_rows(audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: np.ndarray, window_ms: int,
+                labels: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The rows of a recording's landmarks: one per window (more where a window holds over MAX_PACKED)."""
     hashes, times_ms = np.asarray(hashes, np.int64), np.asarray(times_ms, np.int64)
     rows = []
@@ -276,7 +287,7 @@ def window_rows(audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: n
             chunk = packed[first:first + MAX_PACKED]
             rows.append({WINDOW_ID: window_id(audio_id, window, part), "audio_id": audio_id, "start_ms": start_ms,
                          "duration_ms": int(duration_ms), SPARSE_FIELD: _sparse(chunk >> TIME_BITS),
-                         PACKED_FIELD: chunk.tolist()})
+                         PACKED_FIELD: chunk.tolist(), LABELS_FIELD: list(labels)})
     return rows
 
 

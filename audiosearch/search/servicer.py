@@ -54,7 +54,8 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
             raise validation.invalid("vectors", f"at most {validation.MAX_QUERY_VECTORS} query vectors")
         dimension = self._store.dimension(request.collection)
         queries = validation.decode_vectors(request.vectors, dimension, "vectors")
-        results = self._store.search(request.collection, queries, request.top_k, list(request.audio_ids))
+        labels = validation.label_filter(request.filter)
+        results = self._store.search(request.collection, queries, request.top_k, list(request.audio_ids), labels)
         return search_pb2.SearchSegmentsResponse(
             results=[search_pb2.QueryHits(hits=[_hit_to_proto(hit) for hit in hits]) for hits in results]
         )
@@ -99,8 +100,10 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
         validation.check_audio_id(request.audio_id)
         validation.check_duration_ms(request.duration_ms)
         hashes, times_ms = validation.decode_landmarks(request.landmarks.hashes, request.landmarks.times_ms)
+        labels = validation.label_tokens(request.labels)
         self._store.dimension(request.collection)  # NOT_FOUND for a collection that does not exist
-        windows = self._landmarks.upsert(request.collection, request.audio_id, request.duration_ms, hashes, times_ms)
+        windows = self._landmarks.upsert(request.collection, request.audio_id, request.duration_ms, hashes, times_ms,
+                                         labels)
         return search_pb2.UpsertLandmarksResponse(windows=windows)
 
     def MatchLandmarks(
@@ -112,9 +115,10 @@ class VectorSearchServicer(search_pb2_grpc.VectorSearchServiceServicer):
         if request.excluded_audio_id:
             validation.check_audio_id(request.excluded_audio_id, "excluded_audio_id")
         hashes, times_ms = validation.decode_landmarks(request.landmarks.hashes, request.landmarks.times_ms)
+        labels = validation.label_filter(request.filter)
         self._store.dimension(request.collection)
         votes = self._landmarks.match(request.collection, hashes, times_ms, top_k, request.excluded_audio_id,
-                                      list(request.audio_ids))
+                                      list(request.audio_ids), labels)
         return search_pb2.MatchLandmarksResponse(matches=[_vote_to_proto(vote) for vote in votes])
 
     def GetLandmarks(
@@ -143,7 +147,8 @@ def _segment_from_proto(segment: search_pb2.SegmentVector, dimension: int, index
     validation.check_audio_id(segment.audio_id, f"{field}.audio_id")
     validation.check_segment_times(segment.start_seconds, segment.end_seconds, f"{field}.start_seconds")
     vector = validation.decode_vector(segment.vector, dimension, f"{field}.vector")
-    return Segment(segment.segment_id, segment.audio_id, segment.start_seconds, segment.end_seconds, vector)
+    labels = validation.label_tokens(segment.labels, f"{field}.labels")
+    return Segment(segment.segment_id, segment.audio_id, segment.start_seconds, segment.end_seconds, vector, labels)
 
 
 def _segment_to_proto(segment: Segment) -> search_pb2.SegmentVector:

@@ -1,7 +1,8 @@
 """The vector store: one Milvus collection per audiosearch collection, through pymilvus' MilvusClient.
 
 Schema: `segment_id` INT64 primary key (assigned by the catalog), `audio_id` VARCHAR(64), `start_s` and
-`end_s` FLOAT, `vector` FLOAT_VECTOR(dim); inner-product metric on L2-normalised vectors. The same code drives
+`end_s` FLOAT, `vector` FLOAT_VECTOR(dim), `labels` ARRAY of VARCHAR (the recording's tag and metadata tokens,
+labels.py; collections created before it lack it and refuse filters); inner-product metric on L2-normalised vectors. The same code drives
 Milvus Lite (a local `.db` path), a standalone server and a cluster (`http://host:19530`).
 """
 
@@ -19,13 +20,14 @@ from typing import Any
 import grpc
 import numpy as np
 from prometheus_client import Histogram
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import CollectionSchema, DataType, MilvusClient, MilvusException
 from pymilvus.client.types import LoadState
 from pymilvus.exceptions import ConnectError, ErrorCode, MilvusUnavailableException
 
 from audiosearch.common.errors import FailedPrecondition, NotFound, Unavailable
 from audiosearch.common.metrics import LATENCY_BUCKETS
 from audiosearch.search.group_commit import GroupCommit
+from audiosearch.search.labels import LABELS_FIELD, MAX_LABELS, TOKEN_CHARS, both
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class Segment:
     start_s: float
     end_s: float
     vector: np.ndarray
+    labels: tuple[str, ...] = ()  # its recording's label tokens (labels.py)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class _Layout:
 
     dimension: int
     index_type: str
+    labelled: bool  # its rows hold their recordings' labels (collections created before labels do not)
 
 
 class MilvusStore:
@@ -174,22 +178,29 @@ class MilvusStore:
         # Milvus 2.3 keeps both rows when one batch repeats a primary key, so repeats never reach it.
         unique = list({segment.segment_id: segment for segment in segments}.values())
         with self.translated(name):
-            self.write_rows(self.milvus_name(name), [_row(segment) for segment in unique], "segment_id")
+            labelled = self._layout(name).labelled
+            self.write_rows(self.milvus_name(name), [_row(segment, labelled) for segment in unique], "segment_id")
         return len(unique)
 
     def search(
-        self, name: str, queries: np.ndarray, top_k: int, audio_ids: Sequence[str] = ()
+        self, name: str, queries: np.ndarray, top_k: int, audio_ids: Sequence[str] = (), labels: str = ""
     ) -> list[list[Hit]]:
-        """The `top_k` nearest segments of each query row, best first, optionally among `audio_ids` only."""
+        """The `top_k` nearest segments of each query row, best first, optionally among `audio_ids` only and
+        among recordings whose labels pass `labels` (labels.label_filter) only."""
         with self.translated(name):
             milvus = self.client()
-            params = self._search_params(self._layout(name).index_type, top_k)
+            layout = self._layout(name)
+            if labels and not layout.labelled:
+                raise FailedPrecondition(
+                    f"collection {name!r} was written before its rows held labels; filter it by recording ids",
+                    reason="FILTER_UNSUPPORTED", collection=name)
+            params = self._search_params(layout.index_type, top_k)
             results: list[list[Hit]] = []
             for start in range(0, len(queries), SEARCH_BATCH):
                 with MILVUS_DURATION.labels("search").time():
                     found = milvus.search(
                         self.milvus_name(name), data=query_bytes(queries[start:start + SEARCH_BATCH]),
-                        anns_field=VECTOR_FIELD, limit=top_k, filter=audio_filter(audio_ids),
+                        anns_field=VECTOR_FIELD, limit=top_k, filter=both(audio_filter(audio_ids), labels),
                         output_fields=HIT_FIELDS, search_params=params, consistency_level=self._config.consistency,
                         timeout=self._config.timeout_s,
                     )
@@ -297,6 +308,7 @@ class MilvusStore:
         schema.add_field("start_s", DataType.FLOAT)
         schema.add_field("end_s", DataType.FLOAT)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=dimension)
+        add_labels_field(schema)
         index_type = self._config.effective_index_type
         index_params = milvus.prepare_index_params()
         params = self._index_params(index_type)
@@ -307,7 +319,7 @@ class MilvusStore:
             consistency_level=self._config.consistency, timeout=self._config.timeout_s,
         )
         with self._lock:
-            self._layouts[name] = _Layout(dimension, index_type)
+            self._layouts[name] = _Layout(dimension, index_type, labelled=True)
         log.info("collection created", extra={"collection": name, "dim": dimension, "index": index_type})
 
     def _layout(self, name: str) -> _Layout:
@@ -328,7 +340,8 @@ class MilvusStore:
         index = milvus.describe_index(milvus_name, indexes[0], timeout=timeout) if indexes else {}
         if milvus.get_load_state(milvus_name, timeout=timeout)["state"] != LoadState.Loaded:
             milvus.load_collection(milvus_name, timeout=timeout)
-        return _Layout(int(vector_field["params"]["dim"]), str(index.get("index_type", "FLAT")))
+        labelled = any(field["name"] == LABELS_FIELD for field in description["fields"])
+        return _Layout(int(vector_field["params"]["dim"]), str(index.get("index_type", "FLAT")), labelled)
 
     def _await_row(self, milvus_name: str, primary_key: str, key: int, present: bool) -> None:
         """Returns once reads see the write just made: a Strong read (it waits for Milvus's time tick, as every
@@ -425,11 +438,19 @@ def audio_filter(audio_ids: Sequence[str]) -> str:
     return f"audio_id in {json.dumps(list(audio_ids))}"
 
 
-def _row(segment: Segment) -> dict[str, Any]:
-    return {
+def add_labels_field(schema: CollectionSchema) -> None:
+    schema.add_field(LABELS_FIELD, DataType.ARRAY, element_type=DataType.VARCHAR, max_length=TOKEN_CHARS,
+                     max_capacity=MAX_LABELS)
+
+
+def _row(segment: Segment, labelled: bool) -> dict[str, Any]:
+    row = {
         "segment_id": segment.segment_id, "audio_id": segment.audio_id,
         "start_s": segment.start_s, "end_s": segment.end_s, VECTOR_FIELD: segment.vector,
     }
+    if labelled:
+        row[LABELS_FIELD] = list(segment.labels)
+    return row
 
 
 def _hit(hit: Any) -> Hit:

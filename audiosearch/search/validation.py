@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from audiosearch.catalog import validation as catalog_validation
 from audiosearch.common.errors import InvalidArgument
+from audiosearch.search import labels as labels_module
+from audiosearch.search.v1 import search_pb2
 
 MAX_DIMENSION = 32_768
 MAX_TOP_K = 16_384
@@ -107,3 +110,19 @@ def landmark_matches(top_k: int) -> int:
     if not 1 <= top_k <= MAX_LANDMARK_MATCHES:
         raise invalid("top_k", f"must be between 1 and {MAX_LANDMARK_MATCHES}")
     return top_k
+
+
+def label_tokens(labels: search_pb2.AudioLabels, field: str = "labels") -> tuple[str, ...]:
+    """A recording's labels as tokens (labels.py), within the catalog's limits on tags and metadata."""
+    catalog_validation.check_metadata(f"{field}.metadata", labels.metadata)
+    if len(labels.tags) > catalog_validation.MAX_TAGS:
+        raise invalid(f"{field}.tags", f"at most {catalog_validation.MAX_TAGS} tags")
+    for position, tag in enumerate(labels.tags):
+        catalog_validation.check_text(f"{field}.tags[{position}]", tag, catalog_validation.MAX_TAG_LABEL_CHARS)
+    return tuple(labels_module.label_tokens(labels.tags, labels.metadata))
+
+
+def label_filter(audio_filter: search_pb2.AudioFilter) -> str:
+    """A filter as a Milvus expression over the rows' labels; empty when it filters nothing."""
+    catalog_validation.check_filter(audio_filter.tags, audio_filter.metadata)
+    return labels_module.label_filter(audio_filter.tags, audio_filter.metadata)

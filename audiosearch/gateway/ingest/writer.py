@@ -39,6 +39,11 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def audio_labels(audio: pb.AudioRecord) -> spb.AudioLabels:
+    """What a filtered search can ask of a recording, stored with its rows in the search service."""
+    return spb.AudioLabels(tags=[tag.label for tag in audio.tags], metadata=audio.metadata)
+
+
 class Records:
     def __init__(self, backends: Backends, pipeline: AudioPipeline, settings: GatewaySettings,
                  blobs: BlobStore | None = None) -> None:
@@ -155,11 +160,12 @@ class Records:
 
     def _store_vectors(self, collection: str, created: cpb.CreateAudioResponse, vectors: np.ndarray) -> None:
         little_endian = vectors.astype("<f4", copy=False)
+        labels = audio_labels(created.audio)
         self._backends.search.UpsertSegments(spb.UpsertSegmentsRequest(collection=collection, segments=[
             spb.SegmentVector(
                 segment_id=segment.segment_id, audio_id=created.audio.id,
                 start_seconds=segment.range.start_seconds, end_seconds=segment.range.end_seconds,
-                vector=little_endian[segment.index].tobytes(),
+                vector=little_endian[segment.index].tobytes(), labels=labels,
             )
             for segment in created.segments
         ]))
@@ -167,7 +173,7 @@ class Records:
     def _store_landmarks(self, collection: str, audio: pb.AudioRecord, landmarks: Landmarks) -> None:
         self._backends.search.UpsertLandmarks(spb.UpsertLandmarksRequest(
             collection=collection, audio_id=audio.id, duration_ms=max(1, round(audio.duration_seconds * 1000)),
-            landmarks=landmarks_message(landmarks)))
+            landmarks=landmarks_message(landmarks), labels=audio_labels(audio)))
 
     def _mark_ready(self, collection: str, audio_id: str) -> pb.AudioRecord:
         """PENDING -> READY. Fails when the reconciler took the record meanwhile (it purges PENDING records older

@@ -45,7 +45,7 @@ from audiosearch.common.errors import FailedPrecondition
 from audiosearch.gateway.audio.fingerprints import landmarks_from_message
 from audiosearch.gateway.backends.stubs import Backends
 from audiosearch.gateway.query.matching import LandmarkAlignment, QuerySegment
-from audiosearch.gateway.query.search import Query
+from audiosearch.gateway.query.search import Query, Scope
 from audiosearch.search.v1 import search_pb2 as spb
 from audiosearch.v1 import audiosearch_pb2 as pb
 
@@ -158,7 +158,7 @@ class Calibrator:
         excerpt_ms = round(QUERY_SEGMENTS * collection.segment_config.hop_seconds * 1000)
         stored = self._backends.search.GetLandmarks(spb.GetLandmarksRequest(
             collection=collection.name, audio_id=audio_id, before_ms=excerpt_ms)).landmarks
-        return self._query.align_landmarks(collection.name, landmarks_from_message(stored), [],
+        return self._query.align_landmarks(collection.name, landmarks_from_message(stored), Scope(),
                                            top_k=VARIANT_CANDIDATES, excluded_audio_id=audio_id)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import grpc
 import numpy as np
 
 from audiosearch.catalog.v1 import catalog_pb2 as cpb
+from audiosearch.common.errors import reason_of
 from audiosearch.gateway import metrics, validation
 from audiosearch.gateway.audio.fingerprints import Landmarks, landmarks_message, query_landmarks
 from audiosearch.gateway.audio.pipeline import AudioPipeline, EmbeddedAudio, to_tags
@@ -31,9 +35,19 @@ HITS_PER_SEGMENT = 64
 MAX_HITS_PER_SEGMENT = 4096
 MAX_FILTERED_CANDIDATES = 16_384
 LANDMARK_MATCHES = 20
+FILTER_UNSUPPORTED = "FILTER_UNSUPPORTED"
 READY = pb.AUDIO_STATUS_READY
 EVIDENCE = {Evidence.EMBEDDING: pb.MATCH_EVIDENCE_EMBEDDING, Evidence.LANDMARKS: pb.MATCH_EVIDENCE_LANDMARKS,
             Evidence.BOTH: pb.MATCH_EVIDENCE_BOTH}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The recordings a search may return: all; those whose labels pass a filter, decided where the search service
+    keeps its rows; or, in a collection whose rows hold no labels, the ids that the catalog lists for the filter."""
+
+    audio_ids: tuple[str, ...] = ()
+    labels: spb.AudioFilter | None = None
 
 
 class Query:
@@ -41,6 +55,7 @@ class Query:
         self._backends = backends
         self._pipeline = pipeline
         self._settings = settings
+        self._unlabelled: set[str] = set()  # collections whose search rows hold no labels (written before them)
 
     def search(self, collection: pb.Collection, request: pb.SearchAudioRequest) -> pb.SearchAudioResponse:
         top_k = validation.top_k(request.top_k, default=10)
@@ -69,27 +84,35 @@ class Query:
         self, collection: pb.Collection, embedded: EmbeddedAudio, top_k: int, threshold: float,
         audio_filter: pb.AudioFilter | None = None,
     ) -> list[pb.Match]:
-        candidates = self._filtered_candidates(collection.name, audio_filter)
-        if candidates is not None and not candidates:
+        try:
+            return self._match(collection, embedded, top_k, threshold, self._scope(collection.name, audio_filter))
+        except grpc.RpcError as error:
+            if reason_of(error) != FILTER_UNSUPPORTED:
+                raise
+        self._unlabelled.add(collection.name)
+        return self._match(collection, embedded, top_k, threshold, self._scope(collection.name, audio_filter))
+
+    def _match(self, collection: pb.Collection, embedded: EmbeddedAudio, top_k: int, threshold: float,
+               scope: Scope | None) -> list[pb.Match]:
+        if scope is None:
             return []
         query_segments = [QuerySegment(float(start), float(min(end, embedded.audio.duration_seconds)))
                           for start, end in zip(embedded.segments.starts_seconds, embedded.segments.ends_seconds,
                                                 strict=True)]
-        ranked = self.rank(collection, embedded.embeddings.vectors, query_segments, candidates or [])
+        ranked = self.rank(collection, embedded.embeddings.vectors, query_segments, scope)
         alignments: list[LandmarkAlignment] = []
         if collection.landmark_threshold:
             with stage("search", "landmarks"):
                 landmarks = query_landmarks(embedded.audio.samples, embedded.audio.sample_rate_hz,
                                             event_spans(embedded.segments, collection.segment_config.window_seconds))
-                alignments = self.align_landmarks(collection.name, landmarks, candidates or [],
-                                                  top_k=max(top_k, LANDMARK_MATCHES))
+                alignments = self.align_landmarks(collection.name, landmarks, scope, top_k=max(top_k, LANDMARK_MATCHES))
         landmark_thresholds = collection_landmark_thresholds(collection)
         fused = with_landmarks(ranked, alignments, landmark_thresholds, collection.segment_config.hop_seconds)
         kept = [(match, evidence) for match in fused
                 if (evidence := decided_by(match, threshold, landmark_thresholds)) is not None]
         return self._with_records(collection.name, kept, top_k)
 
-    def align_landmarks(self, collection: str, landmarks: Landmarks, candidates: list[str], top_k: int,
+    def align_landmarks(self, collection: str, landmarks: Landmarks, scope: Scope, top_k: int,
                         excluded_audio_id: str = "") -> list[LandmarkAlignment]:
         """Recordings whose landmarks line up with these, most landmarks first, each with the share of what could
         have lined up over their overlap that did: the larger of the query's and the recording's
@@ -98,7 +121,7 @@ class Query:
             return []
         matches = self._backends.search.MatchLandmarks(spb.MatchLandmarksRequest(
             collection=collection, landmarks=landmarks_message(landmarks), top_k=top_k,
-            excluded_audio_id=excluded_audio_id, audio_ids=candidates)).matches
+            excluded_audio_id=excluded_audio_id, audio_ids=scope.audio_ids, filter=scope.labels)).matches
         aligned = np.array([match.landmarks for match in matches])
         of_query = landmark_shares(aligned, np.array([match.overlap_landmarks for match in matches]))
         of_recording = landmark_shares(aligned, np.array([match.recording_overlap_landmarks for match in matches]))
@@ -109,7 +132,7 @@ class Query:
 
     def rank(
         self, collection: pb.Collection, vectors: np.ndarray, query_segments: list[QuerySegment],
-        candidates: list[str] | None = None, excluded: tuple[str, int] | None = None,
+        scope: Scope | None = None, excluded: tuple[str, int] | None = None,
     ) -> list[RecordingMatch]:
         """Every recording with a segment near a query segment, best first, before any threshold.
 
@@ -118,7 +141,7 @@ class Query:
         """
         top_k = HITS_PER_SEGMENT + (excluded[1] if excluded else 0)
         with stage("search", "search"):
-            hits = self._segment_hits(collection.name, vectors, candidates or [], top_k)
+            hits = self._segment_hits(collection.name, vectors, scope or Scope(), top_k)
         if excluded:
             hits = _without(hits, excluded[0])
         config = collection.segment_config
@@ -141,10 +164,18 @@ class Query:
         return pb.TagAudioResponse(tags=to_tags(probabilities.mean(axis=0), top_k), segments=segments,
                                    duration_seconds=decoded.duration_seconds, model=model)
 
-    def _filtered_candidates(self, collection: str, audio_filter: pb.AudioFilter | None) -> list[str] | None:
-        """Ids allowed by a tag/metadata filter, read before the vector search so rare matches are not lost."""
+    def _scope(self, collection: str, audio_filter: pb.AudioFilter | None) -> Scope | None:
+        """The recordings a search may return: None when a filter passes none."""
         if audio_filter is None or not (audio_filter.tags or audio_filter.metadata):
-            return None
+            return Scope()
+        if collection not in self._unlabelled:
+            return Scope(labels=spb.AudioFilter(tags=audio_filter.tags, metadata=audio_filter.metadata))
+        audio_ids = self._filtered_candidates(collection, audio_filter)
+        return Scope(audio_ids=tuple(audio_ids)) if audio_ids else None
+
+    def _filtered_candidates(self, collection: str, audio_filter: pb.AudioFilter) -> list[str]:
+        """Ids allowed by a tag/metadata filter, for a collection whose search rows hold no labels: read before the
+        vector search so rare matches are not lost."""
         ids: list[str] = []
         page_token = ""
         while len(ids) < MAX_FILTERED_CANDIDATES:
@@ -156,12 +187,12 @@ class Query:
                 break
         return ids
 
-    def _segment_hits(self, collection: str, vectors: np.ndarray, candidates: list[str],
+    def _segment_hits(self, collection: str, vectors: np.ndarray, scope: Scope,
                       top_k: int = HITS_PER_SEGMENT) -> list[SegmentHit]:
         little_endian = vectors.astype("<f4", copy=False)
         response = self._backends.search.SearchSegments(spb.SearchSegmentsRequest(
             collection=collection, vectors=[row.tobytes() for row in little_endian],
-            top_k=min(top_k, MAX_HITS_PER_SEGMENT), audio_ids=candidates,
+            top_k=min(top_k, MAX_HITS_PER_SEGMENT), audio_ids=scope.audio_ids, filter=scope.labels,
         ))
         return [
             SegmentHit(query_index, hit.audio_id, hit.start_seconds, hit.end_seconds, hit.score)

@@ -14,19 +14,51 @@ class Landmarks(_message.Message):
     times_ms: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, hashes: _Optional[_Iterable[int]] = ..., times_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class AudioLabels(_message.Message):
+    __slots__ = ("tags", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AudioFilter(_message.Message):
+    __slots__ = ("tags", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class SegmentVector(_message.Message):
-    __slots__ = ("segment_id", "audio_id", "start_seconds", "end_seconds", "vector")
+    __slots__ = ("segment_id", "audio_id", "start_seconds", "end_seconds", "vector", "labels")
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
     START_SECONDS_FIELD_NUMBER: _ClassVar[int]
     END_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     segment_id: int
     audio_id: str
     start_seconds: float
     end_seconds: float
     vector: bytes
-    def __init__(self, segment_id: _Optional[int] = ..., audio_id: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., vector: _Optional[bytes] = ...) -> None: ...
+    labels: AudioLabels
+    def __init__(self, segment_id: _Optional[int] = ..., audio_id: _Optional[str] = ..., start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., vector: _Optional[bytes] = ..., labels: _Optional[_Union[AudioLabels, _Mapping]] = ...) -> None: ...
 
 class SegmentHit(_message.Message):
     __slots__ = ("segment_id", "audio_id", "start_seconds", "end_seconds", "score")
@@ -87,16 +119,18 @@ class UpsertSegmentsResponse(_message.Message):
     def __init__(self, upserted_count: _Optional[int] = ...) -> None: ...
 
 class SearchSegmentsRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "top_k", "audio_ids")
+    __slots__ = ("collection", "vectors", "top_k", "audio_ids", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _containers.RepeatedScalarFieldContainer[bytes]
     top_k: int
     audio_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    filter: AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
 
 class SearchSegmentsResponse(_message.Message):
     __slots__ = ("results",)
@@ -157,16 +191,18 @@ class GetSegmentVectorsResponse(_message.Message):
     def __init__(self, segments: _Optional[_Iterable[_Union[SegmentVector, _Mapping]]] = ...) -> None: ...
 
 class UpsertLandmarksRequest(_message.Message):
-    __slots__ = ("collection", "audio_id", "duration_ms", "landmarks")
+    __slots__ = ("collection", "audio_id", "duration_ms", "landmarks", "labels")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     audio_id: str
     duration_ms: int
     landmarks: Landmarks
-    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ...) -> None: ...
+    labels: AudioLabels
+    def __init__(self, collection: _Optional[str] = ..., audio_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., labels: _Optional[_Union[AudioLabels, _Mapping]] = ...) -> None: ...
 
 class UpsertLandmarksResponse(_message.Message):
     __slots__ = ("windows",)
@@ -175,18 +211,20 @@ class UpsertLandmarksResponse(_message.Message):
     def __init__(self, windows: _Optional[int] = ...) -> None: ...
 
 class MatchLandmarksRequest(_message.Message):
-    __slots__ = ("collection", "landmarks", "top_k", "excluded_audio_id", "audio_ids")
+    __slots__ = ("collection", "landmarks", "top_k", "excluded_audio_id", "audio_ids", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_AUDIO_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIO_IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     landmarks: Landmarks
     top_k: int
     excluded_audio_id: str
     audio_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    filter: AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
 
 class LandmarkMatch(_message.Message):
     __slots__ = ("audio_id", "landmarks", "offset_ms", "query_start_ms", "query_end_ms", "overlap_landmarks", "recording_overlap_landmarks")
