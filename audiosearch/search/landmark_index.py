@@ -2,11 +2,12 @@
 
 A recording's landmarks are cut into windows of `window_ms` (docs/benchmarks.md, bench.landmark_index). A window is
 one row of the collection's landmark collection: the recording's id and duration, the window's start, a
-SPARSE_FLOAT_VECTOR whose keys are the window's distinct hashes (each 1.0, under SPARSE_INVERTED_INDEX, so that an
-inner product counts the hashes two windows share), and its landmarks packed for the vote (hash << 16 | the
-landmark's time after the window's start in ms) in an INT64 ARRAY; a window with more landmarks than an ARRAY holds
-takes several rows. A query is cut the same way; one inner-product search per query window brings back the stored
-windows that share most hashes with it, and the time-offset vote (landmark_vote.py) runs over their landmarks; one
+SPARSE_FLOAT_VECTOR whose keys are the window's distinct hashes (each 1/sqrt(their number), under
+SPARSE_INVERTED_INDEX, so that an inner product with a query's hashes, each 1.0, counts the hashes they share over
+the square root of the window's), and its landmarks packed for the vote (hash << 16 | the landmark's time after the
+window's start in ms) in an INT64 ARRAY; a window with more landmarks than an ARRAY holds takes several rows. A query
+is cut the same way; one inner-product search per query window brings back the stored windows that share most of
+their hashes with it, and the time-offset vote (landmark_vote.py) runs over their landmarks; one
 more read brings the windows that the query covers at each vote's offset, for the recording's own landmarks over
 the overlap.
 
@@ -286,7 +287,7 @@ def window_rows(audio_id: str, duration_ms: int, hashes: np.ndarray, times_ms: n
         for part, first in enumerate(range(0, len(packed), MAX_PACKED)):
             chunk = packed[first:first + MAX_PACKED]
             rows.append({WINDOW_ID: window_id(audio_id, window, part), "audio_id": audio_id, "start_ms": start_ms,
-                         "duration_ms": int(duration_ms), SPARSE_FIELD: _sparse(chunk >> TIME_BITS),
+                         "duration_ms": int(duration_ms), SPARSE_FIELD: _stored_sparse(chunk >> TIME_BITS),
                          PACKED_FIELD: chunk.tolist(), LABELS_FIELD: list(labels)})
     return rows
 
@@ -318,8 +319,16 @@ def _window_masks(times_ms: np.ndarray, window_ms: int) -> Iterator[np.ndarray]:
         yield window_of == window
 
 
-def _sparse(hashes: np.ndarray) -> dict[int, float]:
-    return dict.fromkeys(np.unique(np.asarray(hashes, np.int64) % SPARSE_KEYS).tolist(), 1.0)
+def _sparse(hashes: np.ndarray, weight: float = 1.0) -> dict[int, float]:
+    return dict.fromkeys(np.unique(np.asarray(hashes, np.int64) % SPARSE_KEYS).tolist(), weight)
+
+
+def _stored_sparse(hashes: np.ndarray) -> dict[int, float]:
+    """A stored window's hashes, each weighing 1/sqrt(their number): a search then ranks a window by the hashes it
+    shares over the square root of those it holds, so that a short sound's window, which shares most of its few
+    hashes with a query, is not crowded out by long windows that share more of their thousands by chance."""
+    distinct = len(np.unique(hashes))
+    return _sparse(hashes, 1.0 / float(np.sqrt(distinct))) if distinct else {}
 
 
 def _window(row: dict[str, Any]) -> StoredWindow:

@@ -2,8 +2,9 @@
 
 Schema: `segment_id` INT64 primary key (assigned by the catalog), `audio_id` VARCHAR(64), `start_s` and
 `end_s` FLOAT, `vector` FLOAT_VECTOR(dim), `labels` ARRAY of VARCHAR (the recording's tag and metadata tokens,
-labels.py; collections created before it lack it and refuse filters); inner-product metric on L2-normalised vectors. The same code drives
-Milvus Lite (a local `.db` path), a standalone server and a cluster (`http://host:19530`).
+labels.py; collections created before it lack it and refuse filters); inner-product metric on L2-normalised
+vectors. The same code drives Milvus Lite (a local `.db` path), a standalone server and a cluster
+(`http://host:19530`).
 """
 
 from __future__ import annotations

@@ -143,6 +143,28 @@ def test_a_hash_stored_more_than_64_times_is_left_out_of_a_match(search: VectorS
     assert aligned()[0] == 20
 
 
+def test_a_short_sound_is_found_among_long_windows_that_share_more_hashes_by_chance(
+    search: VectorSearchServiceStub, name: str
+) -> None:
+    """A query window of a short sound over a busy bed shares 30 hashes with the sound's stored window (of 30) and
+    60 with each of 24 long windows (of 1,200): counted as they are, the long windows would fill the candidates."""
+    rng = np.random.default_rng(7)
+    bed = rng.choice(np.arange(100_000, 200_000), size=1200, replace=False)
+    short_hashes = list(range(1000, 1030))
+    short = store(search, name, (short_hashes, list(range(0, 3000, 100))), duration_ms=3000)
+    for copy in range(24):
+        chance = rng.choice(bed, size=60, replace=False)
+        own = np.arange(300_000 + copy * 2000, 300_000 + copy * 2000 + 1140)
+        hashes = np.concatenate([chance, own])
+        store(search, name, (hashes.tolist(), rng.integers(0, 4000, len(hashes)).tolist()), duration_ms=4000)
+    query_hashes = short_hashes + bed.tolist()
+    query_times = [1000 + 100 * i for i in range(30)] + rng.integers(0, 4000, len(bed)).tolist()
+
+    found = matches(search, name, (query_hashes, query_times), top_k=1)
+
+    assert [(m.audio_id, m.landmarks, m.offset_ms) for m in found] == [(short, 30, -1000)]
+
+
 def test_stored_landmarks_read_back_by_time_and_before_a_time(search: VectorSearchServiceStub, name: str) -> None:
     recording = store(search, name, ([5, 3, 4, 9], [200, 0, 100, 4100]))
 
