@@ -105,7 +105,7 @@ class LandmarkIndex:
         milvus_name = self._milvus_name(name)
         with self._store.translated(name):
             self._ensure(name)
-            replaced, _ = _unpacked(self._windows(name, f"audio_id == {json.dumps(audio_id)}"))
+            replaced, _ = _unpacked(self._rows(milvus_name, [row[WINDOW_ID] for row in rows]))
             self._store.write_rows(milvus_name, rows, WINDOW_ID)
         self._counts.add(name, hashes, replaced)
         return len(rows)
@@ -213,6 +213,16 @@ class LandmarkIndex:
             for window in self._windows(name, " or ".join(spans)):
                 by_recording.setdefault(window.audio_id, []).append(window)
         return by_recording
+
+    def _rows(self, milvus_name: str, window_ids: list[int]) -> list[StoredWindow]:
+        """The stored rows among these ids (those an upsert of them overwrites), read by primary key."""
+        found: list[StoredWindow] = []
+        for start in range(0, len(window_ids), ITERATOR_BATCH):
+            with MILVUS_DURATION.labels("landmarks_get").time():
+                rows = self._store.client().get(milvus_name, ids=window_ids[start:start + ITERATOR_BATCH],
+                                                output_fields=WINDOW_FIELDS, timeout=self._store.config.timeout_s)
+            found.extend(_window(row) for row in rows)
+        return found
 
     def _windows(self, name: str, expression: str) -> list[StoredWindow]:
         return [_window(row) for batch in
