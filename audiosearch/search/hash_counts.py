@@ -14,6 +14,7 @@ far more than one recording's share, so the rule it feeds keeps its meaning.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -35,22 +36,43 @@ class HashCounts:
     def __init__(self, store: MilvusStore, milvus_name: Callable[[str], str]) -> None:
         self._store = store
         self._landmark_collection = milvus_name
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one read-modify-write at a time
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, Counter[int]] = {}  # changes not yet written, by collection
         self._ready: set[str] = set()
 
     def add(self, name: str, added: np.ndarray, removed: np.ndarray | None = None) -> None:
-        """Counts the hashes of landmarks written (`added`) and uncounts those of landmarks replaced or deleted."""
+        """Counts the hashes of landmarks written (`added`) and uncounts those of landmarks replaced or deleted;
+        returns once the counts are written.
+
+        Concurrent calls are written together: each queues its changes, and whoever holds the lock next writes all
+        those queued for the collection in one read and one upsert, so a caller whose changes another wrote
+        meanwhile finds nothing left to write."""
         hashes, changes = _changes(added, np.empty(0, np.int64) if removed is None else removed)
         if not len(hashes):
             return
-        milvus_name = self._milvus_name(name)
+        with self._pending_lock:
+            self._pending.setdefault(name, Counter()).update(dict(zip(hashes.tolist(), changes.tolist(), strict=True)))
         with self._store.translated(name), self._lock:
-            self._ensure(name)
-            counts = self._read(milvus_name, hashes)
-            rows = [{HASH_FIELD: hash_value, COUNT_FIELD: max(counts.get(hash_value, 0) + change, 0),
-                     UNUSED_VECTOR: _ZERO_VECTOR}
-                    for hash_value, change in zip(hashes.tolist(), changes.tolist(), strict=True)]
-            self._store.write_rows(milvus_name, rows, HASH_FIELD)
+            with self._pending_lock:
+                queued = self._pending.pop(name, Counter())
+            try:
+                self._write(name, queued)
+            except Exception:
+                with self._pending_lock:
+                    self._pending.setdefault(name, Counter()).update(queued)  # for the next writer to try again
+                raise
+
+    def _write(self, name: str, queued: Counter[int]) -> None:
+        changed = {hash_value: change for hash_value, change in queued.items() if change}
+        if not changed:
+            return
+        self._ensure(name)
+        milvus_name = self._milvus_name(name)
+        counts = self._read(milvus_name, np.fromiter(changed, np.int64, len(changed)))
+        rows = [{HASH_FIELD: hash_value, COUNT_FIELD: max(counts.get(hash_value, 0) + change, 0),
+                 UNUSED_VECTOR: _ZERO_VECTOR} for hash_value, change in changed.items()]
+        self._store.write_rows(milvus_name, rows, HASH_FIELD)
 
     def hot(self, name: str, hashes: np.ndarray, max_count: int) -> np.ndarray:
         """The distinct hashes among these that the collection stores more than `max_count` times."""

@@ -143,6 +143,17 @@ def test_a_hash_stored_more_than_64_times_is_left_out_of_a_match(search: VectorS
     assert aligned()[0] == 20
 
 
+def test_hashes_of_landmarks_written_at_once_are_all_counted(search: VectorSearchServiceStub, name: str) -> None:
+    recording = store(search, name, LANDMARKS)
+    common = (LANDMARKS[0][:5], LANDMARKS[1][:5])
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: store(search, name, common), range(MAX_HASH_COUNT)))  # 65 times in all: hot
+
+    found = matches(search, name, shifted(LANDMARKS, 0, count=20), top_k=MAX_HASH_COUNT + 5)
+
+    assert [(m.audio_id, m.landmarks) for m in found] == [(recording, 15)]
+
+
 def test_a_short_sound_is_found_among_long_windows_that_share_more_hashes_by_chance(
     search: VectorSearchServiceStub, name: str
 ) -> None:
