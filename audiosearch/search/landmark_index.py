@@ -121,7 +121,7 @@ class LandmarkIndex:
         if not telling.any():
             return []
         windows = self._candidates(name, hashes[telling], times_ms[telling], top_k,
-                                   both(_without(audio_ids, excluded_audio_id), labels))
+                                   both(audio_filter(audio_ids), _other_than(excluded_audio_id), labels))
         votes = vote(hits(windows, hashes[telling], times_ms[telling]))[:top_k]
         durations_ms = {window.audio_id: window.duration_ms for window in windows}
         on_recordings = self._under_query(name, votes, int(times_ms.min()), int(times_ms.max()))
@@ -353,12 +353,8 @@ def _unpacked(windows: Sequence[StoredWindow]) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([window.times_ms for window in windows]))
 
 
-def _without(audio_ids: Sequence[str], excluded_audio_id: str) -> str:
-    expression = audio_filter(audio_ids)
-    if not excluded_audio_id:
-        return expression
-    excluded = f"audio_id != {json.dumps(excluded_audio_id)}"
-    return f"({expression}) and {excluded}" if expression else excluded
+def _other_than(excluded_audio_id: str) -> str:
+    return f"audio_id != {json.dumps(excluded_audio_id)}" if excluded_audio_id else ""
 
 
 def _lacks_sparse_vectors(error: Exception) -> bool:

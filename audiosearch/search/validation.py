@@ -14,6 +14,7 @@ from audiosearch.catalog import validation as catalog_validation
 from audiosearch.common.errors import InvalidArgument
 from audiosearch.search import labels as labels_module
 from audiosearch.search.v1 import search_pb2
+from audiosearch.v1 import audiosearch_pb2
 
 MAX_DIMENSION = 32_768
 MAX_TOP_K = 16_384
@@ -122,7 +123,7 @@ def label_tokens(labels: search_pb2.AudioLabels, field: str = "labels") -> tuple
     return tuple(labels_module.label_tokens(labels.tags, labels.metadata))
 
 
-def label_filter(audio_filter: search_pb2.AudioFilter) -> str:
+def label_filter(audio_filter: audiosearch_pb2.AudioFilter) -> str:
     """A filter as a Milvus expression over the rows' labels; empty when it filters nothing."""
     catalog_validation.check_filter(audio_filter.tags, audio_filter.metadata)
     return labels_module.label_filter(audio_filter.tags, audio_filter.metadata)

@@ -15,6 +15,7 @@ from audiosearch.search.labels import both, label_filter, label_tokens
 from audiosearch.search.store import StoreConfig
 from audiosearch.search.v1 import search_pb2 as pb
 from audiosearch.search.v1.search_pb2_grpc import VectorSearchServiceStub
+from audiosearch.v1.audiosearch_pb2 import AudioFilter
 from tests.search.builders import DIM, as_bytes, new_audio_id, new_collection_name, unit_vectors
 from tests.search.test_search_grpc import failure
 
@@ -47,7 +48,7 @@ def labelled(search: VectorSearchServiceStub) -> Iterator[tuple[str, dict[str, s
 
 
 def found(search: VectorSearchServiceStub, collection: str, vector: np.ndarray, ids: dict[str, str],
-          audio_filter: pb.AudioFilter) -> tuple[set[str], set[str]]:
+          audio_filter: AudioFilter) -> tuple[set[str], set[str]]:
     """The recordings (by name) that the segment search and the landmark match return under the filter."""
     names = {audio_id: name for name, audio_id in ids.items()}
     segments = search.SearchSegments(pb.SearchSegmentsRequest(
@@ -59,17 +60,17 @@ def found(search: VectorSearchServiceStub, collection: str, vector: np.ndarray, 
 
 
 @pytest.mark.parametrize(("audio_filter", "expected"), [
-    (pb.AudioFilter(), {"drums", "voice", "bare"}),
-    (pb.AudioFilter(tags=["Music"]), {"drums", "voice"}),
-    (pb.AudioFilter(tags=["Music", "Speech"]), {"voice"}),
-    (pb.AudioFilter(tags=["music"]), set()),  # exact, as the catalog's filter
-    (pb.AudioFilter(metadata={"station": "fm1"}), {"drums"}),
-    (pb.AudioFilter(metadata={"note": TRICKY}), {"drums"}),
-    (pb.AudioFilter(tags=["Speech"], metadata={"station": "fm1"}), set()),
-    (pb.AudioFilter(metadata={"Drum": ""}), set()),  # a tag is not a metadata key
+    (AudioFilter(), {"drums", "voice", "bare"}),
+    (AudioFilter(tags=["Music"]), {"drums", "voice"}),
+    (AudioFilter(tags=["Music", "Speech"]), {"voice"}),
+    (AudioFilter(tags=["music"]), set()),  # exact, as the catalog's filter
+    (AudioFilter(metadata={"station": "fm1"}), {"drums"}),
+    (AudioFilter(metadata={"note": TRICKY}), {"drums"}),
+    (AudioFilter(tags=["Speech"], metadata={"station": "fm1"}), set()),
+    (AudioFilter(metadata={"Drum": ""}), set()),  # a tag is not a metadata key
 ])
 def test_segments_and_landmarks_keep_to_the_recordings_a_filter_passes(
-    search: VectorSearchServiceStub, labelled: tuple[str, dict[str, str], np.ndarray], audio_filter: pb.AudioFilter,
+    search: VectorSearchServiceStub, labelled: tuple[str, dict[str, str], np.ndarray], audio_filter: AudioFilter,
     expected: set[str],
 ) -> None:
     collection, ids, vector = labelled
@@ -80,7 +81,7 @@ def test_a_filter_beyond_the_catalogs_limits_is_invalid(search: VectorSearchServ
                                                         labelled: tuple[str, dict[str, str], np.ndarray]) -> None:
     collection, _, vector = labelled
     error = failure(lambda: search.SearchSegments(pb.SearchSegmentsRequest(
-        collection=collection, vectors=[as_bytes(vector)], top_k=10, filter=pb.AudioFilter(tags=["t"] * 33)))
+        collection=collection, vectors=[as_bytes(vector)], top_k=10, filter=AudioFilter(tags=["t"] * 33)))
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "filter.tags" in error.details()
@@ -124,7 +125,7 @@ def test_a_collection_written_before_labels_refuses_filters_and_serves_the_rest(
         hits = search.SearchSegments(pb.SearchSegmentsRequest(
             collection=collection, vectors=[as_bytes(vector)], top_k=5)).results[0].hits
         error = failure(lambda: search.SearchSegments(pb.SearchSegmentsRequest(
-            collection=collection, vectors=[as_bytes(vector)], top_k=5, filter=pb.AudioFilter(tags=["Drum"]))))
+            collection=collection, vectors=[as_bytes(vector)], top_k=5, filter=AudioFilter(tags=["Drum"]))))
 
         assert [hit.audio_id for hit in hits] == [audio_id]
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION

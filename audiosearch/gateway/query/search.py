@@ -47,7 +47,7 @@ class Scope:
     keeps its rows; or, in a collection whose rows hold no labels, the ids that the catalog lists for the filter."""
 
     audio_ids: tuple[str, ...] = ()
-    labels: spb.AudioFilter | None = None
+    labels: pb.AudioFilter | None = None
 
 
 class Query:
@@ -169,7 +169,7 @@ class Query:
         if audio_filter is None or not (audio_filter.tags or audio_filter.metadata):
             return Scope()
         if collection not in self._unlabelled:
-            return Scope(labels=spb.AudioFilter(tags=audio_filter.tags, metadata=audio_filter.metadata))
+            return Scope(labels=audio_filter)
         audio_ids = self._filtered_candidates(collection, audio_filter)
         return Scope(audio_ids=tuple(audio_ids)) if audio_ids else None
 

@@ -1,3 +1,4 @@
+from audiosearch.v1 import audiosearch_pb2 as _audiosearch_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,21 +16,6 @@ class Landmarks(_message.Message):
     def __init__(self, hashes: _Optional[_Iterable[int]] = ..., times_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AudioLabels(_message.Message):
-    __slots__ = ("tags", "metadata")
-    class MetadataEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: str
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
-    TAGS_FIELD_NUMBER: _ClassVar[int]
-    METADATA_FIELD_NUMBER: _ClassVar[int]
-    tags: _containers.RepeatedScalarFieldContainer[str]
-    metadata: _containers.ScalarMap[str, str]
-    def __init__(self, tags: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
-
-class AudioFilter(_message.Message):
     __slots__ = ("tags", "metadata")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
@@ -129,8 +115,8 @@ class SearchSegmentsRequest(_message.Message):
     vectors: _containers.RepeatedScalarFieldContainer[bytes]
     top_k: int
     audio_ids: _containers.RepeatedScalarFieldContainer[str]
-    filter: AudioFilter
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
+    filter: _audiosearch_pb2.AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Iterable[bytes]] = ..., top_k: _Optional[int] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_audiosearch_pb2.AudioFilter, _Mapping]] = ...) -> None: ...
 
 class SearchSegmentsResponse(_message.Message):
     __slots__ = ("results",)
@@ -223,8 +209,8 @@ class MatchLandmarksRequest(_message.Message):
     top_k: int
     excluded_audio_id: str
     audio_ids: _containers.RepeatedScalarFieldContainer[str]
-    filter: AudioFilter
-    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[AudioFilter, _Mapping]] = ...) -> None: ...
+    filter: _audiosearch_pb2.AudioFilter
+    def __init__(self, collection: _Optional[str] = ..., landmarks: _Optional[_Union[Landmarks, _Mapping]] = ..., top_k: _Optional[int] = ..., excluded_audio_id: _Optional[str] = ..., audio_ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_audiosearch_pb2.AudioFilter, _Mapping]] = ...) -> None: ...
 
 class LandmarkMatch(_message.Message):
     __slots__ = ("audio_id", "landmarks", "offset_ms", "query_start_ms", "query_end_ms", "overlap_landmarks", "recording_overlap_landmarks")
